@@ -1,0 +1,151 @@
+"""Live progress and prompts for `opsbook run` and `opsbook executions resume`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from opsbook.engine._hooks import Attestation, Reporter, StepReport
+from opsbook.engine.states import State
+from opsbook.runbooks.model import Procedure, Step
+
+_MARK = {
+    State.SUCCEEDED: "[green]✔[/]",
+    State.FAILED: "[red]✘[/]",
+    State.SKIPPED: "[dim]–[/]",
+    State.ABORTED: "[red]■[/]",
+}
+
+
+class ConsoleReporter(Reporter):
+    """Prints one line per step with its duration; details of failures underneath."""
+
+    def __init__(self, *, console: Console, verbose: bool = False) -> None:
+        self.c = console
+        self.verbose = verbose
+
+    def execution_started(self, *, execution_id: str, procedure: Procedure, resumed: bool) -> None:
+        verb = "Resuming" if resumed else "Running"
+        self.c.print(f"[bold]{verb} {escape(procedure.title)}[/]  [dim]execution {execution_id}[/]")
+
+    def step_started(self, *, step: Step, seq: int, detail: dict[str, Any]) -> None:
+        if self.verbose:
+            self.c.print(f"  [dim]… {escape(step.title)}[/]")
+
+    def step_finished(self, report: StepReport) -> None:
+        mark = _MARK.get(report.state, "?")
+        dur = f"[dim]{report.duration:.2f}s[/]" if report.duration is not None else ""
+        label = "" if report.name in ("Succeeded", "Failed") else f" [dim]({report.name})[/]"
+        self.c.print(f"  {mark} {escape(report.step.title)}{label} {dur}")
+        detail = report.detail or {}
+        if report.state is State.FAILED or self.verbose:
+            self._detail(report, detail)
+        elif report.name == "DryRun":
+            for rec in detail.get("items", [detail]):
+                if isinstance(rec, dict) and rec.get("would_run"):
+                    self.c.print(f"      [cyan]would run:[/] {escape(str(rec['would_run']))}")
+
+    def _detail(self, report: StepReport, detail: dict[str, Any]) -> None:
+        records = detail.get("items", [detail]) if isinstance(detail, dict) else []
+        for rec in records:
+            if not isinstance(rec, dict):
+                continue
+            if rec.get("item") is not None:
+                self.c.print(f"      [dim]item:[/] {escape(str(rec['item']))[:120]}")
+            for o in rec.get("expectations", []):
+                if not o.get("passed"):
+                    actual = ", ".join(f"{k} = {v!r}" for k, v in (o.get("actual") or {}).items())
+                    self.c.print(f"      [red]expected[/] {escape(o['expr'])}  "
+                                 f"[dim](line {o.get('line')})[/]")
+                    if o.get("error"):
+                        self.c.print(f"        {escape(str(o['error']))}")
+                    if actual:
+                        self.c.print(f"        [dim]actual:[/] {escape(actual)[:400]}")
+            if rec.get("error"):
+                self.c.print(f"      [red]{escape(str(rec['error']))}[/]")
+            fields = rec.get("fields") or {}
+            for stream in ("stderr", "stdout"):
+                text = str(fields.get(stream) or "").strip()
+                if text and report.state is State.FAILED:
+                    tail = "\n".join(text.splitlines()[-8:])
+                    self.c.print(f"      [dim]{stream}:[/]\n" + "\n".join(
+                        "        " + escape(line) for line in tail.splitlines()))
+        if report.state is State.FAILED and report.reason and not records:
+            self.c.print(f"      [red]{escape(report.reason)}[/]")
+        if report.state is State.FAILED:
+            for d in getattr(report.step, "_troubleshooting", ()):
+                self.c.print(d)
+
+    def step_waiting(self, *, step: Step, seq: int, execution_id: str, why: str) -> None:
+        if why == "approval":
+            self.c.print(f"  [yellow]⏸[/] {escape(step.title)} [yellow]waits for approval[/]\n"
+                         f"      ask someone else to run: [bold]opsbook approve {execution_id}"
+                         f" --as THEIR_NAME[/]")
+        elif why == "parked":
+            self.c.print(f"  [yellow]⏸[/] {escape(step.title)} [yellow]waits for a person[/]\n"
+                         f"      confirm it with: [bold]opsbook executions confirm "
+                         f"{execution_id}[/]  (or resume interactively: "
+                         f"opsbook executions resume {execution_id})")
+        elif why == "recovery":
+            self.c.print(f"  [yellow]⏸[/] {escape(step.title)} was running when the process "
+                         "died and is not marked idempotent.\n      choose: [bold]opsbook "
+                         f"executions resume {execution_id} --decision retry|skip|abort[/]")
+
+    def execution_finished(self, *, execution_id: str, state: State, reason: str | None) -> None:
+        colour = {State.SUCCEEDED: "green", State.FAILED: "red"}.get(state, "yellow")
+        tail = f": {escape(reason)}" if reason else ""
+        self.c.print(f"[bold {colour}]{state.title()}[/]{tail}  [dim]execution {execution_id}[/]")
+
+
+class ConsoleInteraction:
+    """Asks the operator at the terminal. Every checklist item is asked separately."""
+
+    wait_for_approval = True
+
+    def __init__(self, *, console: Console, actor: str) -> None:
+        self.c = console
+        self.actor = actor
+
+    def _ask(self, prompt: str) -> str:
+        self.c.print(prompt, end="")
+        line = sys.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.strip()
+
+    def confirm_manual(self, *, step: Step, execution_id: str) -> Attestation | None:
+        self.c.print(f"\n  [bold]{escape(step.title)}[/] [dim](manual step)[/]")
+        if step.instruction.strip():
+            for line in step.instruction.strip().splitlines():
+                self.c.print(f"    {escape(line)}")
+        try:
+            items: list[int] = []
+            for i, item in enumerate(step.checklist):
+                ans = self._ask(f"    [ ] {escape(item.text)} — done? [y/N/p(ark)] ").lower()
+                if ans in ("p", "park"):
+                    return None
+                if ans not in ("y", "yes"):
+                    self.c.print("    [yellow]not attested: the execution stays parked[/]")
+                    return None
+                items.append(i)
+            if not step.checklist:
+                ans = self._ask("    Done? [y/N] ").lower()
+                if ans not in ("y", "yes"):
+                    return None
+            note = self._ask("    Note (optional, e.g. ticket number): ") or None
+        except (EOFError, KeyboardInterrupt):
+            return None
+        return Attestation(actor=self.actor, items=tuple(items), note=note)
+
+    def recovery_decision(self, *, step: Step, execution_id: str) -> str | None:
+        self.c.print(f"\n  [yellow]{escape(step.title)}[/] was running when opsbook died; it is "
+                     "not marked idempotent, so it may have partly run.")
+        try:
+            ans = self._ask("    retry, skip or abort? [r/s/a, empty = decide later] ").lower()
+        except (EOFError, KeyboardInterrupt):
+            return None
+        return {"r": "retry", "retry": "retry", "s": "skip", "skip": "skip", "a": "abort",
+                "abort": "abort"}.get(ans)

@@ -1,0 +1,102 @@
+"""`opsbook run RUNBOOK#PROCEDURE --env ENV [--param k=v]... [--dry-run] [--yes] [--json]`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from opsbook.cli._common import (
+    EXIT_PARKED,
+    AppState,
+    catalogue,
+    is_interactive,
+    make_engine,
+    open_db,
+    print_json,
+)
+
+
+def exit_code_for(outcome: Any) -> int:
+    from opsbook.engine.states import State  # noqa: PLC0415
+
+    if outcome.state is State.SUCCEEDED:
+        return 0
+    if outcome.state in (State.WAITING, State.CRASHED, State.RUNNING):
+        return EXIT_PARKED
+    return 1
+
+
+def outcome_json(db: Any, outcome: Any) -> dict[str, Any]:
+    from opsbook.engine import _journal as journal  # noqa: PLC0415
+
+    row = journal.get_execution(db=db, execution_id=outcome.execution_id)
+    return {
+        **row.to_dict(),
+        "waiting_step": outcome.waiting_step,
+        "steps": [s.to_dict() for s in journal.step_runs(db=db, execution_id=row.id)],
+    }
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(
+        ctx: typer.Context,
+        ref: Annotated[str, typer.Argument(help="RUNBOOK#PROCEDURE (runbook id or file stem)")],
+        env: Annotated[str | None, typer.Option("--env", "-e", help="Environment "
+                                                "(default: the workspace's default)")] = None,
+        param: Annotated[list[str] | None, typer.Option("--param", "-p",
+                                                        help="k=v, repeatable")] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Render every step and show "
+                                              "what would run; run nothing")] = False,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer confirmation prompts "
+                                          "(never attests a manual step or approves)")] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
+        = False,
+        as_user: Annotated[str | None, typer.Option("--as", help="Act as this user")] = None,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    ) -> int:
+        """Run a procedure against an environment, verifying every step."""
+        from rich.console import Console  # noqa: PLC0415
+
+        from opsbook.cli._live import ConsoleInteraction, ConsoleReporter  # noqa: PLC0415
+        from opsbook.errors import UsageError  # noqa: PLC0415
+        from opsbook.runbooks.params import parse_param_args, validate_params  # noqa: PLC0415
+        from opsbook.workspace import load_environment  # noqa: PLC0415
+
+        state: AppState = ctx.obj
+        ws = state.workspace()
+        settings = state.settings
+        user = state.user(as_user)
+        runbook, procedure = catalogue(ws).resolve(ref)
+        environment = load_environment(ws, env or ws.default_environment)
+        params = validate_params(procedure, parse_param_args(list(param or [])),
+                                 path=str(runbook.path))
+        interactive = is_interactive() and not json_out
+        risky = procedure.risk == "high" or environment.name == "production"
+        if risky and not dry_run and not yes:
+            if not interactive:
+                raise UsageError(
+                    f"{runbook.id}#{procedure.id} (risk: {procedure.risk}) on "
+                    f"{environment.name} needs confirmation",
+                    hint="pass --yes to confirm, or --dry-run to see what it would do",
+                )
+            typer.confirm(f"Run {runbook.id}#{procedure.id} (risk: {procedure.risk}) on "
+                          f"{environment.name}?", abort=True)
+        console = Console(stderr=json_out, quiet=json_out, highlight=False)
+        reporter = ConsoleReporter(console=console, verbose=verbose)
+        interaction = ConsoleInteraction(console=console, actor=user) if interactive else None
+        db = open_db(ws, settings)
+        engine = make_engine(ws, settings, db, reporter=reporter, interaction=interaction)
+        outcome = asyncio.run(engine.start(runbook=runbook, procedure=procedure,
+                                           environment=environment, params=params,
+                                           started_by=user, dry_run=dry_run))
+        if json_out:
+            print_json(outcome_json(db, outcome))
+        elif outcome.parked and not interactive:
+            sys.stderr.write(f"parked: execution {outcome.execution_id} waits at "
+                             f"{outcome.waiting_step!r} ({outcome.state_name}); exit code "
+                             f"{EXIT_PARKED}\n")
+        return exit_code_for(outcome)

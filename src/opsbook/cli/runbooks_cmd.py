@@ -1,0 +1,154 @@
+"""`opsbook init`, `opsbook runbooks list|show`, `opsbook lint`."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from opsbook.cli._common import AppState, catalogue, print_json
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def register(app: typer.Typer) -> None:
+    runbooks = typer.Typer(help="The runbook catalogue.", no_args_is_help=True)
+    app.add_typer(runbooks, name="runbooks")
+
+    @app.command("init")
+    def init(
+        directory: Annotated[Path, typer.Argument(help="Where to create the workspace")],
+        force: Annotated[bool, typer.Option(help="Overwrite an existing workspace")] = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Create a workspace: the six banking runbooks, environments, contacts."""
+        from opsbook.workspace.init import init_workspace  # noqa: PLC0415
+
+        written = init_workspace(target=directory, force=force)
+        if json_out:
+            print_json({"workspace": str(directory.resolve()), "files": [str(p) for p in written]})
+            return
+        typer.echo(f"Created workspace {directory.resolve()} ({len(written)} files)")
+        typer.echo(f"Next: cd {directory} && opsbook runbooks list")
+
+    @runbooks.command("list")
+    def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+        """List runbooks and their procedures."""
+        state: AppState = ctx.obj
+        cat = catalogue(state.workspace())
+        rows = [
+            {
+                "runbook": rb.id,
+                "file": rb.path.name,
+                "title": rb.meta.title,
+                "owner": rb.meta.owner,
+                "procedures": [
+                    {"id": p.id, "title": p.title, "risk": p.risk, "when_to_use": p.when_to_use,
+                     "steps": len(p.steps)}
+                    for p in rb.procedures
+                ],
+            }
+            for rb in cat.runbooks
+        ]
+        if json_out:
+            print_json(rows)
+            return
+        from rich.console import Console  # noqa: PLC0415
+        from rich.table import Table  # noqa: PLC0415
+
+        table = Table(title=None, show_lines=False)
+        for col in ("RUNBOOK#PROCEDURE", "TITLE", "RISK", "STEPS", "USE"):
+            table.add_column(col)
+        for r in rows:
+            for p in r["procedures"]:  # type: ignore[attr-defined]
+                table.add_row(f"{r['runbook']}#{p['id']}", p["title"], p["risk"],
+                              str(p["steps"]), p["when_to_use"] or "")
+        Console().print(table)
+
+    @runbooks.command("show")
+    def show(
+        ctx: typer.Context,
+        ref: Annotated[str, typer.Argument(help="RUNBOOK or RUNBOOK#PROCEDURE")],
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Show a runbook (or one procedure): purpose, params, steps."""
+        state: AppState = ctx.obj
+        cat = catalogue(state.workspace())
+        rb_id, _, proc_id = ref.partition("#")
+        rb = cat.get(rb_id)
+        procs = [p for p in rb.procedures if not proc_id or p.id == proc_id]
+        if proc_id and not procs:
+            cat.resolve(ref)  # raises the helpful NotFoundError
+        data = {
+            "runbook": rb.id, "title": rb.meta.title, "purpose": rb.meta.purpose,
+            "owner": rb.meta.owner, "file": str(rb.path), "content_hash": rb.content_hash,
+            "last_reviewed": rb.meta.last_reviewed, "review_interval": rb.meta.review_interval,
+            "procedures": [
+                {
+                    "id": p.id, "title": p.title, "risk": p.risk,
+                    "permissions": list(p.permissions), "prerequisites": list(p.prerequisites),
+                    "environments": list(p.environments),
+                    "params": [{"name": x.name, "type": x.type, "required": x.required,
+                                "default": x.default, "choices": list(x.choices)}
+                               for x in p.params],
+                    "steps": [{"id": s.id, "title": s.title, "kind": str(s.kind),
+                               "line": s.line} for s in p.steps],
+                }
+                for p in procs
+            ],
+        }
+        if json_out:
+            print_json(data)
+            return
+        typer.echo(f"{rb.meta.title} ({rb.id})  {rb.path}")
+        if rb.meta.purpose:
+            typer.echo(f"  purpose: {rb.meta.purpose}")
+        for p in data["procedures"]:  # type: ignore[union-attr]
+            typer.echo(f"\n{rb.id}#{p['id']}: {p['title']}  [risk: {p['risk']}]")
+            if p["permissions"]:
+                typer.echo(f"  permissions: {', '.join(p['permissions'])}")
+            for pre in p["prerequisites"]:
+                typer.echo(f"  prerequisite: {pre}")
+            for prm in p["params"]:
+                req = "required" if prm["required"] else f"default {prm['default']!r}"
+                typer.echo(f"  --param {prm['name']}=…  ({prm['type']}, {req})")
+            for i, s in enumerate(p["steps"], 1):
+                typer.echo(f"  {i:>2}. {s['title']}  [{s['kind']}]")
+
+    @app.command("lint")
+    def lint(
+        ctx: typer.Context,
+        paths: Annotated[list[Path] | None, typer.Argument(help="Files or directories "
+                                                          "(default: the workspace's runbooks)")]
+        = None,
+        json_out: JsonOpt = False,
+        today: Annotated[str | None, typer.Option(help="Date for staleness checks (YYYY-MM-DD)")]
+        = None,
+    ) -> int:
+        """Check runbooks against format v1 and the documentation standards."""
+        from opsbook.errors import UsageError  # noqa: PLC0415
+        from opsbook.runbooks.lint import format_finding, lint_paths  # noqa: PLC0415
+
+        state: AppState = ctx.obj
+        targets = list(paths or [])
+        if not targets:
+            targets = [state.workspace().runbooks_dir]
+        for t in targets:
+            if not t.exists():
+                raise UsageError(f"no such file or directory: {t}", hint="check the path")
+        try:
+            day = date.fromisoformat(today) if today else date.today()
+        except ValueError as exc:
+            raise UsageError(f"--today {today!r} is not a date", hint="use YYYY-MM-DD") from exc
+        findings = lint_paths(targets, today=day)
+        if json_out:
+            print_json([{"path": str(f.path), "line": f.line, "col": f.col, "code": f.code,
+                         "message": f.message, "severity": f.severity} for f in findings])
+        else:
+            for f in findings:
+                typer.echo(format_finding(f))
+            if not findings:
+                typer.echo("no findings")
+        return 1 if findings else 0

@@ -1,0 +1,10 @@
+"""State storage: a thin DB-API layer over SQLite (embedded default) and PostgreSQL.
+
+See docs/adr/0002-db-api-journal.md for why the hot path uses DB-API rather than the ORM.
+The schema is owned by Alembic migrations in ``opsbook/db/migrations`` and applied
+automatically by :func:`open_database`.
+"""
+
+from opsbook.db._database import Database, open_database
+
+__all__ = ["Database", "open_database"]

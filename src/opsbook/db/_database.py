@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from opsbook.errors import DatabaseError
+
+#: The Alembic head this code expects; tests check it matches the migrations directory.
+SCHEMA_HEAD = "0001"
+
+_QMARK = re.compile(r"\?")
+
+
+class Database:
+    """One connection, used by one thread. ``transaction()`` is the unit of work: the caller
+    owns it, so a state change, its projection and its audit record commit together."""
+
+    def __init__(self, *, url: str, raw: Any, dialect: str) -> None:
+        self.url = url
+        self.raw = raw
+        self.dialect = dialect
+        self._depth = 0
+
+    # -- statements ------------------------------------------------------------------------
+    def _sql(self, sql: str) -> str:
+        if self.dialect == "postgresql":
+            return _QMARK.sub("%s", sql)
+        return sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; returns the row count."""
+        try:
+            cur = self.raw.execute(self._sql(sql), tuple(params))
+        except Exception as exc:
+            raise _wrap(exc, sql) from exc
+        return int(cur.rowcount or 0)
+
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run an INSERT and return the new row's integer id (``RETURNING id``)."""
+        try:
+            cur = self.raw.execute(self._sql(sql + " RETURNING id"), tuple(params))
+            row = cur.fetchone()
+        except Exception as exc:
+            raise _wrap(exc, sql) from exc
+        return int(row[0])
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        try:
+            cur = self.raw.execute(self._sql(sql), tuple(params))
+            cols = [d[0] for d in cur.description] if cur.description else []
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        except Exception as exc:
+            raise _wrap(exc, sql) from exc
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    # -- transactions ----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """A write transaction (SQLite: ``BEGIN IMMEDIATE`` so writers serialise up front).
+        Nested calls join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self._rollback()
+            raise
+        self._depth = 0
+        self._commit()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    def _begin(self) -> None:
+        try:
+            if self.dialect == "sqlite":
+                self.raw.execute("BEGIN IMMEDIATE")
+            else:
+                self.raw.execute("BEGIN")
+        except Exception as exc:
+            raise _wrap(exc, "BEGIN") from exc
+
+    def _commit(self) -> None:
+        try:
+            self.raw.execute("COMMIT")
+        except Exception as exc:
+            raise _wrap(exc, "COMMIT") from exc
+
+    def _rollback(self) -> None:
+        try:
+            self.raw.execute("ROLLBACK")
+        except Exception:  # noqa: S110 - nothing to roll back is fine
+            pass
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _wrap(exc: Exception, sql: str) -> DatabaseError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    retryable = "locked" in text or "could not serialize" in text
+    return DatabaseError(
+        f"database error: {text}",
+        hint="check OPSBOOK_DATABASE_URL and that the database is reachable and migrated",
+        retryable=retryable,
+    )
+
+
+def _sqlite_path(url: str) -> Path:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    if url.startswith("sqlite://"):
+        return Path(url[len("sqlite://") :])
+    return Path(url)
+
+
+def _connect_sqlite(url: str) -> Database:
+    path = _sqlite_path(url)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
+        raw.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: every commit survives a process crash (kill -9); only a power
+        # loss can lose the last transactions. See docs/adr/0002-db-api-journal.md.
+        raw.execute("PRAGMA synchronous=NORMAL")
+        raw.execute("PRAGMA foreign_keys=ON")
+        raw.execute("PRAGMA busy_timeout=30000")
+    except (sqlite3.Error, OSError) as exc:
+        raise DatabaseError(
+            f"cannot open the database at {path}: {exc}",
+            hint="check that the directory exists and is writable, or set OPSBOOK_DATABASE_URL",
+        ) from exc
+    return Database(url=url, raw=raw, dialect="sqlite")
+
+
+def _connect_postgres(url: str) -> Database:
+    try:
+        import psycopg  # noqa: PLC0415 - only PostgreSQL users pay for the import
+    except ImportError as exc:  # pragma: no cover - psycopg is a dependency
+        raise DatabaseError("psycopg is not installed", hint="pip install 'psycopg[binary]'") from exc
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        raw = psycopg.connect(conninfo, autocommit=True)
+    except Exception as exc:
+        raise DatabaseError(
+            f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}",
+            hint="check OPSBOOK_DATABASE_URL (postgresql://user@host:port/dbname) and the server",
+        ) from exc
+    return Database(url=url, raw=raw, dialect="postgresql")
+
+
+def connect(url: str) -> Database:
+    if url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+        return _connect_postgres(url.replace("postgres://", "postgresql://", 1))
+    if url.startswith("sqlite:") or "://" not in url:
+        return _connect_sqlite(url)
+    raise DatabaseError(
+        f"unsupported database URL {url.split('://')[0]}://…",
+        hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
+    )
+
+
+def current_revision(db: Database) -> str | None:
+    try:
+        row = db.one("SELECT version_num FROM alembic_version")
+    except DatabaseError:
+        if db.dialect == "postgresql":
+            db.raw.rollback() if not db.raw.autocommit else None
+        return None
+    return str(row["version_num"]) if row else None
+
+
+def migrate(url: str) -> None:
+    """Apply Alembic migrations up to head (imports Alembic and SQLAlchemy: only when needed)."""
+    from alembic import command  # noqa: PLC0415
+    from alembic.config import Config  # noqa: PLC0415
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    sa_url = url
+    if url.startswith(("postgresql://", "postgres://")):
+        sa_url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    cfg.set_main_option("sqlalchemy.url", sa_url.replace("%", "%%"))
+    try:
+        command.upgrade(cfg, "head")
+    except Exception as exc:
+        raise DatabaseError(
+            f"cannot migrate the database schema: {str(exc).strip().splitlines()[0]}",
+            hint="check that the database user may create tables",
+        ) from exc
+
+
+def open_database(url: str) -> Database:
+    """Open the database and bring its schema to head (Alembic), checked cheaply first."""
+    db = connect(url)
+    if current_revision(db) != SCHEMA_HEAD:
+        migrate(url)
+    return db
+
+
+def sqlite_url_for(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def as_mapping(row: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict(row) if row else {}

@@ -1,0 +1,440 @@
+"""The durable journal: every execution and step state change is an event in the audit log,
+committed together with the projection rows (``executions``, ``step_runs``) it updates.
+
+All functions take the database and join the caller's transaction when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opsbook import audit
+from opsbook.audit._log import utcnow
+from opsbook.db import Database
+from opsbook.engine.states import (
+    EXECUTION_TRANSITIONS,
+    STEP_TRANSITIONS,
+    VERBS,
+    State,
+    check_transition,
+)
+from opsbook.errors import NotFoundError
+
+
+@dataclass(frozen=True)
+class ExecutionRow:
+    id: str
+    parent_id: str | None
+    runbook_id: str
+    runbook_path: str
+    runbook_hash: str
+    procedure_id: str
+    environment: str
+    params: Mapping[str, Any]
+    digest: str
+    state: State
+    state_name: str
+    reason: str | None
+    cursor: int
+    dry_run: bool
+    started_by: str
+    owner: str | None
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "parent_id": self.parent_id,
+            "runbook": self.runbook_id,
+            "procedure": self.procedure_id,
+            "ref": f"{self.runbook_id}#{self.procedure_id}",
+            "environment": self.environment,
+            "params": dict(self.params),
+            "state": str(self.state),
+            "state_name": self.state_name,
+            "reason": self.reason,
+            "dry_run": self.dry_run,
+            "started_by": self.started_by,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True)
+class StepRunRow:
+    id: int
+    execution_id: str
+    seq: int
+    step_id: str
+    step_index: int
+    kind: str
+    state: State
+    state_name: str
+    attempts: int
+    started_at: str | None
+    finished_at: str | None
+    duration: float | None
+    result: Any
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "step": self.step_id,
+            "kind": self.kind,
+            "state": str(self.state),
+            "state_name": self.state_name,
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration": self.duration,
+            "result": self.result,
+            "reason": self.reason,
+        }
+
+
+def _execution(row: Mapping[str, Any]) -> ExecutionRow:
+    return ExecutionRow(
+        id=row["id"],
+        parent_id=row["parent_id"],
+        runbook_id=row["runbook_id"],
+        runbook_path=row["runbook_path"],
+        runbook_hash=row["runbook_hash"],
+        procedure_id=row["procedure_id"],
+        environment=row["environment"],
+        params=json.loads(row["params"]),
+        digest=row["digest"],
+        state=State(row["state"]),
+        state_name=row["state_name"],
+        reason=row["reason"],
+        cursor=int(row["cursor"]),
+        dry_run=bool(row["dry_run"]),
+        started_by=row["started_by"],
+        owner=row["owner"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _step_run(row: Mapping[str, Any]) -> StepRunRow:
+    return StepRunRow(
+        id=int(row["id"]),
+        execution_id=row["execution_id"],
+        seq=int(row["seq"]),
+        step_id=row["step_id"],
+        step_index=int(row["step_index"]),
+        kind=row["kind"],
+        state=State(row["state"]),
+        state_name=row["state_name"],
+        attempts=int(row["attempts"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        duration=row["duration"],
+        result=json.loads(row["result"]) if row["result"] else None,
+        reason=row["reason"],
+    )
+
+
+def get_execution(*, db: Database, execution_id: str) -> ExecutionRow:
+    row = db.one("SELECT * FROM executions WHERE id = ?", (execution_id,))
+    if row is None:
+        # Accept a unique prefix, as people type short ids.
+        rows = db.query(
+            "SELECT * FROM executions WHERE id LIKE ? ORDER BY created_at DESC LIMIT 2",
+            (execution_id + "%",),
+        )
+        if len(rows) == 1:
+            return _execution(rows[0])
+        raise NotFoundError(
+            f"no execution {execution_id!r}",
+            hint="list executions with `opsbook executions list`",
+        )
+    return _execution(row)
+
+
+def list_executions(
+    *, db: Database, state: str | None = None, limit: int = 50
+) -> list[ExecutionRow]:
+    if state:
+        rows = db.query(
+            "SELECT * FROM executions WHERE state = ? ORDER BY created_at DESC LIMIT ?",
+            (state, limit),
+        )
+    else:
+        rows = db.query("SELECT * FROM executions ORDER BY created_at DESC LIMIT ?", (limit,))
+    return [_execution(r) for r in rows]
+
+
+def step_runs(*, db: Database, execution_id: str) -> list[StepRunRow]:
+    rows = db.query(
+        "SELECT * FROM step_runs WHERE execution_id = ? ORDER BY seq", (execution_id,)
+    )
+    return [_step_run(r) for r in rows]
+
+
+def events(*, db: Database, execution_id: str) -> list[dict[str, Any]]:
+    rows = db.query(
+        "SELECT id, ts, actor, action, subject, payload FROM events WHERE execution_id = ?"
+        " ORDER BY id",
+        (execution_id,),
+    )
+    for r in rows:
+        r["payload"] = json.loads(r["payload"])
+    return rows
+
+
+def create_execution(
+    *,
+    db: Database,
+    execution: ExecutionRow,
+    actor: str,
+) -> None:
+    with db.transaction():
+        db.execute(
+            "INSERT INTO executions (id, parent_id, runbook_id, runbook_path, runbook_hash,"
+            " procedure_id, environment, params, digest, state, state_name, reason, cursor,"
+            " dry_run, started_by, owner, created_at, updated_at, finished_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                execution.id,
+                execution.parent_id,
+                execution.runbook_id,
+                execution.runbook_path,
+                execution.runbook_hash,
+                execution.procedure_id,
+                execution.environment,
+                audit.canonical_json(dict(execution.params)),
+                execution.digest,
+                str(execution.state),
+                execution.state_name,
+                execution.reason,
+                execution.cursor,
+                int(execution.dry_run),
+                execution.started_by,
+                execution.owner,
+                execution.created_at,
+                execution.updated_at,
+                execution.finished_at,
+            ),
+        )
+        audit.record(
+            db=db,
+            actor=actor,
+            action="execution.created",
+            subject=f"execution:{execution.id}",
+            execution_id=execution.id,
+            ts=execution.created_at,
+            payload={
+                "runbook": execution.runbook_id,
+                "runbook_hash": execution.runbook_hash,
+                "procedure": execution.procedure_id,
+                "environment": execution.environment,
+                "params": dict(execution.params),
+                "digest": execution.digest,
+                "dry_run": execution.dry_run,
+                "parent_id": execution.parent_id,
+            },
+        )
+
+
+def transition_execution(
+    *,
+    db: Database,
+    execution_id: str,
+    to: State,
+    name: str | None = None,
+    reason: str | None = None,
+    actor: str,
+    payload: Mapping[str, Any] | None = None,
+    cursor: int | None = None,
+    owner: str | None = None,
+    verb: str | None = None,
+) -> None:
+    with db.transaction():
+        row = db.one("SELECT state FROM executions WHERE id = ?", (execution_id,))
+        if row is None:
+            raise NotFoundError(f"no execution {execution_id!r}")
+        current = State(row["state"])
+        check_transition(EXECUTION_TRANSITIONS, current, to, what=f"execution {execution_id}")
+        now = utcnow()
+        finished = now if to in (State.SUCCEEDED, State.FAILED, State.ABORTED) else None
+        sets = "state = ?, state_name = ?, reason = ?, updated_at = ?, finished_at = ?"
+        params: list[Any] = [str(to), name or to.title(), reason, now, finished]
+        if cursor is not None:
+            sets += ", cursor = ?"
+            params.append(cursor)
+        if owner is not None:
+            sets += ", owner = ?"
+            params.append(owner)
+        db.execute(f"UPDATE executions SET {sets} WHERE id = ?", (*params, execution_id))  # noqa: S608
+        body = {"from": str(current), "to": str(to), "name": name or to.title()}
+        if reason:
+            body["reason"] = reason
+        body.update(payload or {})
+        audit.record(
+            db=db,
+            actor=actor,
+            action=f"execution.{verb or VERBS[to]}",
+            subject=f"execution:{execution_id}",
+            execution_id=execution_id,
+            ts=now,
+            payload=body,
+        )
+
+
+def start_step_run(
+    *,
+    db: Database,
+    execution_id: str,
+    seq: int,
+    step_id: str,
+    step_index: int,
+    kind: str,
+    state: State,
+    name: str,
+    actor: str,
+    reason: str | None = None,
+    result: Any = None,
+    payload: Mapping[str, Any] | None = None,
+) -> None:
+    """Create a step run directly in its first state (running, waiting or skipped) and move
+    the execution's cursor to it, in one transaction."""
+    check_transition(STEP_TRANSITIONS, State.PENDING, state, what=f"step {step_id}")
+    now = utcnow()
+    with db.transaction():
+        db.execute(
+            "INSERT INTO step_runs (execution_id, seq, step_id, step_index, kind, state,"
+            " state_name, attempts, started_at, finished_at, duration, result, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                execution_id,
+                seq,
+                step_id,
+                step_index,
+                kind,
+                str(state),
+                name,
+                1 if state is State.RUNNING else 0,
+                now,
+                now if state is State.SKIPPED else None,
+                0.0 if state is State.SKIPPED else None,
+                audit.canonical_json(result) if result is not None else None,
+                reason,
+            ),
+        )
+        db.execute(
+            "UPDATE executions SET cursor = ?, updated_at = ? WHERE id = ?",
+            (step_index, now, execution_id),
+        )
+        body: dict[str, Any] = {"seq": seq, "step": step_id, "kind": kind, "name": name}
+        if reason:
+            body["reason"] = reason
+        body.update(payload or {})
+        audit.record(
+            db=db,
+            actor=actor,
+            action=f"execution.step.{VERBS[state]}",
+            subject=f"execution:{execution_id}/step:{step_id}",
+            execution_id=execution_id,
+            ts=now,
+            payload=body,
+        )
+
+
+def transition_step(
+    *,
+    db: Database,
+    execution_id: str,
+    seq: int,
+    to: State,
+    name: str | None = None,
+    actor: str,
+    reason: str | None = None,
+    result: Any = None,
+    duration: float | None = None,
+    attempts: int | None = None,
+    payload: Mapping[str, Any] | None = None,
+    verb: str | None = None,
+    cursor: int | None = None,
+) -> None:
+    """Move a step run to ``to``; ``cursor`` (the next step index) commits with it so a crash
+    right after a step finishes never re-runs that step."""
+    with db.transaction():
+        row = db.one(
+            "SELECT step_id, state FROM step_runs WHERE execution_id = ? AND seq = ?",
+            (execution_id, seq),
+        )
+        if row is None:
+            raise NotFoundError(f"no step run {seq} in execution {execution_id}")
+        current = State(row["state"])
+        step_id = str(row["step_id"])
+        if to is not current:
+            check_transition(STEP_TRANSITIONS, current, to, what=f"step {step_id}")
+        now = utcnow()
+        finished = now if to in (State.SUCCEEDED, State.FAILED, State.SKIPPED, State.ABORTED) else None
+        sets = "state = ?, state_name = ?, reason = ?, finished_at = ?"
+        params: list[Any] = [str(to), name or to.title(), reason, finished]
+        if result is not None:
+            sets += ", result = ?"
+            params.append(audit.canonical_json(result))
+        if duration is not None:
+            sets += ", duration = ?"
+            params.append(duration)
+        if attempts is not None:
+            sets += ", attempts = ?"
+            params.append(attempts)
+        db.execute(
+            f"UPDATE step_runs SET {sets} WHERE execution_id = ? AND seq = ?",  # noqa: S608
+            (*params, execution_id, seq),
+        )
+        if cursor is not None:
+            db.execute(
+                "UPDATE executions SET updated_at = ?, cursor = ? WHERE id = ?",
+                (now, cursor, execution_id),
+            )
+        else:
+            db.execute("UPDATE executions SET updated_at = ? WHERE id = ?", (now, execution_id))
+        body: dict[str, Any] = {"seq": seq, "step": step_id, "from": str(current), "to": str(to)}
+        if name:
+            body["name"] = name
+        if reason:
+            body["reason"] = reason
+        if duration is not None:
+            body["duration"] = round(duration, 6)
+        body.update(payload or {})
+        audit.record(
+            db=db,
+            actor=actor,
+            action=f"execution.step.{verb or VERBS[to]}",
+            subject=f"execution:{execution_id}/step:{step_id}",
+            execution_id=execution_id,
+            ts=now,
+            payload=body,
+        )
+
+
+def note_event(
+    *,
+    db: Database,
+    execution_id: str,
+    action: str,
+    actor: str,
+    subject: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> None:
+    """An event that changes no projection (a retry, an attestation, an approval request)."""
+    audit.record(
+        db=db,
+        actor=actor,
+        action=action,
+        subject=subject or f"execution:{execution_id}",
+        execution_id=execution_id,
+        payload=dict(payload or {}),
+    )

@@ -1,0 +1,152 @@
+"""Running one executable step: render, run (with for_each, retries and backoff), verify."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opsbook.engine import expectations as expect
+from opsbook.engine import templating
+from opsbook.engine._context import ExecutionContext
+from opsbook.engine.runners import get_runner
+from opsbook.engine.runners.base import RunContext, RunnerInput, RunnerResult
+from opsbook.errors import ExpressionError
+from opsbook.expressions import evaluate
+from opsbook.runbooks.model import Step, StepKind
+
+MAX_BACKOFF = 60.0
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    ok: bool
+    record: dict[str, Any]  # what is stored (redacted by the caller)
+    reason: str | None
+    attempts: int
+    fields: Any  # what later templates see as steps.ID.result
+
+
+def _items(step: Step, ctx: ExecutionContext) -> list[Any]:
+    if not step.options.for_each:
+        return [None]
+    value = evaluate(step.options.for_each, ctx.cel_vars())
+    if not isinstance(value, list):
+        raise ExpressionError(
+            f"for_each: {step.options.for_each!r} gave {type(value).__name__}, not a list",
+            hint="for_each must evaluate to a list, e.g. env.services",
+        )
+    return value
+
+
+def _describe(kind: StepKind, body: str, args: Any) -> str:
+    if kind is StepKind.ACTION:
+        return f"{args}"
+    return body
+
+
+async def run_executable(
+    *,
+    step: Step,
+    ctx: ExecutionContext,
+    workspace: Path,
+    on_retry: Callable[[int, str], None],
+) -> StepOutcome:
+    assert step.block is not None
+    runner = get_runner(step.kind)
+    run_ctx = RunContext(
+        execution_id=ctx.execution_id,
+        environment_name=ctx.environment_name,
+        environment=ctx.environment,
+        workspace=workspace,
+        started_by=ctx.started_by,
+        dry_run=ctx.dry_run,
+    )
+    items = _items(step, ctx)
+    records: list[dict[str, Any]] = []
+    fields_list: list[Any] = []
+    all_ok = True
+    reasons: list[str] = []
+    max_attempts = 0
+    for item in items:
+        tvars = ctx.template_vars(item)
+        args: dict[str, Any] = {}
+        body = ""
+        if step.kind is StepKind.ACTION:
+            args = templating.render_value(
+                dict(step.action_args), context=tvars, secrets=ctx.resolver
+            )
+        else:
+            body = templating.render(step.block.body, context=tvars, kind=step.kind,
+                                     secrets=ctx.resolver)
+        env = {k: templating.render(v, context=tvars, kind=StepKind.HTTP, secrets=ctx.resolver)
+               for k, v in step.options.env.items()}
+        cwd = None
+        if step.options.cwd:
+            cwd = workspace / templating.render(step.options.cwd, context=tvars,
+                                                kind=StepKind.HTTP, secrets=ctx.resolver)
+        command = _describe(step.kind, body, args)
+        if ctx.dry_run and not runner.supports_dry_run:
+            records.append({"item": item, "would_run": ctx.redactor.redact(str(command)),
+                            "dry_run": True})
+            fields_list.append(None)
+            continue
+        inp = RunnerInput(step=step, body=body, context=run_ctx, timeout=step.options.timeout,
+                          env=env, cwd=cwd, item=item, args=args)
+        attempt = 0
+        result: RunnerResult
+        while True:
+            attempt += 1
+            result = await runner.run(inp)
+            outcomes = expect.check(step.expectations, result.fields) if step.expectations else ()
+            ok = all(o.passed for o in outcomes) if step.expectations else result.ok
+            if result.timed_out:
+                ok = False
+            if ok or attempt > step.options.retries:
+                break
+            why = result.error or "; ".join(o.expr for o in outcomes if not o.passed)
+            on_retry(attempt, ctx.redactor.redact(why))
+            await asyncio.sleep(min(step.options.retry_delay * (2 ** (attempt - 1)), MAX_BACKOFF))
+        max_attempts = max(max_attempts, attempt)
+        record: dict[str, Any] = {
+            "command": ctx.redactor.redact(str(command)),
+            "fields": ctx.redactor.redact_obj(dict(result.fields)),
+            "ok": ok,
+            "error": ctx.redactor.redact(result.error) if result.error else None,
+            "expectations": [o.to_dict() if hasattr(o, "to_dict") else _outcome(o)
+                             for o in outcomes],
+            "attempts": attempt,
+            "duration": round(result.duration, 6),
+        }
+        if step.options.for_each:
+            record["item"] = item
+        records.append(record)
+        fields_list.append(dict(result.fields))
+        if not ok:
+            all_ok = False
+            failed = [o for o in outcomes if not o.passed]
+            if failed:
+                reasons.extend(_failure_text(o) for o in failed)
+            else:
+                reasons.append(result.error or "failed")
+    reason = "; ".join(reasons) if reasons else None
+    if step.options.for_each:
+        return StepOutcome(all_ok, {"items": records}, reason, max_attempts or 1, fields_list)
+    return StepOutcome(all_ok, records[0], reason, max_attempts or 1, fields_list[0])
+
+
+def _outcome(o: Any) -> dict[str, Any]:
+    return {"expr": o.expr, "line": o.line, "passed": o.passed, "actual": dict(o.actual),
+            "error": o.error}
+
+
+def _failure_text(o: Any) -> str:
+    actual = ", ".join(f"{k}={v!r}" for k, v in dict(o.actual).items())
+    text = f"expected {o.expr} (line {o.line})"
+    if o.error:
+        text += f": {o.error}"
+    elif actual:
+        text += f" but {actual}"
+    return text

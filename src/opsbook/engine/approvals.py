@@ -1,0 +1,160 @@
+"""Four-eyes approvals.
+
+An approval binds to a digest of (runbook content hash, procedure, parameters, environment). If
+any of those change, earlier approvals no longer count. The person who started a run can never
+approve it, whatever their roles (admins included); ``quorum`` distinct people must approve; a
+single rejection fails the step; approvals requested longer ago than ``expires`` have lapsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from opsbook import audit
+from opsbook.audit._log import utcnow
+from opsbook.db import Database
+from opsbook.engine._journal import ExecutionRow, note_event
+from opsbook.engine.states import State
+from opsbook.errors import ConflictError, PermissionDenied
+from opsbook.runbooks.model import ApprovalSpec
+
+
+def compute_digest(
+    *, runbook_hash: str, procedure_id: str, params: Mapping[str, Any], environment: str
+) -> str:
+    material = audit.canonical_json(
+        {
+            "runbook_hash": runbook_hash,
+            "procedure": procedure_id,
+            "params": dict(params),
+            "environment": environment,
+        }
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApprovalStatus:
+    verdict: str  # approved | rejected | expired | pending
+    approvers: tuple[str, ...]
+    quorum: int
+    rejected_by: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "approved_by": list(self.approvers),
+            "quorum": self.quorum,
+            "rejected_by": self.rejected_by,
+        }
+
+
+def _parse_ts(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def status(
+    *,
+    db: Database,
+    execution_id: str,
+    step_seq: int,
+    spec: ApprovalSpec,
+    digest: str,
+    requested_at: str | None,
+    now: datetime | None = None,
+) -> ApprovalStatus:
+    rows = db.query(
+        "SELECT approver, decision, digest FROM approvals WHERE execution_id = ? AND step_seq = ?"
+        " ORDER BY id",
+        (execution_id, step_seq),
+    )
+    valid = [r for r in rows if r["digest"] == digest]
+    for r in valid:
+        if r["decision"] == "rejected":
+            return ApprovalStatus("rejected", (), spec.quorum, rejected_by=str(r["approver"]))
+    approvers = tuple(dict.fromkeys(str(r["approver"]) for r in valid))
+    if len(approvers) >= spec.quorum:
+        return ApprovalStatus("approved", approvers, spec.quorum)
+    if spec.expires and requested_at:
+        age = ((now or datetime.now(UTC)) - _parse_ts(requested_at)).total_seconds()
+        if age > spec.expires:
+            return ApprovalStatus("expired", approvers, spec.quorum)
+    return ApprovalStatus("pending", approvers, spec.quorum)
+
+
+def decide(
+    *,
+    db: Database,
+    execution: ExecutionRow,
+    step_seq: int,
+    step_id: str,
+    step_state: State,
+    spec: ApprovalSpec,
+    approver: str,
+    approver_roles: Sequence[str],
+    decision: str,
+    digest: str,
+    comment: str | None = None,
+) -> None:
+    """Record one person's approval or rejection. Raises PermissionDenied for the starter
+    (whoever they are) and for people without one of the step's roles; the refusal itself is
+    audited. The caller owns the transaction."""
+    if decision not in ("approved", "rejected"):
+        raise ConflictError(f"unknown decision {decision!r}", hint="approve or reject")
+    if execution.state is not State.WAITING or step_state is not State.WAITING:
+        raise ConflictError(
+            f"execution {execution.id} is not waiting for an approval (it is {execution.state})",
+            hint="`opsbook executions show ID` shows what it is waiting for",
+        )
+    refusal: str | None = None
+    hint = ""
+    if approver == execution.started_by:
+        refusal = f"{approver} started execution {execution.id} and cannot approve it"
+        hint = "four-eyes: another person must approve (this applies to admins too)"
+    elif spec.roles and not set(spec.roles) & set(approver_roles):
+        refusal = (
+            f"{approver} has roles {', '.join(approver_roles) or 'none'}; approving step "
+            f"{step_id!r} needs one of: {', '.join(spec.roles)}"
+        )
+        hint = "ask someone with one of those roles (roles come from [users] in opsbook.toml)"
+    if refusal:
+        note_event(
+            db=db,
+            execution_id=execution.id,
+            action="execution.approval.denied",
+            actor=approver,
+            subject=f"execution:{execution.id}/step:{step_id}",
+            payload={"seq": step_seq, "step": step_id, "reason": refusal},
+        )
+        raise PermissionDenied(refusal, hint=hint)
+    existing = db.one(
+        "SELECT id FROM approvals WHERE execution_id = ? AND step_seq = ? AND approver = ?"
+        " AND digest = ?",
+        (execution.id, step_seq, approver, digest),
+    )
+    if existing:
+        raise ConflictError(
+            f"{approver} has already answered this approval",
+            hint="quorum needs distinct people",
+        )
+    db.execute(
+        "DELETE FROM approvals WHERE execution_id = ? AND step_seq = ? AND approver = ?",
+        (execution.id, step_seq, approver),
+    )
+    db.execute(
+        "INSERT INTO approvals (execution_id, step_seq, approver, decision, digest, comment,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (execution.id, step_seq, approver, decision, digest, comment, utcnow()),
+    )
+    note_event(
+        db=db,
+        execution_id=execution.id,
+        action="execution.approval." + ("granted" if decision == "approved" else "rejected"),
+        actor=approver,
+        subject=f"execution:{execution.id}/step:{step_id}",
+        payload={"seq": step_seq, "step": step_id, "digest": digest, "comment": comment},
+    )

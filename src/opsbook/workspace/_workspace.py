@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opsbook.errors import Location, NotFoundError, ValidationError, WorkspaceError
+
+MARKER = "opsbook.toml"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def runbooks_dir(self) -> Path:
+        return self.root / "runbooks"
+
+    @property
+    def environments_dir(self) -> Path:
+        return self.root / "environments"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".opsbook"
+
+    @property
+    def contacts_path(self) -> Path:
+        return self.root / "contacts.yaml"
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("workspace", {}).get("name", self.root.name))
+
+    @property
+    def default_environment(self) -> str:
+        return str(self.config.get("workspace", {}).get("default_environment", "sandbox"))
+
+    def roles_of(self, user: str) -> tuple[str, ...]:
+        """Roles of a user from ``[users]`` in opsbook.toml; ``default_roles`` otherwise."""
+        users = self.config.get("users", {})
+        if user in users:
+            return tuple(str(r) for r in users[user])
+        default = self.config.get("workspace", {}).get("default_roles", ["operator"])
+        return tuple(str(r) for r in default)
+
+    def environment_names(self) -> list[str]:
+        if not self.environments_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.environments_dir.glob("*.yaml"))
+
+    @classmethod
+    def load(cls, root: Path) -> Workspace:
+        path = root / MARKER
+        try:
+            config = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise WorkspaceError(
+                f"{root} is not an opsbook workspace (no {MARKER})",
+                hint="run `opsbook init DIR` to create one, or pass --workspace",
+            ) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise WorkspaceError(
+                f"{path}: {exc}",
+                location=Location(str(path), getattr(exc, "lineno", 0), getattr(exc, "colno", 0)),
+                hint="fix the TOML syntax",
+            ) from exc
+        return cls(root=root.resolve(), config=config)
+
+
+def find_workspace(explicit: str | os.PathLike[str] | None = None, *, start: Path | None = None) -> Workspace:
+    """Find the workspace: ``explicit`` (``--workspace``), then ``OPSBOOK_WORKSPACE``, then
+    upward from ``start`` (default: the current directory) like git finds a repository."""
+    chosen = explicit or os.environ.get("OPSBOOK_WORKSPACE")
+    if chosen:
+        return Workspace.load(Path(chosen))
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / MARKER).is_file():
+            return Workspace.load(candidate)
+    raise WorkspaceError(
+        f"no opsbook workspace in {here} or any parent directory",
+        hint="cd into a workspace, pass --workspace DIR, set OPSBOOK_WORKSPACE, "
+        "or create one with `opsbook init DIR`",
+    )
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    path: Path
+    data: Mapping[str, Any]
+
+    @property
+    def platform(self) -> str:
+        return str(self.data.get("platform", "local"))
+
+    @property
+    def services(self) -> list[Mapping[str, Any]]:
+        return list(self.data.get("services", []) or [])
+
+
+def load_environment(workspace: Workspace, name: str) -> Environment:
+    import yaml  # noqa: PLC0415 - deferred to keep CLI start-up fast
+
+    path = workspace.environments_dir / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(workspace.environment_names()) or "none"
+        raise NotFoundError(
+            f"unknown environment {name!r}",
+            hint=f"use one of: {known} (files in {workspace.environments_dir})",
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ValidationError(
+            f"environment file is not valid YAML: {getattr(exc, 'problem', exc)}",
+            location=Location(str(path), mark.line + 1 if mark else 0, mark.column + 1 if mark else 0),
+            hint="fix the YAML syntax",
+        ) from exc
+    if not isinstance(data, dict):
+        raise ValidationError(
+            "environment file must be a mapping of settings",
+            location=Location(str(path), 1),
+            hint="see environments/sandbox.yaml from `opsbook init` for the shape",
+        )
+    data.setdefault("name", name)
+    return Environment(name=name, path=path, data=data)
