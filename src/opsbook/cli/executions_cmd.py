@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+
+from typing import Annotated, Any
 
 import typer
 
 from opsbook.cli._common import AppState, is_interactive, make_engine, open_db, print_json
 from opsbook.cli.run_cmd import exit_code_for, outcome_json
+
+def _run_async(coro: Any) -> Any:
+    import asyncio  # noqa: PLC0415 - not on the start-up path
+
+    return asyncio.run(coro)
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 AsOpt = Annotated[str | None, typer.Option("--as", help="Act as this user")]
@@ -109,7 +115,7 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Continue a parked or crashed execution from its journal."""
         st: AppState = ctx.obj
-        return asyncio.run(_resume(st, execution_id, st.user(as_user), decision, json_out))
+        return _run_async(_resume(st, execution_id, st.user(as_user), decision, json_out))
 
     @ex.command("confirm")
     def confirm(
@@ -129,7 +135,7 @@ def register(app: typer.Typer) -> None:
         if no_continue:
             typer.echo(f"attested by {user}")
             return 0
-        return asyncio.run(_resume(st, execution_id, user, None, json_out))
+        return _run_async(_resume(st, execution_id, user, None, json_out))
 
     @ex.command("abort")
     def abort(

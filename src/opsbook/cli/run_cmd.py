@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+
 import sys
 from typing import Annotated, Any
 
@@ -59,6 +59,8 @@ def register(app: typer.Typer) -> None:
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     ) -> int:
         """Run a procedure against an environment, verifying every step."""
+        import asyncio  # noqa: PLC0415 - not on the start-up path
+
         from rich.console import Console  # noqa: PLC0415
 
         from opsbook.cli._live import ConsoleInteraction, ConsoleReporter  # noqa: PLC0415

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from opsbook.db import open_database
+from opsbook.db._database import SCHEMA_HEAD, current_revision
+from opsbook.errors import DatabaseError
+
+
+def test_sqlite_is_created_migrated_and_in_wal_mode(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'a' / 'opsbook.db'}")
+    assert current_revision(db) == SCHEMA_HEAD
+    assert db.one("PRAGMA journal_mode")["journal_mode"] == "wal"  # type: ignore[index]
+    db.close()
+
+
+def test_schema_head_matches_the_newest_migration() -> None:
+    versions = Path(__file__).parents[2] / "src/opsbook/db/migrations/versions"
+    newest = sorted(p.stem.split("_")[0] for p in versions.glob("*.py"))[-1]
+    assert newest == SCHEMA_HEAD
+
+
+def test_transaction_rolls_back_on_error(sqlite_db) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RuntimeError), sqlite_db.transaction():
+        sqlite_db.execute("UPDATE audit_head SET last_hash = 'x' WHERE id = 1")
+        raise RuntimeError("boom")
+    assert sqlite_db.one("SELECT last_hash FROM audit_head")["last_hash"] == ""
+
+
+def test_unopenable_database_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(DatabaseError) as info:
+        open_database(f"sqlite:///{blocker / 'sub' / 'opsbook.db'}")
+    assert "cannot open the database" in info.value.message
+    assert info.value.exit_code == 2
+
+
+def test_unsupported_url_is_refused() -> None:
+    with pytest.raises(DatabaseError, match="unsupported database URL"):
+        open_database("mysql://x@y/z")
+
+
+@pytest.mark.postgres
+def test_postgres_is_migrated(pg_db) -> None:  # type: ignore[no-untyped-def]
+    assert current_revision(pg_db) == SCHEMA_HEAD
+    assert pg_db.one("SELECT last_id FROM audit_head WHERE id = 1")["last_id"] == 0
+
+
+@pytest.mark.postgres
+def test_postgres_unreachable_is_a_clear_error() -> None:
+    from tests.conftest import free_port
+
+    with pytest.raises(DatabaseError, match="cannot connect to PostgreSQL"):
+        open_database(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
