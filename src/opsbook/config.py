@@ -38,9 +38,7 @@ class Settings:
     )
     secrets_dir: Path | None = field(
         default=None,
-        metadata=_doc(
-            "Directory of file secrets (one file per secret); default: .opsbook/secrets"
-        ),
+        metadata=_doc("Directory of file secrets (one file per secret); default: .opsbook/secrets"),
     )
     output_limit: int = field(
         default=1_048_576, metadata=_doc("Bytes of stdout/stderr kept per step and stream")
@@ -78,4 +76,6 @@ class Settings:
 
     @staticmethod
     def describe() -> dict[str, str]:
-        return {f"OPSBOOK_{f.name.upper()}": str(f.metadata.get("doc", "")) for f in fields(Settings)}
+        return {
+            f"OPSBOOK_{f.name.upper()}": str(f.metadata.get("doc", "")) for f in fields(Settings)
+        }

@@ -32,7 +32,7 @@ def _syntax_message(exc: Exception) -> tuple[str, int]:
     text = str(exc)
     match = _POS.search(text)
     col = int(match.group(2)) + 1 if match else 1
-    first = text.split("\n")[0]
+    first = text.split("\n", maxsplit=1)[0]
     detail = first.split(": ERROR: ")[-1] if ": ERROR: " in first else first
     detail = _POS.sub("", detail).strip(" :")
     return detail, col

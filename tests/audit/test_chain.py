@@ -12,8 +12,13 @@ from opsbook.db import Database
 
 def _fill(db: Database, n: int = 5) -> None:
     for i in range(n):
-        audit.record(db=db, actor=f"user{i % 2}", action="test.thing.changed",
-                     subject=f"thing:{i}", payload={"i": i})
+        audit.record(
+            db=db,
+            actor=f"user{i % 2}",
+            action="test.thing.changed",
+            subject=f"thing:{i}",
+            payload={"i": i},
+        )
 
 
 def test_clean_chain_verifies(any_db: Database) -> None:
@@ -59,8 +64,16 @@ def test_reordered_records_are_named(any_db: Database) -> None:
         any_db.execute(
             "UPDATE events SET ts = ?, actor = ?, subject = ?, payload = ?, payload_digest = ?,"
             " prev_hash = ?, hash = ? WHERE id = ?",
-            (r["ts"], r["actor"], r["subject"], r["payload"], r["payload_digest"],
-             r["prev_hash"], r["hash"], a),
+            (
+                r["ts"],
+                r["actor"],
+                r["subject"],
+                r["payload"],
+                r["payload_digest"],
+                r["prev_hash"],
+                r["hash"],
+                a,
+            ),
         )
     report = audit.verify(db=any_db)
     assert not report.ok and report.first_bad_id == 2
@@ -88,10 +101,15 @@ def test_export_is_checkable_without_opsbook(sqlite_db: Database, tmp_path: Path
     out = tmp_path / "pack"
     res = export(db=sqlite_db, out_dir=out, since=None, until=None)
     assert res.records == 8 and res.chain_ok
-    assert subprocess.run(["sha256sum", "-c", "manifest.sha256"], cwd=out,
-                          capture_output=True).returncode == 0
-    ok = subprocess.run([sys.executable, "verify_chain.py", "events.jsonl"], cwd=out,
-                        capture_output=True, text=True)
+    assert (
+        subprocess.run(
+            ["sha256sum", "-c", "manifest.sha256"], cwd=out, capture_output=True
+        ).returncode
+        == 0
+    )
+    ok = subprocess.run(
+        [sys.executable, "verify_chain.py", "events.jsonl"], cwd=out, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     # Tamper with the exported file: both checks must notice.
     lines = (out / "events.jsonl").read_text().splitlines()
@@ -99,8 +117,13 @@ def test_export_is_checkable_without_opsbook(sqlite_db: Database, tmp_path: Path
     rec["actor"] = "mallory"
     lines[3] = json.dumps(rec, sort_keys=True)
     (out / "events.jsonl").write_text("\n".join(lines) + "\n")
-    bad = subprocess.run([sys.executable, "verify_chain.py", "events.jsonl"], cwd=out,
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "verify_chain.py", "events.jsonl"], cwd=out, capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "record 4" in bad.stderr
-    assert subprocess.run(["sha256sum", "-c", "manifest.sha256"], cwd=out,
-                          capture_output=True).returncode != 0
+    assert (
+        subprocess.run(
+            ["sha256sum", "-c", "manifest.sha256"], cwd=out, capture_output=True
+        ).returncode
+        != 0
+    )

@@ -63,11 +63,12 @@ def export(*, db: Database, out_dir: Path, since: str | None, until: str | None)
         clauses.append("ts < ?")
         params.append(until)
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    rows = db.query(
-        "SELECT id, ts, actor, action, subject, execution_id, payload, payload_digest,"
-        f" prev_hash, hash FROM events{where} ORDER BY id",  # noqa: S608 - fixed clauses
-        params,
+    # The clauses are fixed strings; the values are bound parameters.
+    sql = (
+        "SELECT id, ts, actor, action, subject, execution_id, payload, payload_digest,"  # noqa: S608
+        " prev_hash, hash FROM events" + where + " ORDER BY id"
     )
+    rows = db.query(sql, params)
     out_dir.mkdir(parents=True, exist_ok=True)
     events_path = out_dir / "events.jsonl"
     with events_path.open("w", encoding="utf-8") as fh:
@@ -80,8 +81,7 @@ def export(*, db: Database, out_dir: Path, since: str | None, until: str | None)
         "# opsbook evidence pack",
         "",
         f"- Period: {since or 'beginning'} to {until or 'now'} (UTC)",
-        f"- Records: {len(rows)}"
-        + (f" (ids {rows[0]['id']}–{rows[-1]['id']})" if rows else ""),
+        f"- Records: {len(rows)}" + (f" (ids {rows[0]['id']}–{rows[-1]['id']})" if rows else ""),
         f"- Whole-chain verification at export: {'OK' if report.ok else 'FAILED'}"
         + ("" if report.ok else f" — {report.problem}"),
         f"- Executions touched: {len(executions)}",

@@ -21,7 +21,7 @@ def sha256_hex(text: str) -> str:
 def record_hash(
     *,
     prev_hash: str,
-    id: int,  # noqa: A002 - the column's name
+    id: int,
     ts: str,
     actor: str,
     action: str,
@@ -66,9 +66,11 @@ def record(
     """Append one record. The caller owns the transaction (the state change it records commits
     with it); outside a transaction this opens its own. ``payload`` must already be redacted."""
     with db.transaction():
-        head = db.one("SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
-                      if db.dialect == "postgresql"
-                      else "SELECT last_id, last_hash FROM audit_head WHERE id = 1")
+        head = db.one(
+            "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
+            if db.dialect == "postgresql"
+            else "SELECT last_id, last_hash FROM audit_head WHERE id = 1"
+        )
         assert head is not None, "audit_head row missing: the schema was not migrated"
         new_id = int(head["last_id"]) + 1
         prev = str(head["last_hash"])

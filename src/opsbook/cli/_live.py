@@ -58,8 +58,10 @@ class ConsoleReporter(Reporter):
             for o in rec.get("expectations", []):
                 if not o.get("passed"):
                     actual = ", ".join(f"{k} = {v!r}" for k, v in (o.get("actual") or {}).items())
-                    self.c.print(f"      [red]expected[/] {escape(o['expr'])}  "
-                                 f"[dim](line {o.get('line')})[/]")
+                    self.c.print(
+                        f"      [red]expected[/] {escape(o['expr'])}  "
+                        f"[dim](line {o.get('line')})[/]"
+                    )
                     if o.get("error"):
                         self.c.print(f"        {escape(str(o['error']))}")
                     if actual:
@@ -71,8 +73,10 @@ class ConsoleReporter(Reporter):
                 text = str(fields.get(stream) or "").strip()
                 if text and report.state is State.FAILED:
                     tail = "\n".join(text.splitlines()[-8:])
-                    self.c.print(f"      [dim]{stream}:[/]\n" + "\n".join(
-                        "        " + escape(line) for line in tail.splitlines()))
+                    self.c.print(
+                        f"      [dim]{stream}:[/]\n"
+                        + "\n".join("        " + escape(line) for line in tail.splitlines())
+                    )
         if report.state is State.FAILED and report.reason and not records:
             self.c.print(f"      [red]{escape(report.reason)}[/]")
         if report.state is State.FAILED:
@@ -81,18 +85,24 @@ class ConsoleReporter(Reporter):
 
     def step_waiting(self, *, step: Step, seq: int, execution_id: str, why: str) -> None:
         if why == "approval":
-            self.c.print(f"  [yellow]⏸[/] {escape(step.title)} [yellow]waits for approval[/]\n"
-                         f"      ask someone else to run: [bold]opsbook approve {execution_id}"
-                         f" --as THEIR_NAME[/]")
+            self.c.print(
+                f"  [yellow]⏸[/] {escape(step.title)} [yellow]waits for approval[/]\n"
+                f"      ask someone else to run: [bold]opsbook approve {execution_id}"
+                f" --as THEIR_NAME[/]"
+            )
         elif why == "parked":
-            self.c.print(f"  [yellow]⏸[/] {escape(step.title)} [yellow]waits for a person[/]\n"
-                         f"      confirm it with: [bold]opsbook executions confirm "
-                         f"{execution_id}[/]  (or resume interactively: "
-                         f"opsbook executions resume {execution_id})")
+            self.c.print(
+                f"  [yellow]⏸[/] {escape(step.title)} [yellow]waits for a person[/]\n"
+                f"      confirm it with: [bold]opsbook executions confirm "
+                f"{execution_id}[/]  (or resume interactively: "
+                f"opsbook executions resume {execution_id})"
+            )
         elif why == "recovery":
-            self.c.print(f"  [yellow]⏸[/] {escape(step.title)} was running when the process "
-                         "died and is not marked idempotent.\n      choose: [bold]opsbook "
-                         f"executions resume {execution_id} --decision retry|skip|abort[/]")
+            self.c.print(
+                f"  [yellow]⏸[/] {escape(step.title)} was running when the process "
+                "died and is not marked idempotent.\n      choose: [bold]opsbook "
+                f"executions resume {execution_id} --decision retry|skip|abort[/]"
+            )
 
     def execution_finished(self, *, execution_id: str, state: State, reason: str | None) -> None:
         colour = {State.SUCCEEDED: "green", State.FAILED: "red"}.get(state, "yellow")
@@ -141,11 +151,19 @@ class ConsoleInteraction:
         return Attestation(actor=self.actor, items=tuple(items), note=note)
 
     def recovery_decision(self, *, step: Step, execution_id: str) -> str | None:
-        self.c.print(f"\n  [yellow]{escape(step.title)}[/] was running when opsbook died; it is "
-                     "not marked idempotent, so it may have partly run.")
+        self.c.print(
+            f"\n  [yellow]{escape(step.title)}[/] was running when opsbook died; it is "
+            "not marked idempotent, so it may have partly run."
+        )
         try:
             ans = self._ask("    retry, skip or abort? [r/s/a, empty = decide later] ").lower()
         except (EOFError, KeyboardInterrupt):
             return None
-        return {"r": "retry", "retry": "retry", "s": "skip", "skip": "skip", "a": "abort",
-                "abort": "abort"}.get(ans)
+        return {
+            "r": "retry",
+            "retry": "retry",
+            "s": "skip",
+            "skip": "skip",
+            "a": "abort",
+            "abort": "abort",
+        }.get(ans)

@@ -21,11 +21,14 @@ def _iso(value: str | None, flag: str) -> str | None:
     try:
         if len(value) == 10:
             return date.fromisoformat(value).isoformat() + "T00:00:00Z"
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat().replace(
-            "+00:00", "Z")
+        return (
+            datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat().replace("+00:00", "Z")
+        )
     except ValueError as exc:
-        raise UsageError(f"{flag} {value!r} is not a date or time",
-                         hint="use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)") from exc
+        raise UsageError(
+            f"{flag} {value!r} is not a date or time",
+            hint="use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)",
+        ) from exc
 
 
 def register(app: typer.Typer) -> None:
@@ -45,8 +48,9 @@ def register(app: typer.Typer) -> None:
         elif report.ok:
             typer.echo(f"audit chain OK: {report.checked} records verify")
         else:
-            typer.echo(f"audit chain BROKEN at record {report.first_bad_id}: {report.problem}",
-                       err=True)
+            typer.echo(
+                f"audit chain BROKEN at record {report.first_bad_id}: {report.problem}", err=True
+            )
         return 0 if report.ok else 1
 
     @au.command("export")
@@ -62,12 +66,21 @@ def register(app: typer.Typer) -> None:
 
         st: AppState = ctx.obj
         db = open_db(st.workspace(), st.settings)
-        res = do_export(db=db, out_dir=out, since=_iso(since, "--since"),
-                        until=_iso(until, "--until"))
+        res = do_export(
+            db=db, out_dir=out, since=_iso(since, "--since"), until=_iso(until, "--until")
+        )
         if json_out:
-            print_json({"out": str(res.out_dir), "records": res.records,
-                        "chain_ok": res.chain_ok, "files": list(res.files)})
+            print_json(
+                {
+                    "out": str(res.out_dir),
+                    "records": res.records,
+                    "chain_ok": res.chain_ok,
+                    "files": list(res.files),
+                }
+            )
         else:
-            typer.echo(f"wrote {res.records} records to {res.out_dir} "
-                       f"(chain {'OK' if res.chain_ok else 'BROKEN'})")
+            typer.echo(
+                f"wrote {res.records} records to {res.out_dir} "
+                f"(chain {'OK' if res.chain_ok else 'BROKEN'})"
+            )
         return 0 if res.chain_ok else 1

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-
 from typing import Annotated, Any
 
 import typer
 
 from opsbook.cli._common import AppState, is_interactive, make_engine, open_db, print_json
 from opsbook.cli.run_cmd import exit_code_for, outcome_json
+
 
 def _run_async(coro: Any) -> Any:
     import asyncio  # noqa: PLC0415 - not on the start-up path
@@ -28,8 +28,10 @@ def register(app: typer.Typer) -> None:
     @ex.command("list")
     def list_(
         ctx: typer.Context,
-        state_: Annotated[str | None, typer.Option("--state", help="running, waiting, "
-                                                   "succeeded, failed, aborted, crashed")] = None,
+        state_: Annotated[
+            str | None,
+            typer.Option("--state", help="running, waiting, succeeded, failed, aborted, crashed"),
+        ] = None,
         limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
         json_out: JsonOpt = False,
     ) -> None:
@@ -50,15 +52,23 @@ def register(app: typer.Typer) -> None:
         for col in ("ID", "PROCEDURE", "ENV", "STATE", "BY", "STARTED"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r.id, f"{r.runbook_id}#{r.procedure_id}", r.environment,
-                          r.state_name if r.state_name.lower() != r.state else str(r.state),
-                          r.started_by, r.created_at[:19].replace("T", " "))
+            table.add_row(
+                r.id,
+                f"{r.runbook_id}#{r.procedure_id}",
+                r.environment,
+                r.state_name if r.state_name.lower() != r.state else str(r.state),
+                r.started_by,
+                r.created_at[:19].replace("T", " "),
+            )
         Console().print(table)
 
     @ex.command("show")
-    def show(ctx: typer.Context, execution_id: IdArg, json_out: JsonOpt = False,
-             events: Annotated[bool, typer.Option("--events", help="Include the journal")]
-             = False) -> None:
+    def show(
+        ctx: typer.Context,
+        execution_id: IdArg,
+        json_out: JsonOpt = False,
+        events: Annotated[bool, typer.Option("--events", help="Include the journal")] = False,
+    ) -> None:
         """Show an execution with its steps (and, with --events, its journal)."""
         from opsbook.engine import _journal as journal  # noqa: PLC0415
 
@@ -72,23 +82,26 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(data)
             return
-        typer.echo(f"execution {row.id}  {row.runbook_id}#{row.procedure_id} on "
-                   f"{row.environment}")
-        typer.echo(f"  state: {row.state} ({row.state_name})"
-                   + (f" — {row.reason}" if row.reason else ""))
+        typer.echo(f"execution {row.id}  {row.runbook_id}#{row.procedure_id} on {row.environment}")
+        typer.echo(
+            f"  state: {row.state} ({row.state_name})" + (f" — {row.reason}" if row.reason else "")
+        )
         typer.echo(f"  started by {row.started_by} at {row.created_at}")
         if row.params:
             typer.echo(f"  params: {row.params}")
         for r in runs:
             dur = f"{r.duration:.2f}s" if r.duration is not None else ""
-            typer.echo(f"  {r.seq:>3}. {r.step_id:<40} {r.state_name:<18} {dur}"
-                       + (f"  {r.reason}" if r.reason else ""))
+            typer.echo(
+                f"  {r.seq:>3}. {r.step_id:<40} {r.state_name:<18} {dur}"
+                + (f"  {r.reason}" if r.reason else "")
+            )
         if events:
             for ev in data["events"]:  # type: ignore[union-attr]
                 typer.echo(f"  {ev['ts']}  {ev['actor']:<12} {ev['action']}")
 
-    async def _resume(st: AppState, execution_id: str, user: str, decision: str | None,
-                      json_out: bool) -> int:
+    async def _resume(
+        st: AppState, execution_id: str, user: str, decision: str | None, json_out: bool
+    ) -> int:
         from rich.console import Console  # noqa: PLC0415
 
         from opsbook.cli._live import ConsoleInteraction, ConsoleReporter  # noqa: PLC0415
@@ -97,9 +110,13 @@ def register(app: typer.Typer) -> None:
         db = open_db(ws, st.settings)
         interactive = is_interactive() and not json_out
         console = Console(stderr=json_out, quiet=json_out, highlight=False)
-        engine = make_engine(ws, st.settings, db, reporter=ConsoleReporter(console=console),
-                             interaction=ConsoleInteraction(console=console, actor=user)
-                             if interactive else None)
+        engine = make_engine(
+            ws,
+            st.settings,
+            db,
+            reporter=ConsoleReporter(console=console),
+            interaction=ConsoleInteraction(console=console, actor=user) if interactive else None,
+        )
         outcome = await engine.resume(execution_id=execution_id, actor=user, decision=decision)
         if json_out:
             print_json(outcome_json(db, outcome))
@@ -107,11 +124,16 @@ def register(app: typer.Typer) -> None:
 
     @ex.command("resume")
     def resume(
-        ctx: typer.Context, execution_id: IdArg,
-        decision: Annotated[str | None, typer.Option(
-            help="After a crash, for a step that is not idempotent: retry, skip or abort")]
-        = None,
-        as_user: AsOpt = None, json_out: JsonOpt = False,
+        ctx: typer.Context,
+        execution_id: IdArg,
+        decision: Annotated[
+            str | None,
+            typer.Option(
+                help="After a crash, for a step that is not idempotent: retry, skip or abort"
+            ),
+        ] = None,
+        as_user: AsOpt = None,
+        json_out: JsonOpt = False,
     ) -> int:
         """Continue a parked or crashed execution from its journal."""
         st: AppState = ctx.obj
@@ -119,11 +141,14 @@ def register(app: typer.Typer) -> None:
 
     @ex.command("confirm")
     def confirm(
-        ctx: typer.Context, execution_id: IdArg,
+        ctx: typer.Context,
+        execution_id: IdArg,
         note: Annotated[str | None, typer.Option(help="e.g. a ticket number")] = None,
-        as_user: AsOpt = None, json_out: JsonOpt = False,
-        no_continue: Annotated[bool, typer.Option("--no-continue",
-                                                  help="Only record; do not continue")] = False,
+        as_user: AsOpt = None,
+        json_out: JsonOpt = False,
+        no_continue: Annotated[
+            bool, typer.Option("--no-continue", help="Only record; do not continue")
+        ] = False,
     ) -> int:
         """Attest the waiting manual step (every checklist item) and continue the run."""
         st: AppState = ctx.obj
@@ -139,17 +164,20 @@ def register(app: typer.Typer) -> None:
 
     @ex.command("abort")
     def abort(
-        ctx: typer.Context, execution_id: IdArg,
+        ctx: typer.Context,
+        execution_id: IdArg,
         reason: Annotated[str | None, typer.Option(help="Why")] = None,
-        as_user: AsOpt = None, json_out: JsonOpt = False,
+        as_user: AsOpt = None,
+        json_out: JsonOpt = False,
     ) -> None:
         """Abort an execution (a running one stops before its next step)."""
         st: AppState = ctx.obj
         user = st.user(as_user)
         ws = st.workspace()
         db = open_db(ws, st.settings)
-        outcome = make_engine(ws, st.settings, db).abort(execution_id=execution_id, actor=user,
-                                                         reason=reason)
+        outcome = make_engine(ws, st.settings, db).abort(
+            execution_id=execution_id, actor=user, reason=reason
+        )
         if json_out:
             print_json(outcome.to_dict())
         else:
@@ -157,10 +185,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("approve")
     def approve(
-        ctx: typer.Context, execution_id: IdArg,
+        ctx: typer.Context,
+        execution_id: IdArg,
         reject: Annotated[bool, typer.Option("--reject", help="Reject instead")] = False,
         comment: Annotated[str | None, typer.Option(help="Why")] = None,
-        as_user: AsOpt = None, json_out: JsonOpt = False,
+        as_user: AsOpt = None,
+        json_out: JsonOpt = False,
     ) -> None:
         """Approve (or --reject) the approval step an execution waits at. Four-eyes: the
         person who started the run can never approve it."""
@@ -181,29 +211,50 @@ def register(app: typer.Typer) -> None:
                 f"execution {row.id} is not waiting for an approval ({row.state_name})",
                 hint="`opsbook executions list --state waiting` shows what waits",
             )
-        runbook, procedure = engine._reload(row)  # noqa: SLF001 - same package family
+        runbook, procedure = engine._reload(row)
         step = procedure.steps[runs[-1].step_index]
-        digest = approvals.compute_digest(runbook_hash=runbook.content_hash,
-                                          procedure_id=procedure.id, params=row.params,
-                                          environment=row.environment)
+        digest = approvals.compute_digest(
+            runbook_hash=runbook.content_hash,
+            procedure_id=procedure.id,
+            params=row.params,
+            environment=row.environment,
+        )
         spec = step.approval or approvals.ApprovalSpec()
         with db.transaction():
-            approvals.decide(db=db, execution=row, step_seq=runs[-1].seq, step_id=step.id,
-                             step_state=runs[-1].state, spec=spec, approver=user,
-                             approver_roles=ws.roles_of(user),
-                             decision="rejected" if reject else "approved", digest=digest,
-                             comment=comment)
-        status = approvals.status(db=db, execution_id=row.id, step_seq=runs[-1].seq, spec=spec,
-                                  digest=digest, requested_at=runs[-1].started_at)
+            approvals.decide(
+                db=db,
+                execution=row,
+                step_seq=runs[-1].seq,
+                step_id=step.id,
+                step_state=runs[-1].state,
+                spec=spec,
+                approver=user,
+                approver_roles=ws.roles_of(user),
+                decision="rejected" if reject else "approved",
+                digest=digest,
+                comment=comment,
+            )
+        status = approvals.status(
+            db=db,
+            execution_id=row.id,
+            step_seq=runs[-1].seq,
+            spec=spec,
+            digest=digest,
+            requested_at=runs[-1].started_at,
+        )
         if json_out:
             print_json({"execution_id": row.id, "step": step.id, **status.to_dict()})
             return
         if reject:
             typer.echo(f"rejected by {user}; the run fails at {step.id!r} when it continues")
         elif status.verdict == "approved":
-            typer.echo(f"approved ({len(status.approvers)}/{status.quorum}: "
-                       f"{', '.join(status.approvers)}). The run continues in the starter's "
-                       f"session, or with: opsbook executions resume {row.id}")
+            typer.echo(
+                f"approved ({len(status.approvers)}/{status.quorum}: "
+                f"{', '.join(status.approvers)}). The run continues in the starter's "
+                f"session, or with: opsbook executions resume {row.id}"
+            )
         else:
-            typer.echo(f"approval recorded ({len(status.approvers)}/{status.quorum}); "
-                       "waiting for more approvers")
+            typer.echo(
+                f"approval recorded ({len(status.approvers)}/{status.quorum}); "
+                "waiting for more approvers"
+            )

@@ -27,8 +27,12 @@ app = typer.Typer(
 
 WorkspaceOpt = Annotated[
     str | None,
-    typer.Option("--workspace", "-w", help="Workspace directory (default: found upward; "
-                 "or OPSBOOK_WORKSPACE)", envvar="OPSBOOK_WORKSPACE"),
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace directory (default: found upward; or OPSBOOK_WORKSPACE)",
+        envvar="OPSBOOK_WORKSPACE",
+    ),
 ]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import sys
 from typing import Annotated, Any
 
@@ -45,16 +44,28 @@ def register(app: typer.Typer) -> None:
     def run(
         ctx: typer.Context,
         ref: Annotated[str, typer.Argument(help="RUNBOOK#PROCEDURE (runbook id or file stem)")],
-        env: Annotated[str | None, typer.Option("--env", "-e", help="Environment "
-                                                "(default: the workspace's default)")] = None,
-        param: Annotated[list[str] | None, typer.Option("--param", "-p",
-                                                        help="k=v, repeatable")] = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Render every step and show "
-                                              "what would run; run nothing")] = False,
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer confirmation prompts "
-                                          "(never attests a manual step or approves)")] = False,
-        json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
-        = False,
+        env: Annotated[
+            str | None,
+            typer.Option("--env", "-e", help="Environment (default: the workspace's default)"),
+        ] = None,
+        param: Annotated[
+            list[str] | None, typer.Option("--param", "-p", help="k=v, repeatable")
+        ] = None,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run", help="Render every step and show what would run; run nothing"
+            ),
+        ] = False,
+        yes: Annotated[
+            bool,
+            typer.Option(
+                "--yes",
+                "-y",
+                help="Answer confirmation prompts (never attests a manual step or approves)",
+            ),
+        ] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
         as_user: Annotated[str | None, typer.Option("--as", help="Act as this user")] = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     ) -> int:
@@ -74,8 +85,9 @@ def register(app: typer.Typer) -> None:
         user = state.user(as_user)
         runbook, procedure = catalogue(ws).resolve(ref)
         environment = load_environment(ws, env or ws.default_environment)
-        params = validate_params(procedure, parse_param_args(list(param or [])),
-                                 path=str(runbook.path))
+        params = validate_params(
+            procedure, parse_param_args(list(param or [])), path=str(runbook.path)
+        )
         interactive = is_interactive() and not json_out
         risky = procedure.risk == "high" or environment.name == "production"
         if risky and not dry_run and not yes:
@@ -85,20 +97,31 @@ def register(app: typer.Typer) -> None:
                     f"{environment.name} needs confirmation",
                     hint="pass --yes to confirm, or --dry-run to see what it would do",
                 )
-            typer.confirm(f"Run {runbook.id}#{procedure.id} (risk: {procedure.risk}) on "
-                          f"{environment.name}?", abort=True)
+            typer.confirm(
+                f"Run {runbook.id}#{procedure.id} (risk: {procedure.risk}) on {environment.name}?",
+                abort=True,
+            )
         console = Console(stderr=json_out, quiet=json_out, highlight=False)
         reporter = ConsoleReporter(console=console, verbose=verbose)
         interaction = ConsoleInteraction(console=console, actor=user) if interactive else None
         db = open_db(ws, settings)
         engine = make_engine(ws, settings, db, reporter=reporter, interaction=interaction)
-        outcome = asyncio.run(engine.start(runbook=runbook, procedure=procedure,
-                                           environment=environment, params=params,
-                                           started_by=user, dry_run=dry_run))
+        outcome = asyncio.run(
+            engine.start(
+                runbook=runbook,
+                procedure=procedure,
+                environment=environment,
+                params=params,
+                started_by=user,
+                dry_run=dry_run,
+            )
+        )
         if json_out:
             print_json(outcome_json(db, outcome))
         elif outcome.parked and not interactive:
-            sys.stderr.write(f"parked: execution {outcome.execution_id} waits at "
-                             f"{outcome.waiting_step!r} ({outcome.state_name}); exit code "
-                             f"{EXIT_PARKED}\n")
+            sys.stderr.write(
+                f"parked: execution {outcome.execution_id} waits at "
+                f"{outcome.waiting_step!r} ({outcome.state_name}); exit code "
+                f"{EXIT_PARKED}\n"
+            )
         return exit_code_for(outcome)

@@ -45,8 +45,13 @@ def register(app: typer.Typer) -> None:
                 "title": rb.meta.title,
                 "owner": rb.meta.owner,
                 "procedures": [
-                    {"id": p.id, "title": p.title, "risk": p.risk, "when_to_use": p.when_to_use,
-                     "steps": len(p.steps)}
+                    {
+                        "id": p.id,
+                        "title": p.title,
+                        "risk": p.risk,
+                        "when_to_use": p.when_to_use,
+                        "steps": len(p.steps),
+                    }
                     for p in rb.procedures
                 ],
             }
@@ -63,8 +68,13 @@ def register(app: typer.Typer) -> None:
             table.add_column(col)
         for r in rows:
             for p in r["procedures"]:  # type: ignore[attr-defined]
-                table.add_row(f"{r['runbook']}#{p['id']}", p["title"], p["risk"],
-                              str(p["steps"]), p["when_to_use"] or "")
+                table.add_row(
+                    f"{r['runbook']}#{p['id']}",
+                    p["title"],
+                    p["risk"],
+                    str(p["steps"]),
+                    p["when_to_use"] or "",
+                )
         Console().print(table)
 
     @runbooks.command("show")
@@ -82,19 +92,36 @@ def register(app: typer.Typer) -> None:
         if proc_id and not procs:
             cat.resolve(ref)  # raises the helpful NotFoundError
         data = {
-            "runbook": rb.id, "title": rb.meta.title, "purpose": rb.meta.purpose,
-            "owner": rb.meta.owner, "file": str(rb.path), "content_hash": rb.content_hash,
-            "last_reviewed": rb.meta.last_reviewed, "review_interval": rb.meta.review_interval,
+            "runbook": rb.id,
+            "title": rb.meta.title,
+            "purpose": rb.meta.purpose,
+            "owner": rb.meta.owner,
+            "file": str(rb.path),
+            "content_hash": rb.content_hash,
+            "last_reviewed": rb.meta.last_reviewed,
+            "review_interval": rb.meta.review_interval,
             "procedures": [
                 {
-                    "id": p.id, "title": p.title, "risk": p.risk,
-                    "permissions": list(p.permissions), "prerequisites": list(p.prerequisites),
+                    "id": p.id,
+                    "title": p.title,
+                    "risk": p.risk,
+                    "permissions": list(p.permissions),
+                    "prerequisites": list(p.prerequisites),
                     "environments": list(p.environments),
-                    "params": [{"name": x.name, "type": x.type, "required": x.required,
-                                "default": x.default, "choices": list(x.choices)}
-                               for x in p.params],
-                    "steps": [{"id": s.id, "title": s.title, "kind": str(s.kind),
-                               "line": s.line} for s in p.steps],
+                    "params": [
+                        {
+                            "name": x.name,
+                            "type": x.type,
+                            "required": x.required,
+                            "default": x.default,
+                            "choices": list(x.choices),
+                        }
+                        for x in p.params
+                    ],
+                    "steps": [
+                        {"id": s.id, "title": s.title, "kind": str(s.kind), "line": s.line}
+                        for s in p.steps
+                    ],
                 }
                 for p in procs
             ],
@@ -120,12 +147,14 @@ def register(app: typer.Typer) -> None:
     @app.command("lint")
     def lint(
         ctx: typer.Context,
-        paths: Annotated[list[Path] | None, typer.Argument(help="Files or directories "
-                                                          "(default: the workspace's runbooks)")]
-        = None,
+        paths: Annotated[
+            list[Path] | None,
+            typer.Argument(help="Files or directories (default: the workspace's runbooks)"),
+        ] = None,
         json_out: JsonOpt = False,
-        today: Annotated[str | None, typer.Option(help="Date for staleness checks (YYYY-MM-DD)")]
-        = None,
+        today: Annotated[
+            str | None, typer.Option(help="Date for staleness checks (YYYY-MM-DD)")
+        ] = None,
     ) -> int:
         """Check runbooks against format v1 and the documentation standards."""
         from opsbook.errors import UsageError  # noqa: PLC0415
@@ -144,8 +173,19 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--today {today!r} is not a date", hint="use YYYY-MM-DD") from exc
         findings = lint_paths(targets, today=day)
         if json_out:
-            print_json([{"path": str(f.path), "line": f.line, "col": f.col, "code": f.code,
-                         "message": f.message, "severity": f.severity} for f in findings])
+            print_json(
+                [
+                    {
+                        "path": str(f.path),
+                        "line": f.line,
+                        "col": f.col,
+                        "code": f.code,
+                        "message": f.message,
+                        "severity": f.severity,
+                    }
+                    for f in findings
+                ]
+            )
         else:
             for f in findings:
                 typer.echo(format_finding(f))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -103,10 +104,8 @@ class Database:
             raise _wrap(exc, "COMMIT") from exc
 
     def _rollback(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # nothing to roll back is fine
             self.raw.execute("ROLLBACK")
-        except Exception:  # noqa: S110 - nothing to roll back is fine
-            pass
 
     def close(self) -> None:
         self.raw.close()
@@ -134,7 +133,9 @@ def _connect_sqlite(url: str) -> Database:
     path = _sqlite_path(url)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        raw = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
+        raw = sqlite3.connect(
+            str(path), isolation_level=None, timeout=30.0, check_same_thread=False
+        )
         raw.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: every commit survives a process crash (kill -9); only a power
         # loss can lose the last transactions. See docs/adr/0002-db-api-journal.md.
@@ -153,7 +154,9 @@ def _connect_postgres(url: str) -> Database:
     try:
         import psycopg  # noqa: PLC0415 - only PostgreSQL users pay for the import
     except ImportError as exc:  # pragma: no cover - psycopg is a dependency
-        raise DatabaseError("psycopg is not installed", hint="pip install 'psycopg[binary]'") from exc
+        raise DatabaseError(
+            "psycopg is not installed", hint="pip install 'psycopg[binary]'"
+        ) from exc
     conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
     try:
         raw = psycopg.connect(conninfo, autocommit=True)
@@ -171,7 +174,7 @@ def connect(url: str) -> Database:
     if url.startswith("sqlite:") or "://" not in url:
         return _connect_sqlite(url)
     raise DatabaseError(
-        f"unsupported database URL {url.split('://')[0]}://…",
+        f"unsupported database URL {url.split('://', maxsplit=1)[0]}://…",
         hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
     )
 

@@ -57,19 +57,29 @@ class ExecutionContext:
             "env": self.environment,
             "steps": self.steps,
             "item": item,
-            "execution": {"id": self.execution_id, "started_by": self.started_by,
-                          "environment": self.environment_name, "dry_run": self.dry_run},
+            "execution": {
+                "id": self.execution_id,
+                "started_by": self.started_by,
+                "environment": self.environment_name,
+                "dry_run": self.dry_run,
+            },
         }
 
     def cel_vars(self, item: Any = None) -> dict[str, Any]:
-        return _json_safe({
-            "params": self.params.plain(),
-            "env": dict(self.environment),
-            "steps": self.steps,
-            "item": item,
-            "execution": {"id": self.execution_id, "started_by": self.started_by,
-                          "environment": self.environment_name, "dry_run": self.dry_run},
-        })
+        return _json_safe(
+            {
+                "params": self.params.plain(),
+                "env": dict(self.environment),
+                "steps": self.steps,
+                "item": item,
+                "execution": {
+                    "id": self.execution_id,
+                    "started_by": self.started_by,
+                    "environment": self.environment_name,
+                    "dry_run": self.dry_run,
+                },
+            }
+        )
 
 
 def _json_safe(obj: Any) -> Any:

@@ -126,30 +126,51 @@ class Engine:
         parent_id: str | None = None,
         depth: int = 0,
     ) -> Outcome:
-        self._check_may_start(procedure=procedure, runbook=runbook, user=started_by,
-                              environment=environment)
+        self._check_may_start(
+            procedure=procedure, runbook=runbook, user=started_by, environment=environment
+        )
         execution_id = new_execution_id()
         now = journal.utcnow()
         digest = approvals.compute_digest(
-            runbook_hash=runbook.content_hash, procedure_id=procedure.id, params=params,
+            runbook_hash=runbook.content_hash,
+            procedure_id=procedure.id,
+            params=params,
             environment=environment.name,
         )
         row = journal.ExecutionRow(
-            id=execution_id, parent_id=parent_id, runbook_id=runbook.id,
-            runbook_path=str(runbook.path), runbook_hash=runbook.content_hash,
-            procedure_id=procedure.id, environment=environment.name,
-            params=dict(params), digest=digest, state=State.PENDING, state_name="Pending",
-            reason=None, cursor=0, dry_run=dry_run, started_by=started_by, owner=self.owner,
-            created_at=now, updated_at=now, finished_at=None,
+            id=execution_id,
+            parent_id=parent_id,
+            runbook_id=runbook.id,
+            runbook_path=str(runbook.path),
+            runbook_hash=runbook.content_hash,
+            procedure_id=procedure.id,
+            environment=environment.name,
+            params=dict(params),
+            digest=digest,
+            state=State.PENDING,
+            state_name="Pending",
+            reason=None,
+            cursor=0,
+            dry_run=dry_run,
+            started_by=started_by,
+            owner=self.owner,
+            created_at=now,
+            updated_at=now,
+            finished_at=None,
         )
         with self.db.transaction():
             journal.create_execution(db=self.db, execution=row, actor=started_by)
             journal.transition_execution(
-                db=self.db, execution_id=execution_id, to=State.RUNNING, name="Running",
-                actor=started_by, owner=self.owner,
+                db=self.db,
+                execution_id=execution_id,
+                to=State.RUNNING,
+                name="Running",
+                actor=started_by,
+                owner=self.owner,
             )
-        self.reporter.execution_started(execution_id=execution_id, procedure=procedure,
-                                        resumed=False)
+        self.reporter.execution_started(
+            execution_id=execution_id, procedure=procedure, resumed=False
+        )
         ctx = self._context(row, environment, procedure)
         return await self._drive(ctx, runbook, procedure, actor=started_by, depth=depth)
 
@@ -167,7 +188,9 @@ class Engine:
                 from opsbook import audit  # noqa: PLC0415 - keep import graph flat
 
                 audit.record(
-                    db=self.db, actor=user, action="execution.start.denied",
+                    db=self.db,
+                    actor=user,
+                    action="execution.start.denied",
                     subject=f"procedure:{runbook.id}#{procedure.id}",
                     payload={"roles": sorted(roles), "needs": list(procedure.permissions)},
                 )
@@ -182,10 +205,14 @@ class Engine:
         self, row: journal.ExecutionRow, environment: Environment, procedure: Procedure
     ) -> ExecutionContext:
         return ExecutionContext(
-            execution_id=row.id, started_by=row.started_by, environment_name=environment.name,
+            execution_id=row.id,
+            started_by=row.started_by,
+            environment_name=environment.name,
             environment=environment.data,
             params=SecretParams(row.params, secret_sources(procedure), self.resolver),
-            resolver=self.resolver, redactor=self.redactor, dry_run=row.dry_run,
+            resolver=self.resolver,
+            redactor=self.redactor,
+            dry_run=row.dry_run,
         )
 
     # ----------------------------------------------------------------------------- resume
@@ -214,13 +241,21 @@ class Engine:
                 )
             with self.db.transaction():
                 journal.transition_execution(
-                    db=self.db, execution_id=execution_id, to=State.CRASHED, name="Crashed",
-                    reason=f"owner process {row.owner} is gone", actor=actor,
+                    db=self.db,
+                    execution_id=execution_id,
+                    to=State.CRASHED,
+                    name="Crashed",
+                    reason=f"owner process {row.owner} is gone",
+                    actor=actor,
                 )
                 if open_run is not None and open_run.state is State.RUNNING:
                     journal.transition_step(
-                        db=self.db, execution_id=execution_id, seq=open_run.seq,
-                        to=State.CRASHED, name="Crashed", actor=actor,
+                        db=self.db,
+                        execution_id=execution_id,
+                        seq=open_run.seq,
+                        to=State.CRASHED,
+                        name="Crashed",
+                        actor=actor,
                         reason="the process running this step died",
                     )
             row = journal.get_execution(db=self.db, execution_id=execution_id)
@@ -237,61 +272,111 @@ class Engine:
             if choice is None:
                 if row.state is State.CRASHED:
                     journal.transition_execution(
-                        db=self.db, execution_id=execution_id, to=State.WAITING,
-                        name="AwaitingRecoveryDecision", actor=actor,
+                        db=self.db,
+                        execution_id=execution_id,
+                        to=State.WAITING,
+                        name="AwaitingRecoveryDecision",
+                        actor=actor,
                         reason=f"step {step.id!r} was running when the process died and is "
                         "not idempotent",
                     )
-                self.reporter.step_waiting(step=step, seq=open_run.seq, execution_id=execution_id,
-                                           why="recovery")
-                return Outcome(execution_id, State.WAITING, "AwaitingRecoveryDecision",
-                               waiting_step=step.id)
-            return await self._recover(ctx, runbook, procedure, row, open_run, step, choice,
-                                       actor=actor, depth=depth)
+                self.reporter.step_waiting(
+                    step=step, seq=open_run.seq, execution_id=execution_id, why="recovery"
+                )
+                return Outcome(
+                    execution_id, State.WAITING, "AwaitingRecoveryDecision", waiting_step=step.id
+                )
+            return await self._recover(
+                ctx, runbook, procedure, row, open_run, step, choice, actor=actor, depth=depth
+            )
 
         if row.state is State.CRASHED:  # died between steps: just carry on
             journal.transition_execution(
-                db=self.db, execution_id=execution_id, to=State.RUNNING, name="Running",
-                actor=actor, owner=self.owner, verb="resumed",
+                db=self.db,
+                execution_id=execution_id,
+                to=State.RUNNING,
+                name="Running",
+                actor=actor,
+                owner=self.owner,
+                verb="resumed",
             )
-            self.reporter.execution_started(execution_id=execution_id, procedure=procedure,
-                                            resumed=True)
+            self.reporter.execution_started(
+                execution_id=execution_id, procedure=procedure, resumed=True
+            )
             return await self._drive(ctx, runbook, procedure, actor=actor, depth=depth)
 
         # WAITING at a manual step, an approval, or a child execution.
         assert open_run is not None and open_run.state is State.WAITING
         step = procedure.steps[open_run.step_index]
-        return await self._continue_waiting(ctx, runbook, procedure, row, open_run.seq, step,
-                                            actor=actor, depth=depth, resumed=True)
+        return await self._continue_waiting(
+            ctx, runbook, procedure, row, open_run.seq, step, actor=actor, depth=depth, resumed=True
+        )
 
     async def _recover(
-        self, ctx: ExecutionContext, runbook: Runbook, procedure: Procedure,
-        row: journal.ExecutionRow, open_run: journal.StepRunRow, step: Step, choice: str,
-        *, actor: str, depth: int,
+        self,
+        ctx: ExecutionContext,
+        runbook: Runbook,
+        procedure: Procedure,
+        row: journal.ExecutionRow,
+        open_run: journal.StepRunRow,
+        step: Step,
+        choice: str,
+        *,
+        actor: str,
+        depth: int,
     ) -> Outcome:
         if choice not in ("retry", "skip", "abort"):
             raise UsageError(f"unknown recovery decision {choice!r}", hint="retry, skip or abort")
         eid = row.id
         with self.db.transaction():
             if choice == "abort":
-                journal.transition_step(db=self.db, execution_id=eid, seq=open_run.seq,
-                                        to=State.ABORTED, actor=actor, reason="aborted after crash")
-                journal.transition_execution(db=self.db, execution_id=eid, to=State.ABORTED,
-                                             actor=actor, reason=f"aborted by {actor} after a crash")
+                journal.transition_step(
+                    db=self.db,
+                    execution_id=eid,
+                    seq=open_run.seq,
+                    to=State.ABORTED,
+                    actor=actor,
+                    reason="aborted after crash",
+                )
+                journal.transition_execution(
+                    db=self.db,
+                    execution_id=eid,
+                    to=State.ABORTED,
+                    actor=actor,
+                    reason=f"aborted by {actor} after a crash",
+                )
             elif choice == "skip":
-                journal.transition_step(db=self.db, execution_id=eid, seq=open_run.seq,
-                                        to=State.SKIPPED, actor=actor,
-                                        reason=f"skipped by {actor} after a crash",
-                                        cursor=open_run.step_index + 1)
+                journal.transition_step(
+                    db=self.db,
+                    execution_id=eid,
+                    seq=open_run.seq,
+                    to=State.SKIPPED,
+                    actor=actor,
+                    reason=f"skipped by {actor} after a crash",
+                    cursor=open_run.step_index + 1,
+                )
             else:
-                journal.transition_step(db=self.db, execution_id=eid, seq=open_run.seq,
-                                        to=State.FAILED, name="Crashed", actor=actor,
-                                        reason="process died; the step is run again",
-                                        cursor=open_run.step_index)
+                journal.transition_step(
+                    db=self.db,
+                    execution_id=eid,
+                    seq=open_run.seq,
+                    to=State.FAILED,
+                    name="Crashed",
+                    actor=actor,
+                    reason="process died; the step is run again",
+                    cursor=open_run.step_index,
+                )
             if choice != "abort":
-                journal.transition_execution(db=self.db, execution_id=eid, to=State.RUNNING,
-                                             name="Running", actor=actor, owner=self.owner,
-                                             verb="resumed", payload={"decision": choice})
+                journal.transition_execution(
+                    db=self.db,
+                    execution_id=eid,
+                    to=State.RUNNING,
+                    name="Running",
+                    actor=actor,
+                    owner=self.owner,
+                    verb="resumed",
+                    payload={"decision": choice},
+                )
         if choice == "abort":
             self.reporter.execution_finished(execution_id=eid, state=State.ABORTED, reason=None)
             return Outcome(eid, State.ABORTED, "Aborted", reason="aborted after a crash")
@@ -323,7 +408,12 @@ class Engine:
 
     # ------------------------------------------------------------------------------ drive
     async def _drive(
-        self, ctx: ExecutionContext, runbook: Runbook, procedure: Procedure, *, actor: str,
+        self,
+        ctx: ExecutionContext,
+        runbook: Runbook,
+        procedure: Procedure,
+        *,
+        actor: str,
         depth: int,
     ) -> Outcome:
         eid = ctx.execution_id
@@ -334,54 +424,100 @@ class Engine:
         try:
             while index < len(steps):
                 if seq > MAX_STEP_RUNS:
-                    return self._finish(eid, State.FAILED, actor,
-                                        f"more than {MAX_STEP_RUNS} step runs: a goto loop?")
+                    return self._finish(
+                        eid,
+                        State.FAILED,
+                        actor,
+                        f"more than {MAX_STEP_RUNS} step runs: a goto loop?",
+                    )
                 if self._abort_requested(eid):
                     return self._finish(eid, State.ABORTED, actor, "abort requested")
                 step = steps[index]
                 if step.options.when and not self._when(ctx, step):
                     journal.start_step_run(
-                        db=self.db, execution_id=eid, seq=seq, step_id=step.id, step_index=index,
-                        kind=str(step.kind), state=State.SKIPPED, name="Skipped", actor=actor,
+                        db=self.db,
+                        execution_id=eid,
+                        seq=seq,
+                        step_id=step.id,
+                        step_index=index,
+                        kind=str(step.kind),
+                        state=State.SKIPPED,
+                        name="Skipped",
+                        actor=actor,
                         reason=f"when: {step.options.when} is false",
                     )
                     self._set_cursor(eid, index + 1)
-                    self.reporter.step_finished(StepReport(step, seq, State.SKIPPED, "Skipped",
-                                                           0.0, "condition false"))
+                    self.reporter.step_finished(
+                        StepReport(step, seq, State.SKIPPED, "Skipped", 0.0, "condition false")
+                    )
                     index, seq = index + 1, seq + 1
                     continue
                 if step.kind in (StepKind.MANUAL, StepKind.APPROVAL):
                     name = "AwaitingInput" if step.kind is StepKind.MANUAL else "AwaitingApproval"
                     payload: dict[str, Any] = {}
                     if step.kind is StepKind.APPROVAL and step.approval:
-                        payload = {"quorum": step.approval.quorum,
-                                   "roles": list(step.approval.roles),
-                                   "expires": step.approval.expires, "digest": row.digest}
+                        payload = {
+                            "quorum": step.approval.quorum,
+                            "roles": list(step.approval.roles),
+                            "expires": step.approval.expires,
+                            "digest": row.digest,
+                        }
                     if ctx.dry_run:
                         journal.start_step_run(
-                            db=self.db, execution_id=eid, seq=seq, step_id=step.id,
-                            step_index=index, kind=str(step.kind), state=State.SKIPPED,
-                            name="DryRun", actor=actor, reason=f"dry run: would wait ({name})",
+                            db=self.db,
+                            execution_id=eid,
+                            seq=seq,
+                            step_id=step.id,
+                            step_index=index,
+                            kind=str(step.kind),
+                            state=State.SKIPPED,
+                            name="DryRun",
+                            actor=actor,
+                            reason=f"dry run: would wait ({name})",
                         )
                         self._set_cursor(eid, index + 1)
-                        self.reporter.step_finished(StepReport(step, seq, State.SKIPPED, "DryRun",
-                                                               0.0, f"would wait: {name}"))
+                        self.reporter.step_finished(
+                            StepReport(
+                                step, seq, State.SKIPPED, "DryRun", 0.0, f"would wait: {name}"
+                            )
+                        )
                         index, seq = index + 1, seq + 1
                         continue
                     with self.db.transaction():
                         journal.start_step_run(
-                            db=self.db, execution_id=eid, seq=seq, step_id=step.id,
-                            step_index=index, kind=str(step.kind), state=State.WAITING, name=name,
-                            actor=actor, payload=payload,
+                            db=self.db,
+                            execution_id=eid,
+                            seq=seq,
+                            step_id=step.id,
+                            step_index=index,
+                            kind=str(step.kind),
+                            state=State.WAITING,
+                            name=name,
+                            actor=actor,
+                            payload=payload,
                         )
                         journal.transition_execution(
-                            db=self.db, execution_id=eid, to=State.WAITING, name=name,
-                            actor=actor, reason=f"step {step.id!r} waits for a person",
+                            db=self.db,
+                            execution_id=eid,
+                            to=State.WAITING,
+                            name=name,
+                            actor=actor,
+                            reason=f"step {step.id!r} waits for a person",
                         )
-                    return await self._continue_waiting(ctx, runbook, procedure, row, seq, step,
-                                                        actor=actor, depth=depth, resumed=False)
-                outcome = await self._run_step(ctx, runbook, procedure, step, index, seq,
-                                               actor=actor, depth=depth)
+                    return await self._continue_waiting(
+                        ctx,
+                        runbook,
+                        procedure,
+                        row,
+                        seq,
+                        step,
+                        actor=actor,
+                        depth=depth,
+                        resumed=False,
+                    )
+                outcome = await self._run_step(
+                    ctx, runbook, procedure, step, index, seq, actor=actor, depth=depth
+                )
                 if isinstance(outcome, Outcome):
                     return outcome
                 index, seq = outcome, seq + 1
@@ -409,8 +545,9 @@ class Engine:
         return value
 
     def _finish(self, eid: str, state: State, actor: str, reason: str | None) -> Outcome:
-        journal.transition_execution(db=self.db, execution_id=eid, to=state, actor=actor,
-                                     reason=reason)
+        journal.transition_execution(
+            db=self.db, execution_id=eid, to=state, actor=actor, reason=reason
+        )
         self.reporter.execution_finished(execution_id=eid, state=state, reason=reason)
         return Outcome(eid, state, state.title(), reason)
 
@@ -418,62 +555,115 @@ class Engine:
         runs = journal.step_runs(db=self.db, execution_id=eid)
         with self.db.transaction():
             if runs and runs[-1].state in (State.RUNNING, State.WAITING):
-                journal.transition_step(db=self.db, execution_id=eid, seq=runs[-1].seq,
-                                        to=State.ABORTED, actor=actor, reason=reason)
+                journal.transition_step(
+                    db=self.db,
+                    execution_id=eid,
+                    seq=runs[-1].seq,
+                    to=State.ABORTED,
+                    actor=actor,
+                    reason=reason,
+                )
             current = journal.get_execution(db=self.db, execution_id=eid)
             if current.state not in TERMINAL_STATES:
-                journal.transition_execution(db=self.db, execution_id=eid, to=State.ABORTED,
-                                             actor=actor, reason=reason)
+                journal.transition_execution(
+                    db=self.db, execution_id=eid, to=State.ABORTED, actor=actor, reason=reason
+                )
 
     # ------------------------------------------------------------------ one executable step
     async def _run_step(
-        self, ctx: ExecutionContext, runbook: Runbook, procedure: Procedure, step: Step,
-        index: int, seq: int, *, actor: str, depth: int,
+        self,
+        ctx: ExecutionContext,
+        runbook: Runbook,
+        procedure: Procedure,
+        step: Step,
+        index: int,
+        seq: int,
+        *,
+        actor: str,
+        depth: int,
     ) -> int | Outcome:
         """Run one non-waiting step; return the next index, or an Outcome when the run ends."""
         eid = ctx.execution_id
-        journal.start_step_run(db=self.db, execution_id=eid, seq=seq, step_id=step.id,
-                               step_index=index, kind=str(step.kind), state=State.RUNNING,
-                               name="Running", actor=actor)
+        journal.start_step_run(
+            db=self.db,
+            execution_id=eid,
+            seq=seq,
+            step_id=step.id,
+            step_index=index,
+            kind=str(step.kind),
+            state=State.RUNNING,
+            name="Running",
+            actor=actor,
+        )
         started = time.perf_counter()
         if step.kind is StepKind.DECIDE:
-            return await self._decide(ctx, runbook, procedure, step, index, seq, started,
-                                      actor=actor, depth=depth)
+            return await self._decide(
+                ctx, runbook, procedure, step, index, seq, started, actor=actor, depth=depth
+            )
         self.reporter.step_started(step=step, seq=seq, detail={})
         try:
             result: StepOutcome = await run_executable(
-                step=step, ctx=ctx, workspace=self.workspace.root,
+                step=step,
+                ctx=ctx,
+                workspace=self.workspace.root,
                 on_retry=lambda attempt, why: journal.note_event(
-                    db=self.db, execution_id=eid, action="execution.step.retrying", actor=actor,
+                    db=self.db,
+                    execution_id=eid,
+                    action="execution.step.retrying",
+                    actor=actor,
                     subject=f"execution:{eid}/step:{step.id}",
                     payload={"seq": seq, "step": step.id, "attempt": attempt, "reason": why},
                 ),
             )
         except OpsbookError as exc:
-            result = StepOutcome(ok=False, record={"error": exc.render()}, reason=exc.message,
-                                 attempts=1, fields=None)
+            result = StepOutcome(
+                ok=False,
+                record={"error": exc.render()},
+                reason=exc.message,
+                attempts=1,
+                fields=None,
+            )
         duration = time.perf_counter() - started
         stored = ctx.redactor.redact_obj(result.record)
-        ctx.steps[step.id] = {"result": result.fields, "state": "succeeded" if result.ok
-                              else "failed", "ok": result.ok}
+        ctx.steps[step.id] = {
+            "result": result.fields,
+            "state": "succeeded" if result.ok else "failed",
+            "ok": result.ok,
+        }
         state = State.SUCCEEDED if result.ok else State.FAILED
         next_index = index + 1
         if not result.ok:
             nxt = self._on_failure_target(procedure, step, index)
             next_index = nxt if nxt is not None else index
         journal.transition_step(
-            db=self.db, execution_id=eid, seq=seq, to=state, actor=actor,
+            db=self.db,
+            execution_id=eid,
+            seq=seq,
+            to=state,
+            actor=actor,
             name="DryRun" if ctx.dry_run and result.ok else None,
             reason=ctx.redactor.redact(result.reason) if result.reason else None,
-            result=stored, duration=duration, attempts=result.attempts,
+            result=stored,
+            duration=duration,
+            attempts=result.attempts,
             cursor=next_index,
         )
-        self.reporter.step_finished(StepReport(step, seq, state, "DryRun" if ctx.dry_run else
-                                               state.title(), duration, result.reason, stored))
+        self.reporter.step_finished(
+            StepReport(
+                step,
+                seq,
+                state,
+                "DryRun" if ctx.dry_run else state.title(),
+                duration,
+                result.reason,
+                stored,
+            )
+        )
         if result.ok:
             return next_index
-        return await self._after_failure(ctx, runbook, procedure, step, index, actor=actor,
-                                         depth=depth, reason=result.reason)
+        return await self._after_failure(
+            ctx, runbook, procedure, step, index, actor=actor, depth=depth, reason=result.reason
+        )
 
     def _on_failure_target(self, procedure: Procedure, step: Step, index: int) -> int | None:
         of = step.options.on_failure
@@ -484,8 +674,16 @@ class Engine:
         return None
 
     async def _after_failure(
-        self, ctx: ExecutionContext, runbook: Runbook, procedure: Procedure, step: Step,
-        index: int, *, actor: str, depth: int, reason: str | None,
+        self,
+        ctx: ExecutionContext,
+        runbook: Runbook,
+        procedure: Procedure,
+        step: Step,
+        index: int,
+        *,
+        actor: str,
+        depth: int,
+        reason: str | None,
     ) -> int | Outcome:
         of = step.options.on_failure
         target = self._on_failure_target(procedure, step, index)
@@ -499,8 +697,10 @@ class Engine:
 
     async def _child(self, ctx: ExecutionContext, ref: str, *, actor: str, depth: int) -> Outcome:
         if depth >= MAX_DEPTH:
-            raise UsageError(f"procedures nested more than {MAX_DEPTH} deep (at {ref})",
-                             hint="check decide/on_failure `run:` targets for a cycle")
+            raise UsageError(
+                f"procedures nested more than {MAX_DEPTH} deep (at {ref})",
+                hint="check decide/on_failure `run:` targets for a cycle",
+            )
         runbook, procedure = self._resolve_ref(ref)
         environment = load_environment(self.workspace, ctx.environment_name)
         names = {p.name for p in procedure.params if p.type != "secret"}
@@ -508,13 +708,29 @@ class Engine:
         for p in procedure.params:
             if p.name not in params and p.default is not None and p.type != "secret":
                 params[p.name] = p.default
-        return await self.start(runbook=runbook, procedure=procedure, environment=environment,
-                                params=params, started_by=ctx.started_by, dry_run=ctx.dry_run,
-                                parent_id=ctx.execution_id, depth=depth + 1)
+        return await self.start(
+            runbook=runbook,
+            procedure=procedure,
+            environment=environment,
+            params=params,
+            started_by=ctx.started_by,
+            dry_run=ctx.dry_run,
+            parent_id=ctx.execution_id,
+            depth=depth + 1,
+        )
 
     async def _decide(
-        self, ctx: ExecutionContext, runbook: Runbook, procedure: Procedure, step: Step,
-        index: int, seq: int, started: float, *, actor: str, depth: int,
+        self,
+        ctx: ExecutionContext,
+        runbook: Runbook,
+        procedure: Procedure,
+        step: Step,
+        index: int,
+        seq: int,
+        started: float,
+        *,
+        actor: str,
+        depth: int,
     ) -> int | Outcome:
         eid = ctx.execution_id
         chosen = None
@@ -525,18 +741,42 @@ class Engine:
                     chosen = rule
                     break
         except ExpressionError as exc:
-            journal.transition_step(db=self.db, execution_id=eid, seq=seq, to=State.FAILED,
-                                    actor=actor, reason=exc.message,
-                                    duration=time.perf_counter() - started)
+            journal.transition_step(
+                db=self.db,
+                execution_id=eid,
+                seq=seq,
+                to=State.FAILED,
+                actor=actor,
+                reason=exc.message,
+                duration=time.perf_counter() - started,
+            )
             return self._finish(eid, State.FAILED, actor, f"decide {step.id!r}: {exc.message}")
         if chosen is None:
-            journal.transition_step(db=self.db, execution_id=eid, seq=seq, to=State.FAILED,
-                                    actor=actor, reason="no branch matched and there is no else",
-                                    duration=time.perf_counter() - started)
-            return await self._after_failure(ctx, runbook, procedure, step, index, actor=actor,
-                                             depth=depth, reason="no branch matched")
-        record = {"branch": chosen.condition or "else", "goto": chosen.goto, "run": chosen.run,
-                  "line": chosen.line}
+            journal.transition_step(
+                db=self.db,
+                execution_id=eid,
+                seq=seq,
+                to=State.FAILED,
+                actor=actor,
+                reason="no branch matched and there is no else",
+                duration=time.perf_counter() - started,
+            )
+            return await self._after_failure(
+                ctx,
+                runbook,
+                procedure,
+                step,
+                index,
+                actor=actor,
+                depth=depth,
+                reason="no branch matched",
+            )
+        record = {
+            "branch": chosen.condition or "else",
+            "goto": chosen.goto,
+            "run": chosen.run,
+            "line": chosen.line,
+        }
         next_index = index + 1
         if chosen.goto:
             next_index = next(i for i, s in enumerate(procedure.steps) if s.id == chosen.goto)
@@ -545,26 +785,62 @@ class Engine:
             record["child"] = child.execution_id
             record["child_state"] = str(child.state)
             if child.state is not State.SUCCEEDED:
-                journal.transition_step(db=self.db, execution_id=eid, seq=seq, to=State.FAILED,
-                                        actor=actor, result=record,
-                                        reason=f"{chosen.run} ended {child.state}",
-                                        duration=time.perf_counter() - started)
-                return await self._after_failure(ctx, runbook, procedure, step, index,
-                                                 actor=actor, depth=depth,
-                                                 reason=f"{chosen.run} ended {child.state}")
+                journal.transition_step(
+                    db=self.db,
+                    execution_id=eid,
+                    seq=seq,
+                    to=State.FAILED,
+                    actor=actor,
+                    result=record,
+                    reason=f"{chosen.run} ended {child.state}",
+                    duration=time.perf_counter() - started,
+                )
+                return await self._after_failure(
+                    ctx,
+                    runbook,
+                    procedure,
+                    step,
+                    index,
+                    actor=actor,
+                    depth=depth,
+                    reason=f"{chosen.run} ended {child.state}",
+                )
         ctx.steps[step.id] = {"result": record, "state": "succeeded", "ok": True}
-        journal.transition_step(db=self.db, execution_id=eid, seq=seq, to=State.SUCCEEDED,
-                                actor=actor, result=record, cursor=next_index,
-                                duration=time.perf_counter() - started)
-        self.reporter.step_finished(StepReport(step, seq, State.SUCCEEDED, "Succeeded",
-                                               time.perf_counter() - started,
-                                               f"branch: {record['branch']}", record))
+        journal.transition_step(
+            db=self.db,
+            execution_id=eid,
+            seq=seq,
+            to=State.SUCCEEDED,
+            actor=actor,
+            result=record,
+            cursor=next_index,
+            duration=time.perf_counter() - started,
+        )
+        self.reporter.step_finished(
+            StepReport(
+                step,
+                seq,
+                State.SUCCEEDED,
+                "Succeeded",
+                time.perf_counter() - started,
+                f"branch: {record['branch']}",
+                record,
+            )
+        )
         return next_index
 
     # ------------------------------------------------------------- people: manual, approval
     async def _continue_waiting(
-        self, ctx: ExecutionContext, runbook: Runbook, procedure: Procedure,
-        row: journal.ExecutionRow, seq: int, step: Step, *, actor: str, depth: int,
+        self,
+        ctx: ExecutionContext,
+        runbook: Runbook,
+        procedure: Procedure,
+        row: journal.ExecutionRow,
+        seq: int,
+        step: Step,
+        *,
+        actor: str,
+        depth: int,
         resumed: bool,
     ) -> Outcome:
         eid = ctx.execution_id
@@ -575,63 +851,128 @@ class Engine:
                 self.reporter.step_waiting(step=step, seq=seq, execution_id=eid, why="input")
                 answer = self.interaction.confirm_manual(step=step, execution_id=eid)
                 if answer is not None:
-                    self.attest(execution_id=eid, actor=answer.actor, items=answer.items,
-                                note=answer.note, _seq=seq, _step=step)
+                    self.attest(
+                        execution_id=eid,
+                        actor=answer.actor,
+                        items=answer.items,
+                        note=answer.note,
+                        _seq=seq,
+                        _step=step,
+                    )
                     attested = {"actor": answer.actor}
             if attested is None:
                 self.reporter.step_waiting(step=step, seq=seq, execution_id=eid, why="parked")
                 return Outcome(eid, State.WAITING, "AwaitingInput", waiting_step=step.id)
             with self.db.transaction():
-                journal.transition_execution(db=self.db, execution_id=eid, to=State.RUNNING,
-                                             name="Running", actor=actor, owner=self.owner,
-                                             verb="resumed")
-                journal.transition_step(db=self.db, execution_id=eid, seq=seq,
-                                        to=State.SUCCEEDED, actor=actor,
-                                        result={"attested_by": attested.get("actor")},
-                                        cursor=index + 1)
-            self.reporter.step_finished(StepReport(step, seq, State.SUCCEEDED, "Attested", None,
-                                                   f"attested by {attested.get('actor')}"))
+                journal.transition_execution(
+                    db=self.db,
+                    execution_id=eid,
+                    to=State.RUNNING,
+                    name="Running",
+                    actor=actor,
+                    owner=self.owner,
+                    verb="resumed",
+                )
+                journal.transition_step(
+                    db=self.db,
+                    execution_id=eid,
+                    seq=seq,
+                    to=State.SUCCEEDED,
+                    actor=actor,
+                    result={"attested_by": attested.get("actor")},
+                    cursor=index + 1,
+                )
+            self.reporter.step_finished(
+                StepReport(
+                    step,
+                    seq,
+                    State.SUCCEEDED,
+                    "Attested",
+                    None,
+                    f"attested by {attested.get('actor')}",
+                )
+            )
         else:
             assert step.approval is not None or step.kind is StepKind.APPROVAL
             spec = step.approval or approvals.ApprovalSpec()
             requested = self._requested_at(eid, seq)
             digest = approvals.compute_digest(
-                runbook_hash=runbook.content_hash, procedure_id=procedure.id, params=row.params,
+                runbook_hash=runbook.content_hash,
+                procedure_id=procedure.id,
+                params=row.params,
                 environment=row.environment,
             )
-            st = approvals.status(db=self.db, execution_id=eid, step_seq=seq, spec=spec,
-                                  digest=digest, requested_at=requested)
+            st = approvals.status(
+                db=self.db,
+                execution_id=eid,
+                step_seq=seq,
+                spec=spec,
+                digest=digest,
+                requested_at=requested,
+            )
             if st.verdict == "pending":
                 self.reporter.step_waiting(step=step, seq=seq, execution_id=eid, why="approval")
-                while (st.verdict == "pending" and self.interaction is not None
-                       and self.interaction.wait_for_approval):
+                while (
+                    st.verdict == "pending"
+                    and self.interaction is not None
+                    and self.interaction.wait_for_approval
+                ):
                     await asyncio.sleep(APPROVAL_POLL)
-                    st = approvals.status(db=self.db, execution_id=eid, step_seq=seq, spec=spec,
-                                          digest=digest, requested_at=requested)
+                    st = approvals.status(
+                        db=self.db,
+                        execution_id=eid,
+                        step_seq=seq,
+                        spec=spec,
+                        digest=digest,
+                        requested_at=requested,
+                    )
                 if st.verdict == "pending":
                     return Outcome(eid, State.WAITING, "AwaitingApproval", waiting_step=step.id)
             ok = st.verdict == "approved"
-            reason = None if ok else (f"rejected by {st.rejected_by}" if st.rejected_by
-                                      else "approval expired")
+            reason = (
+                None
+                if ok
+                else (f"rejected by {st.rejected_by}" if st.rejected_by else "approval expired")
+            )
             with self.db.transaction():
-                journal.transition_execution(db=self.db, execution_id=eid, to=State.RUNNING,
-                                             name="Running", actor=actor, owner=self.owner,
-                                             verb="resumed")
+                journal.transition_execution(
+                    db=self.db,
+                    execution_id=eid,
+                    to=State.RUNNING,
+                    name="Running",
+                    actor=actor,
+                    owner=self.owner,
+                    verb="resumed",
+                )
                 journal.transition_step(
-                    db=self.db, execution_id=eid, seq=seq,
-                    to=State.SUCCEEDED if ok else State.FAILED, actor=actor,
-                    result={"approved_by": list(st.approvers)}, reason=reason,
+                    db=self.db,
+                    execution_id=eid,
+                    seq=seq,
+                    to=State.SUCCEEDED if ok else State.FAILED,
+                    actor=actor,
+                    result={"approved_by": list(st.approvers)},
+                    reason=reason,
                     cursor=index + 1 if ok else index,
                 )
-            ctx.steps[step.id] = {"result": {"approved_by": list(st.approvers)},
-                                  "state": "succeeded" if ok else "failed", "ok": ok}
-            self.reporter.step_finished(StepReport(
-                step, seq, State.SUCCEEDED if ok else State.FAILED,
-                "Approved" if ok else "Rejected", None,
-                reason or f"approved by {', '.join(st.approvers)}"))
+            ctx.steps[step.id] = {
+                "result": {"approved_by": list(st.approvers)},
+                "state": "succeeded" if ok else "failed",
+                "ok": ok,
+            }
+            self.reporter.step_finished(
+                StepReport(
+                    step,
+                    seq,
+                    State.SUCCEEDED if ok else State.FAILED,
+                    "Approved" if ok else "Rejected",
+                    None,
+                    reason or f"approved by {', '.join(st.approvers)}",
+                )
+            )
             if not ok:
-                nxt = await self._after_failure(ctx, runbook, procedure, step, index,
-                                                actor=actor, depth=depth, reason=reason)
+                nxt = await self._after_failure(
+                    ctx, runbook, procedure, step, index, actor=actor, depth=depth, reason=reason
+                )
                 if isinstance(nxt, Outcome):
                     return nxt
                 self._set_cursor(eid, nxt)
@@ -646,13 +987,20 @@ class Engine:
         return None
 
     def _requested_at(self, eid: str, seq: int) -> str | None:
-        r = self.db.one("SELECT started_at FROM step_runs WHERE execution_id = ? AND seq = ?",
-                        (eid, seq))
+        r = self.db.one(
+            "SELECT started_at FROM step_runs WHERE execution_id = ? AND seq = ?", (eid, seq)
+        )
         return str(r["started_at"]) if r else None
 
     def attest(
-        self, *, execution_id: str, actor: str, items: tuple[int, ...] | None = None,
-        note: str | None = None, _seq: int | None = None, _step: Step | None = None,
+        self,
+        *,
+        execution_id: str,
+        actor: str,
+        items: tuple[int, ...] | None = None,
+        note: str | None = None,
+        _seq: int | None = None,
+        _step: Step | None = None,
     ) -> None:
         """Record a person's attestation of the waiting manual step (all checklist items unless
         ``items`` names some). Does not continue the run: :meth:`resume` does."""
@@ -660,8 +1008,12 @@ class Engine:
         seq, step = _seq, _step
         if seq is None or step is None:
             runs = journal.step_runs(db=self.db, execution_id=row.id)
-            if (row.state is not State.WAITING or not runs
-                    or runs[-1].state is not State.WAITING or runs[-1].kind != "manual"):
+            if (
+                row.state is not State.WAITING
+                or not runs
+                or runs[-1].state is not State.WAITING
+                or runs[-1].kind != "manual"
+            ):
                 raise ConflictError(
                     f"execution {row.id} is not waiting at a manual step ({row.state_name})",
                     hint="`opsbook executions show ID` shows what it waits for",
@@ -678,11 +1030,17 @@ class Engine:
                 hint="check each item, or abort the execution if it cannot be done",
             )
         journal.note_event(
-            db=self.db, execution_id=row.id, action="execution.step.attested", actor=actor,
+            db=self.db,
+            execution_id=row.id,
+            action="execution.step.attested",
+            actor=actor,
             subject=f"execution:{row.id}/step:{step.id}",
-            payload={"seq": seq, "step": step.id,
-                     "items": [step.checklist[i].text for i in chosen],
-                     "note": self.redactor.redact(note) if note else None},
+            payload={
+                "seq": seq,
+                "step": step.id,
+                "items": [step.checklist[i].text for i in chosen],
+                "note": self.redactor.redact(note) if note else None,
+            },
         )
 
     def abort(self, *, execution_id: str, actor: str, reason: str | None = None) -> Outcome:
@@ -692,11 +1050,16 @@ class Engine:
             raise ConflictError(f"execution {row.id} has already finished ({row.state})")
         if row.state is State.RUNNING and owner_alive(row.owner) and row.owner != self.owner:
             with self.db.transaction():
-                self.db.execute("UPDATE executions SET abort_requested = ? WHERE id = ?",
-                                (actor, row.id))
-                journal.note_event(db=self.db, execution_id=row.id,
-                                   action="execution.abort.requested", actor=actor,
-                                   payload={"reason": why})
+                self.db.execute(
+                    "UPDATE executions SET abort_requested = ? WHERE id = ?", (actor, row.id)
+                )
+                journal.note_event(
+                    db=self.db,
+                    execution_id=row.id,
+                    action="execution.abort.requested",
+                    actor=actor,
+                    payload={"reason": why},
+                )
             return Outcome(row.id, State.RUNNING, "Aborting", reason=why)
         self._abort_open(row.id, actor, why)
         return Outcome(row.id, State.ABORTED, "Aborted", reason=why)

@@ -173,9 +173,7 @@ def list_executions(
 
 
 def step_runs(*, db: Database, execution_id: str) -> list[StepRunRow]:
-    rows = db.query(
-        "SELECT * FROM step_runs WHERE execution_id = ? ORDER BY seq", (execution_id,)
-    )
+    rows = db.query("SELECT * FROM step_runs WHERE execution_id = ? ORDER BY seq", (execution_id,))
     return [_step_run(r) for r in rows]
 
 
@@ -378,7 +376,9 @@ def transition_step(
         if to is not current:
             check_transition(STEP_TRANSITIONS, current, to, what=f"step {step_id}")
         now = utcnow()
-        finished = now if to in (State.SUCCEEDED, State.FAILED, State.SKIPPED, State.ABORTED) else None
+        finished = (
+            now if to in (State.SUCCEEDED, State.FAILED, State.SKIPPED, State.ABORTED) else None
+        )
         sets = "state = ?, state_name = ?, reason = ?, finished_at = ?"
         params: list[Any] = [str(to), name or to.title(), reason, finished]
         if result is not None:

@@ -79,22 +79,35 @@ async def run_executable(
                 dict(step.action_args), context=tvars, secrets=ctx.resolver
             )
         else:
-            body = templating.render(step.block.body, context=tvars, kind=step.kind,
-                                     secrets=ctx.resolver)
-        env = {k: templating.render(v, context=tvars, kind=StepKind.HTTP, secrets=ctx.resolver)
-               for k, v in step.options.env.items()}
+            body = templating.render(
+                step.block.body, context=tvars, kind=step.kind, secrets=ctx.resolver
+            )
+        env = {
+            k: templating.render(v, context=tvars, kind=StepKind.HTTP, secrets=ctx.resolver)
+            for k, v in step.options.env.items()
+        }
         cwd = None
         if step.options.cwd:
-            cwd = workspace / templating.render(step.options.cwd, context=tvars,
-                                                kind=StepKind.HTTP, secrets=ctx.resolver)
+            cwd = workspace / templating.render(
+                step.options.cwd, context=tvars, kind=StepKind.HTTP, secrets=ctx.resolver
+            )
         command = _describe(step.kind, body, args)
         if ctx.dry_run and not runner.supports_dry_run:
-            records.append({"item": item, "would_run": ctx.redactor.redact(str(command)),
-                            "dry_run": True})
+            records.append(
+                {"item": item, "would_run": ctx.redactor.redact(str(command)), "dry_run": True}
+            )
             fields_list.append(None)
             continue
-        inp = RunnerInput(step=step, body=body, context=run_ctx, timeout=step.options.timeout,
-                          env=env, cwd=cwd, item=item, args=args)
+        inp = RunnerInput(
+            step=step,
+            body=body,
+            context=run_ctx,
+            timeout=step.options.timeout,
+            env=env,
+            cwd=cwd,
+            item=item,
+            args=args,
+        )
         attempt = 0
         result: RunnerResult
         while True:
@@ -115,8 +128,9 @@ async def run_executable(
             "fields": ctx.redactor.redact_obj(dict(result.fields)),
             "ok": ok,
             "error": ctx.redactor.redact(result.error) if result.error else None,
-            "expectations": [o.to_dict() if hasattr(o, "to_dict") else _outcome(o)
-                             for o in outcomes],
+            "expectations": [
+                o.to_dict() if hasattr(o, "to_dict") else _outcome(o) for o in outcomes
+            ],
             "attempts": attempt,
             "duration": round(result.duration, 6),
         }
@@ -138,8 +152,13 @@ async def run_executable(
 
 
 def _outcome(o: Any) -> dict[str, Any]:
-    return {"expr": o.expr, "line": o.line, "passed": o.passed, "actual": dict(o.actual),
-            "error": o.error}
+    return {
+        "expr": o.expr,
+        "line": o.line,
+        "passed": o.passed,
+        "actual": dict(o.actual),
+        "error": o.error,
+    }
 
 
 def _failure_text(o: Any) -> str:

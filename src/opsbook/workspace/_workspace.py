@@ -73,7 +73,9 @@ class Workspace:
         return cls(root=root.resolve(), config=config)
 
 
-def find_workspace(explicit: str | os.PathLike[str] | None = None, *, start: Path | None = None) -> Workspace:
+def find_workspace(
+    explicit: str | os.PathLike[str] | None = None, *, start: Path | None = None
+) -> Workspace:
     """Find the workspace: ``explicit`` (``--workspace``), then ``OPSBOOK_WORKSPACE``, then
     upward from ``start`` (default: the current directory) like git finds a repository."""
     chosen = explicit or os.environ.get("OPSBOOK_WORKSPACE")
@@ -121,7 +123,9 @@ def load_environment(workspace: Workspace, name: str) -> Environment:
         mark = getattr(exc, "problem_mark", None)
         raise ValidationError(
             f"environment file is not valid YAML: {getattr(exc, 'problem', exc)}",
-            location=Location(str(path), mark.line + 1 if mark else 0, mark.column + 1 if mark else 0),
+            location=Location(
+                str(path), mark.line + 1 if mark else 0, mark.column + 1 if mark else 0
+            ),
             hint="fix the YAML syntax",
         ) from exc
     if not isinstance(data, dict):

@@ -1,0 +1,440 @@
+"""The engine end to end over real subprocesses and a real SQLite journal."""
+
+from __future__ import annotations
+
+import pytest
+
+from opsbook import audit
+from opsbook.engine import _journal as journal
+from opsbook.engine.states import State
+from opsbook.errors import ConflictError, PermissionDenied
+
+from .conftest import Harness
+
+BASIC = """
+---
+id: basic
+title: Basic
+owner: ops
+review_interval: 30d
+last_reviewed: 2026-11-20
+---
+
+# Basic
+
+## Simple
+
+```yaml procedure
+permissions: [operator]
+params:
+  service: {type: choice, choices: [account, payment], default: payment}
+  count: {type: integer, default: 2, min: 1, max: 5}
+```
+
+### Say hello
+
+Print JSON.
+
+```sh
+printf '{"status": "UP", "service": "%s"}' {{ params.service }}
+```
+
+```expect
+exit_code == 0
+json.status == "UP"
+json.service == "payment"
+```
+
+### Use the previous result
+
+```sh {name=echo-prev}
+echo {{ steps["say-hello"].result.json.service }}
+```
+
+```expect
+stdout.contains("payment")
+```
+
+### Skipped when false
+
+```sh {when="params.count > 3"}
+exit 1
+```
+
+### Every service
+
+```sh {for_each=env.services}
+echo {{ item.name }}
+```
+
+```expect
+exit_code == 0
+```
+"""
+
+
+async def test_a_procedure_runs_and_is_journaled(harness: Harness) -> None:
+    harness.write("basic.md", BASIC)
+    out = await harness.run("basic#simple")
+    assert out.state is State.SUCCEEDED
+    runs = journal.step_runs(db=harness.db, execution_id=out.execution_id)
+    assert [(r.step_id, r.state) for r in runs] == [
+        ("say-hello", State.SUCCEEDED),
+        ("echo-prev", State.SUCCEEDED),
+        ("skipped-when-false", State.SKIPPED),
+        ("every-service", State.SUCCEEDED),
+    ]
+    assert [i["fields"]["stdout"].strip() for i in runs[3].result["items"]] == [
+        "account",
+        "payment",
+    ]
+    actions = [e["action"] for e in journal.events(db=harness.db, execution_id=out.execution_id)]
+    assert actions[:3] == ["execution.created", "execution.started", "execution.step.started"]
+    assert actions[-1] == "execution.succeeded"
+    assert audit.verify(db=harness.db).ok
+
+
+FAILING = """
+---
+id: failing
+title: Failing
+---
+
+# Failing
+
+## Proc
+
+```yaml procedure
+permissions: [operator]
+```
+
+### Check the status
+
+```sh
+echo '{"status": "DOWN"}'
+```
+
+```expect
+json.status == "UP"
+```
+
+### Never reached
+
+```sh
+echo no
+```
+"""
+
+
+async def test_a_failed_expectation_reports_expression_and_actual_value(harness: Harness) -> None:
+    harness.write("failing.md", FAILING)
+    out = await harness.run("failing#proc")
+    assert out.state is State.FAILED
+    runs = journal.step_runs(db=harness.db, execution_id=out.execution_id)
+    assert len(runs) == 1
+    assert 'json.status == "UP"' in (runs[0].reason or "")
+    assert "DOWN" in (runs[0].reason or "")
+    outcome = runs[0].result["expectations"][0]
+    assert outcome["passed"] is False and outcome["actual"]["json"] == {"status": "DOWN"}
+
+
+MANUAL = """
+---
+id: manual
+title: Manual
+---
+
+# Manual
+
+## Proc
+
+```yaml procedure
+permissions: [operator]
+```
+
+### Check the dashboards
+
+Look at Grafana.
+
+- [ ] No red panels
+- [ ] Alerts acknowledged
+
+### After
+
+```sh
+echo done
+```
+"""
+
+
+async def test_manual_step_parks_and_continues_after_attestation(harness: Harness) -> None:
+    harness.write("manual.md", MANUAL)
+    out = await harness.run("manual#proc")
+    assert out.state is State.WAITING and out.state_name == "AwaitingInput"
+    engine = harness.engine()
+    # Resuming without an attestation leaves it parked and writes nothing.
+    before = len(journal.events(db=harness.db, execution_id=out.execution_id))
+    again = await engine.resume(execution_id=out.execution_id, actor="alice")
+    assert again.state is State.WAITING
+    assert len(journal.events(db=harness.db, execution_id=out.execution_id)) == before
+    engine.attest(execution_id=out.execution_id, actor="bob", note="CHG-1")
+    done = await engine.resume(execution_id=out.execution_id, actor="bob")
+    assert done.state is State.SUCCEEDED
+    attested = [
+        e
+        for e in journal.events(db=harness.db, execution_id=out.execution_id)
+        if e["action"] == "execution.step.attested"
+    ]
+    assert attested[0]["actor"] == "bob"
+    assert attested[0]["payload"]["items"] == ["No red panels", "Alerts acknowledged"]
+
+
+APPROVAL = """
+---
+id: risky
+title: Risky
+---
+
+# Risky
+
+## Change
+
+```yaml procedure
+permissions: [operator]
+risk: high
+```
+
+### Get approval
+
+```approval
+quorum: 2
+roles: [approver]
+```
+
+### Make the change
+
+```sh
+echo changed
+```
+"""
+
+
+async def test_four_eyes_quorum_and_no_self_approval(harness: Harness) -> None:
+    from opsbook.engine import approvals
+
+    harness.write("risky.md", APPROVAL)
+    out = await harness.run("risky#change", user="bob")
+    assert out.state_name == "AwaitingApproval"
+    row = journal.get_execution(db=harness.db, execution_id=out.execution_id)
+    run = journal.step_runs(db=harness.db, execution_id=row.id)[-1]
+    spec = approvals.ApprovalSpec(quorum=2, roles=("approver",))
+
+    def approve(user: str, roles: tuple[str, ...]) -> None:
+        with harness.db.transaction():
+            approvals.decide(
+                db=harness.db,
+                execution=row,
+                step_seq=run.seq,
+                step_id=run.step_id,
+                step_state=run.state,
+                spec=spec,
+                approver=user,
+                approver_roles=roles,
+                decision="approved",
+                digest=row.digest,
+            )
+
+    with pytest.raises(PermissionDenied, match="cannot approve"):
+        approve("bob", ("approver", "admin"))  # the starter, even with admin
+    with pytest.raises(PermissionDenied, match="needs one of"):
+        approve("alice", ("operator",))
+    approve("carol", ("approver",))
+    with pytest.raises(ConflictError):
+        approve("carol", ("approver",))  # the same person twice does not make a quorum
+    mid = await harness.engine().resume(execution_id=row.id, actor="bob")
+    assert mid.state_name == "AwaitingApproval"
+    approve("root", ("admin", "approver"))
+    done = await harness.engine().resume(execution_id=row.id, actor="bob")
+    assert done.state is State.SUCCEEDED
+    denied = [
+        e
+        for e in journal.events(db=harness.db, execution_id=row.id)
+        if e["action"] == "execution.approval.denied"
+    ]
+    assert len(denied) == 2
+
+
+async def test_an_approval_stops_counting_when_the_runbook_changes(harness: Harness) -> None:
+    path = harness.write("risky.md", APPROVAL.replace("quorum: 2", "quorum: 1"))
+    out = await harness.run("risky#change", user="bob")
+    path.write_text(path.read_text().replace("echo changed", "echo changed; rm -rf /tmp/x"))
+    with pytest.raises(ConflictError, match="changed since"):
+        await harness.engine().resume(execution_id=out.execution_id, actor="bob")
+
+
+async def test_rejection_fails_the_run(harness: Harness) -> None:
+    from opsbook.engine import approvals
+
+    harness.write("risky.md", APPROVAL.replace("quorum: 2", "quorum: 1"))
+    out = await harness.run("risky#change", user="bob")
+    row = journal.get_execution(db=harness.db, execution_id=out.execution_id)
+    run = journal.step_runs(db=harness.db, execution_id=row.id)[-1]
+    with harness.db.transaction():
+        approvals.decide(
+            db=harness.db,
+            execution=row,
+            step_seq=run.seq,
+            step_id=run.step_id,
+            step_state=run.state,
+            spec=approvals.ApprovalSpec(roles=("approver",)),
+            approver="carol",
+            approver_roles=("approver",),
+            decision="rejected",
+            digest=row.digest,
+        )
+    done = await harness.engine().resume(execution_id=row.id, actor="bob")
+    assert done.state is State.FAILED and "rejected by carol" in (done.reason or "")
+
+
+async def test_permissions_are_checked_and_denials_audited(harness: Harness) -> None:
+    harness.write("risky.md", APPROVAL.replace("permissions: [operator]", "permissions: [manager]"))
+    with pytest.raises(PermissionDenied):
+        await harness.run("risky#change", user="alice")
+    assert harness.db.one("SELECT action FROM events ORDER BY id DESC LIMIT 1") == {
+        "action": "execution.start.denied"
+    }
+
+
+FLOW = """
+---
+id: flow
+title: Flow
+---
+
+# Flow
+
+## Branching
+
+```yaml procedure
+permissions: [operator]
+```
+
+### Probe
+
+```sh
+echo '{"state": "down"}'
+```
+
+### Decide
+
+```decide
+- if: steps.probe.result.json.state == "up"
+  goto: healthy
+- else: restart
+```
+
+### Restart
+
+```sh {on_failure=continue}
+exit 3
+```
+
+### Healthy
+
+```sh
+echo fine
+```
+"""
+
+
+async def test_decide_branches_and_on_failure_continue(harness: Harness) -> None:
+    harness.write("flow.md", FLOW)
+    out = await harness.run("flow#branching")
+    assert out.state is State.SUCCEEDED
+    runs = journal.step_runs(db=harness.db, execution_id=out.execution_id)
+    assert [(r.step_id, r.state) for r in runs] == [
+        ("probe", State.SUCCEEDED),
+        ("decide", State.SUCCEEDED),
+        ("restart", State.FAILED),
+        ("healthy", State.SUCCEEDED),
+    ]
+
+
+async def test_dry_run_renders_and_runs_nothing(harness: Harness, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "touched"
+    harness.write(
+        "dry.md",
+        f"""
+        ---
+        id: dry
+        title: Dry
+        ---
+
+        # Dry
+
+        ## Proc
+
+        ```yaml procedure
+        permissions: [operator]
+        ```
+
+        ### Touch
+
+        ```sh
+        touch {marker}
+        ```
+
+        ### Confirm
+
+        - [ ] looked
+        """,
+    )
+    out = await harness.run("dry#proc", dry_run=True)
+    assert out.state is State.SUCCEEDED
+    assert not marker.exists()
+    runs = journal.step_runs(db=harness.db, execution_id=out.execution_id)
+    assert runs[0].state_name == "DryRun" and str(marker) in runs[0].result["would_run"]
+    assert runs[1].state is State.SKIPPED and runs[1].state_name == "DryRun"
+
+
+async def test_retries_then_fail_are_journaled(harness: Harness, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    harness.write(
+        "retry.md",
+        """
+        ---
+        id: retry
+        title: Retry
+        ---
+
+        # Retry
+
+        ## Proc
+
+        ```yaml procedure
+        permissions: [operator]
+        ```
+
+        ### Flaky
+
+        ```sh {retries=2 retry_delay=0.01}
+        exit 1
+        ```
+        """,
+    )
+    out = await harness.run("retry#proc")
+    assert out.state is State.FAILED
+    runs = journal.step_runs(db=harness.db, execution_id=out.execution_id)
+    assert runs[0].attempts == 3
+    retries = [
+        e
+        for e in journal.events(db=harness.db, execution_id=out.execution_id)
+        if e["action"] == "execution.step.retrying"
+    ]
+    assert len(retries) == 2
+
+
+async def test_a_finished_execution_cannot_be_resumed(harness: Harness) -> None:
+    harness.write("basic.md", BASIC)
+    out = await harness.run("basic#simple")
+    with pytest.raises(ConflictError, match="already finished"):
+        await harness.engine().resume(execution_id=out.execution_id, actor="alice")
