@@ -11,7 +11,7 @@ from typing import Any
 from opsbook.errors import DatabaseError
 
 #: The Alembic head this code expects; tests check it matches the migrations directory.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0004"
 
 _QMARK = re.compile(r"\?")
 

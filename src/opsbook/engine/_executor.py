@@ -11,7 +11,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,7 @@ class Engine:
         interaction: Interaction | None = None,
         load_runbook: Any = None,
         resolve_ref: Any = None,
+        roles_of: Callable[[str], tuple[str, ...]] | None = None,
     ) -> None:
         self.db = db
         self.workspace = workspace
@@ -111,6 +112,7 @@ class Engine:
         self.interaction = interaction
         self._load_runbook = load_runbook  # Callable[[Path], Runbook]
         self._resolve_ref = resolve_ref  # Callable[[str], tuple[Runbook, Procedure]]
+        self.roles_of = roles_of or workspace.roles_of  # accounts (users/) override opsbook.toml
         self.owner = owner_token()
 
     # ------------------------------------------------------------------------------ start
@@ -183,7 +185,7 @@ class Engine:
                 hint=f"its environments are: {', '.join(procedure.environments)}",
             )
         if procedure.permissions:
-            roles = set(self.workspace.roles_of(user))
+            roles = set(self.roles_of(user))
             if "admin" not in roles and not roles & set(procedure.permissions):
                 from opsbook import audit  # noqa: PLC0415 - keep import graph flat
 
