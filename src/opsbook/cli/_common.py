@@ -81,7 +81,10 @@ def make_engine(
     from opsbook.engine._executor import Engine  # noqa: PLC0415
     from opsbook.runbooks.parser import parse_file  # noqa: PLC0415
 
+    from opsbook import logs  # noqa: PLC0415
+
     resolver, redactor = secrets_for(ws, settings)
+    logs.configure(path=ws.state_dir / "logs" / "opsbook.log", redact=redactor.redact)
 
     def resolve_ref(ref: str) -> Any:
         return catalogue(ws).resolve(ref)

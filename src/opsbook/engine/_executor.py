@@ -34,12 +34,14 @@ from opsbook.errors import (
     UsageError,
 )
 from opsbook.expressions import evaluate
+from opsbook.logs import get_logger
 from opsbook.runbooks.model import Procedure, Runbook, Step, StepKind
 from opsbook.workspace import Environment, Workspace, load_environment
 
 MAX_STEP_RUNS = 1000  # per execution: a goto loop that never ends fails instead of spinning
 MAX_DEPTH = 5  # child procedures (decide run / on_failure run) nested at most this deep
 APPROVAL_POLL = 0.5
+ABORT_POLL = 0.5  # seconds between checks for an abort requested elsewhere
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class Engine:
         self._resolve_ref = resolve_ref  # Callable[[str], tuple[Runbook, Procedure]]
         self.roles_of = roles_of or workspace.roles_of  # accounts (users/) override opsbook.toml
         self.owner = owner_token()
+        self.log = get_logger()
 
     # ------------------------------------------------------------------------------ start
     async def start(
@@ -603,10 +606,15 @@ class Engine:
                 ctx, runbook, procedure, step, index, seq, started, actor=actor, depth=depth
             )
         self.reporter.step_started(step=step, seq=seq, detail={})
+        log = self.log.bind(execution_id=eid, step_id=step.id, seq=seq)
+        log.info("execution.step.started", fields={"kind": str(step.kind)})
+        cancel = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_abort(eid, cancel))
         try:
             result: StepOutcome = await run_executable(
                 step=step,
                 ctx=ctx,
+                cancel=cancel,
                 workspace=self.workspace.root,
                 on_retry=lambda attempt, why: journal.note_event(
                     db=self.db,
@@ -625,7 +633,25 @@ class Engine:
                 attempts=1,
                 fields=None,
             )
+        finally:
+            watcher.cancel()
         duration = time.perf_counter() - started
+        if cancel.is_set():
+            journal.transition_step(
+                db=self.db,
+                execution_id=eid,
+                seq=seq,
+                to=State.ABORTED,
+                actor=actor,
+                reason="abort requested while the step ran",
+                duration=duration,
+            )
+            log.warning("execution.step.aborted")
+            return self._finish(eid, State.ABORTED, actor, "abort requested")
+        log.info(
+            "execution.step.finished",
+            fields={"ok": result.ok, "duration": round(duration, 6), "reason": result.reason},
+        )
         stored = ctx.redactor.redact_obj(result.record)
         ctx.steps[step.id] = {
             "result": result.fields,
@@ -666,6 +692,13 @@ class Engine:
         return await self._after_failure(
             ctx, runbook, procedure, step, index, actor=actor, depth=depth, reason=result.reason
         )
+
+    async def _watch_abort(self, eid: str, cancel: asyncio.Event) -> None:
+        """While a step runs, notice an abort requested from another process."""
+        while not cancel.is_set():
+            await asyncio.sleep(ABORT_POLL)
+            if self._abort_requested(eid):
+                cancel.set()
 
     def _on_failure_target(self, procedure: Procedure, step: Step, index: int) -> int | None:
         of = step.options.on_failure

@@ -53,6 +53,7 @@ async def run_executable(
     ctx: ExecutionContext,
     workspace: Path,
     on_retry: Callable[[int, str], None],
+    cancel: asyncio.Event | None = None,
 ) -> StepOutcome:
     assert step.block is not None
     runner = get_runner(step.kind)
@@ -107,6 +108,7 @@ async def run_executable(
             cwd=cwd,
             item=item,
             args=args,
+            cancel=cancel,
         )
         attempt = 0
         result: RunnerResult
@@ -117,7 +119,7 @@ async def run_executable(
             ok = all(o.passed for o in outcomes) if step.expectations else result.ok
             if result.timed_out:
                 ok = False
-            if ok or attempt > step.options.retries:
+            if ok or attempt > step.options.retries or (cancel is not None and cancel.is_set()):
                 break
             why = result.error or "; ".join(o.expr for o in outcomes if not o.passed)
             on_retry(attempt, ctx.redactor.redact(why))
