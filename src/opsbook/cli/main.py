@@ -48,6 +48,10 @@ def _register() -> None:
     run_cmd.register(app)
     executions_cmd.register(app)
     audit_cmd.register(app)
+    from opsbook.cli import serve_cmd, users_cmd  # noqa: PLC0415
+
+    serve_cmd.register(app)
+    users_cmd.register(app)
     try:
         from opsbook.cli.sandbox import app as sandbox_app  # noqa: PLC0415
     except ImportError:  # pragma: no cover - the sandbox package is part of the distribution

@@ -1,0 +1,383 @@
+"""Execution operations for the REST API and the console: start, attest, approve or reject,
+abort, resume. Each checks the caller's permission first (audited 403), then goes through the
+engine (and ``engine.approvals`` for four-eyes). Runs continue as asyncio tasks of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from opsbook.api.context import AppContext
+from opsbook.engine import _journal as journal
+from opsbook.engine import approvals
+from opsbook.engine._hooks import Reporter, StepReport
+from opsbook.engine.states import TERMINAL_STATES, State
+from opsbook.errors import (
+    ConflictError,
+    NotFoundError,
+    ParameterError,
+    PermissionDenied,
+    ValidationError,
+)
+from opsbook.logs import get_logger
+from opsbook.runbooks.model import ApprovalSpec, Procedure, Runbook, Step
+from opsbook.users.access import Principal, require
+
+RECOVERY_DECISIONS = ("retry", "skip", "abort")
+
+
+class _Reporter(Reporter):
+    """Wakes live-event streams on every change; resolves ``first`` with the execution id the
+    first time the engine reports anything (so a start can answer with the new id)."""
+
+    def __init__(self, ctx: AppContext, first: asyncio.Future[str] | None = None) -> None:
+        self.ctx = ctx
+        self.first = first
+
+    def _seen(self, execution_id: str | None) -> None:
+        if self.first is not None and not self.first.done() and execution_id:
+            self.first.set_result(execution_id)
+        self.ctx.changes.notify()
+
+    def execution_started(self, *, execution_id: str, procedure: Procedure, resumed: bool) -> None:
+        self._seen(execution_id)
+
+    def step_started(self, *, step: Step, seq: int, detail: dict[str, Any]) -> None:
+        self.ctx.changes.notify()
+
+    def step_finished(self, report: StepReport) -> None:
+        self.ctx.changes.notify()
+
+    def step_waiting(self, *, step: Step, seq: int, execution_id: str, why: str) -> None:
+        self._seen(execution_id)
+
+    def execution_finished(self, *, execution_id: str, state: State, reason: str | None) -> None:
+        self._seen(execution_id)
+
+
+def _spawn(ctx: AppContext, key: str, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+    task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+    log = get_logger(execution_id=key)
+
+    def done(t: asyncio.Task[Any]) -> None:
+        for k in [k for k, v in ctx.tasks.items() if v is t]:
+            del ctx.tasks[k]
+        ctx.changes.notify()
+        if t.cancelled():
+            return
+        exc = t.exception()
+        if exc is not None:
+            log.warning("server.run.failed", fields={"error": str(exc)})
+
+    task.add_done_callback(done)
+    return task
+
+
+async def _first_report(
+    ctx: AppContext, make: Callable[[Reporter], Awaitable[Any]], key: str | None
+) -> str:
+    """Run ``make(reporter)`` as a background task; return the execution id as soon as the
+    engine reports it, or raise what the engine raised before reporting anything."""
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[str] = loop.create_future()
+    task = _spawn(ctx, key or "starting", make(_Reporter(ctx, first)))
+    await asyncio.wait({first, task}, return_when=asyncio.FIRST_COMPLETED)
+    if not first.done():
+        exc = task.exception()
+        if exc is not None:
+            raise exc
+        first.set_result(getattr(task.result(), "execution_id", key or ""))
+    execution_id = first.result()
+    if not task.done():
+        ctx.tasks[execution_id] = task
+    return execution_id
+
+
+def _reload(ctx: AppContext, row: journal.ExecutionRow) -> tuple[Runbook, Procedure]:
+    return ctx.engine()._reload(row)
+
+
+def _json_param(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise ParameterError(
+        f"parameter {name!r} must be a string, number or boolean",
+        field=f"params.{name}",
+        hint="send scalar values; lists and objects are not parameters",
+    )
+
+
+async def start_execution(
+    *,
+    ctx: AppContext,
+    principal: Principal,
+    ref: str,
+    environment: str | None,
+    params: Mapping[str, Any],
+    dry_run: bool = False,
+    confirm: bool = False,
+) -> journal.ExecutionRow:
+    """Start ``ref`` (RUNBOOK#PROCEDURE); returns as soon as the execution exists."""
+    from opsbook.runbooks.params import validate_params  # noqa: PLC0415
+    from opsbook.workspace import load_environment  # noqa: PLC0415
+
+    require(db=ctx.db, principal=principal, permission="executions:run", subject=f"runbook:{ref}")
+    try:
+        runbook, procedure = ctx.catalogue().resolve(ref)
+    except NotFoundError as exc:
+        raise ValidationError(exc.message, field="ref", hint=exc.hint) from exc
+    try:
+        env = load_environment(ctx.workspace, environment or ctx.workspace.default_environment)
+    except NotFoundError as exc:
+        raise ValidationError(exc.message, field="environment", hint=exc.hint) from exc
+    raw = {str(k): _json_param(str(k), v) for k, v in params.items()}
+    try:
+        values = validate_params(procedure, raw, path=runbook.path.name)
+    except ParameterError as exc:
+        raise ParameterError(exc.message, field=f"params.{exc.field}", hint=exc.hint) from exc
+    risky = procedure.risk == "high" or env.name == "production"
+    if risky and not dry_run and not confirm:
+        raise ValidationError(
+            f"{runbook.id}#{procedure.id} (risk: {procedure.risk}) on {env.name} needs"
+            " confirmation",
+            field="confirm",
+            hint="send confirm: true (the console asks with a checkbox), or dry_run: true",
+        )
+
+    def make(reporter: Reporter) -> Awaitable[Any]:
+        return ctx.engine(reporter=reporter).start(
+            runbook=runbook,
+            procedure=procedure,
+            environment=env,
+            params=values,
+            started_by=principal.username,
+            dry_run=dry_run,
+        )
+
+    execution_id = await _first_report(ctx, make, None)
+    return journal.get_execution(db=ctx.db, execution_id=execution_id)
+
+
+def _waiting_run(ctx: AppContext, row: journal.ExecutionRow, kind: str) -> journal.StepRunRow:
+    runs = journal.step_runs(db=ctx.db, execution_id=row.id)
+    if row.state is not State.WAITING or not runs or runs[-1].state is not State.WAITING:
+        raise ConflictError(
+            f"execution {row.id} is not waiting for a person ({row.state_name})",
+            hint="reload the execution to see what it is doing",
+        )
+    if runs[-1].kind != kind:
+        what = "a manual step" if kind == "manual" else "an approval"
+        raise ConflictError(
+            f"execution {row.id} is not waiting at {what} ({row.state_name})",
+            hint="reload the execution to see what it waits for",
+        )
+    return runs[-1]
+
+
+async def _continue(ctx: AppContext, execution_id: str, actor: str) -> None:
+    """Continue a run in the background after a person acted."""
+
+    def make(reporter: Reporter) -> Awaitable[Any]:
+        return ctx.engine(reporter=reporter).resume(execution_id=execution_id, actor=actor)
+
+    await _first_report(ctx, make, execution_id)
+
+
+async def attest_step(
+    *,
+    ctx: AppContext,
+    principal: Principal,
+    execution_id: str,
+    items: list[int] | None,
+    note: str | None,
+) -> journal.ExecutionRow:
+    """Attest the manual step the run waits at (every checklist item) and continue it."""
+    row = journal.get_execution(db=ctx.db, execution_id=execution_id)
+    require(
+        db=ctx.db, principal=principal, permission="executions:run", subject=f"execution:{row.id}"
+    )
+    run = _waiting_run(ctx, row, "manual")
+    _, procedure = _reload(ctx, row)
+    step = procedure.steps[run.step_index]
+    expected = list(range(len(step.checklist)))
+    chosen = expected if items is None else sorted(set(items))
+    if chosen != expected:
+        missing = [step.checklist[i].text for i in expected if i not in chosen]
+        raise ValidationError(
+            "every checklist item must be attested"
+            + (f": missing {'; '.join(missing)}" if missing else ": unknown item numbers"),
+            field="items",
+            hint=f"items are numbered 0-{len(expected) - 1}" if expected else "send no items",
+        )
+    if note is not None and len(note) > 2000:
+        raise ValidationError("the note is too long", field="note", hint="at most 2000 characters")
+    ctx.engine().attest(
+        execution_id=row.id, actor=principal.username, items=tuple(chosen), note=note or None
+    )
+    ctx.changes.notify()
+    await _continue(ctx, row.id, principal.username)
+    return journal.get_execution(db=ctx.db, execution_id=row.id)
+
+
+def approval_context(
+    ctx: AppContext, row: journal.ExecutionRow, run: journal.StepRunRow
+) -> tuple[Step, ApprovalSpec, str]:
+    runbook, procedure = _reload(ctx, row)
+    step = procedure.steps[run.step_index]
+    digest = approvals.compute_digest(
+        runbook_hash=runbook.content_hash,
+        procedure_id=procedure.id,
+        params=row.params,
+        environment=row.environment,
+    )
+    return step, step.approval or ApprovalSpec(), digest
+
+
+def may_approve(
+    ctx: AppContext, principal: Principal, row: journal.ExecutionRow, spec: ApprovalSpec
+) -> bool:
+    """Whether to offer Approve/Reject to this person (the engine decides for real)."""
+    if not principal.can("executions:approve") or principal.username == row.started_by:
+        return False
+    return not spec.roles or bool(set(spec.roles) & set(ctx.roles_of()(principal.username)))
+
+
+async def decide_approval(
+    *,
+    ctx: AppContext,
+    principal: Principal,
+    execution_id: str,
+    decision: str,
+    comment: str | None,
+) -> approvals.ApprovalStatus:
+    """Approve or reject the approval step the run waits at. Four-eyes and the step's roles
+    are enforced by ``engine.approvals.decide``; its refusal is audited and kept."""
+    if decision not in ("approve", "reject"):
+        raise ValidationError(
+            f"decision must be approve or reject, not {str(decision)[:20]!r}",
+            field="decision",
+            hint="approve or reject",
+        )
+    if comment is not None and len(comment) > 2000:
+        raise ValidationError("the comment is too long", field="comment", hint="2000 characters")
+    row = journal.get_execution(db=ctx.db, execution_id=execution_id)
+    require(
+        db=ctx.db,
+        principal=principal,
+        permission="executions:approve",
+        subject=f"execution:{row.id}",
+    )
+    run = _waiting_run(ctx, row, "approval")
+    step, spec, digest = approval_context(ctx, row, run)
+    denied: PermissionDenied | None = None
+    with ctx.db.transaction():
+        try:
+            approvals.decide(
+                db=ctx.db,
+                execution=row,
+                step_seq=run.seq,
+                step_id=step.id,
+                step_state=run.state,
+                spec=spec,
+                approver=principal.username,
+                approver_roles=ctx.roles_of()(principal.username),
+                decision="approved" if decision == "approve" else "rejected",
+                digest=digest,
+                comment=comment or None,
+            )
+        except PermissionDenied as exc:
+            denied = exc  # commit the refusal's audit record, then refuse
+    if denied is not None:
+        raise denied
+    ctx.changes.notify()
+    status = approvals.status(
+        db=ctx.db,
+        execution_id=row.id,
+        step_seq=run.seq,
+        spec=spec,
+        digest=digest,
+        requested_at=run.started_at,
+    )
+    if status.verdict != "pending":
+        await _continue(ctx, row.id, principal.username)
+    return status
+
+
+def abort_execution(
+    *, ctx: AppContext, principal: Principal, execution_id: str, reason: str | None
+) -> journal.ExecutionRow:
+    row = journal.get_execution(db=ctx.db, execution_id=execution_id)
+    require(
+        db=ctx.db, principal=principal, permission="executions:abort", subject=f"execution:{row.id}"
+    )
+    if reason is not None and len(reason) > 2000:
+        raise ValidationError("the reason is too long", field="reason", hint="2000 characters")
+    if row.state in TERMINAL_STATES:
+        raise ConflictError(f"execution {row.id} has already finished ({row.state})")
+    why = reason or f"aborted by {principal.username}"
+    if row.state is State.RUNNING and row.id in ctx.tasks:
+        # Driven by this process: ask the run to stop; it notices within half a second.
+        with ctx.db.transaction():
+            ctx.db.execute(
+                "UPDATE executions SET abort_requested = ? WHERE id = ?",
+                (principal.username, row.id),
+            )
+            journal.note_event(
+                db=ctx.db,
+                execution_id=row.id,
+                action="execution.abort.requested",
+                actor=principal.username,
+                payload={"reason": why},
+            )
+    else:
+        ctx.engine().abort(execution_id=row.id, actor=principal.username, reason=why)
+    ctx.changes.notify()
+    return journal.get_execution(db=ctx.db, execution_id=row.id)
+
+
+async def resume_execution(
+    *, ctx: AppContext, principal: Principal, execution_id: str, decision: str | None
+) -> journal.ExecutionRow:
+    """Continue a parked or crashed run (``decision`` for a crashed step that is not
+    idempotent: retry, skip or abort)."""
+    if decision is not None and decision not in RECOVERY_DECISIONS:
+        raise ValidationError(
+            f"decision must be one of {', '.join(RECOVERY_DECISIONS)}",
+            field="decision",
+            hint="retry runs the step again, skip moves on, abort stops the run",
+        )
+    row = journal.get_execution(db=ctx.db, execution_id=execution_id)
+    require(
+        db=ctx.db, principal=principal, permission="executions:run", subject=f"execution:{row.id}"
+    )
+    if row.state in TERMINAL_STATES:
+        raise ConflictError(
+            f"execution {row.id} has already finished ({row.state})", hint="start a new run"
+        )
+    if row.id in ctx.tasks:
+        raise ConflictError(f"execution {row.id} is running", hint="wait for it, or abort it")
+
+    def make(reporter: Reporter) -> Awaitable[Any]:
+        return ctx.engine(reporter=reporter).resume(
+            execution_id=row.id, actor=principal.username, decision=decision
+        )
+
+    await _first_report(ctx, make, row.id)
+    return journal.get_execution(db=ctx.db, execution_id=row.id)
+
+
+async def drain(ctx: AppContext, timeout: float) -> None:
+    """On shutdown: let running steps finish for ``timeout`` seconds, then cancel (the engine
+    records an interrupted run as aborted)."""
+    tasks = [t for t in ctx.tasks.values() if not t.done()]
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,41 @@
+"""The REST API under /api/v1 (FastAPI; imported only by ``opsbook serve``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from opsbook.api import routes_admin, routes_catalogue, routes_executions, schemas
+from opsbook.api.problems import MEDIA_TYPE
+
+PREFIX = "/api/v1"
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "model": schemas.Problem,
+        "description": description,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+#: Every endpoint may answer these; the body is always an RFC 9457 problem.
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: _problem("Bad request"),
+    401: _problem("Not signed in, or an unknown, expired or revoked token"),
+    403: _problem("The caller's roles (or the token's scopes) do not allow it; audited"),
+    404: _problem("No such runbook, procedure, execution, account or token"),
+    409: _problem("Not possible in the current state (e.g. not waiting for this)"),
+    422: _problem("Invalid input; `field` and `errors` name what to fix"),
+    503: _problem("The database is unavailable"),
+}
+
+
+def build_router() -> APIRouter:
+    api = APIRouter(prefix=PREFIX, responses=PROBLEMS)
+    # Hottest routes first: routing tries routes in order.
+    api.include_router(routes_executions.router)
+    api.include_router(routes_catalogue.router)
+    api.include_router(routes_admin.router)
+    return api

@@ -1,0 +1,200 @@
+"""/api/v1/me, /health, /audit (log, verify, export), /users, /tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from opsbook import __version__
+from opsbook import audit as audit_log
+from opsbook.api import queries, schemas
+from opsbook.api.deps import Caller, Ctx
+from opsbook.users import accounts, passwords, tokens
+from opsbook.users.access import require
+
+router = APIRouter()
+Username = Annotated[str, Query(max_length=64)]
+TS = Annotated[str | None, Query(max_length=40, description="ISO 8601 UTC")]
+
+
+@router.get("/health", response_model=schemas.Health, tags=["meta"], openapi_extra={"security": []})
+async def health() -> dict[str, str]:
+    """Liveness: no sign-in needed."""
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/me", response_model=schemas.Me, tags=["meta"])
+async def me(caller: Caller) -> dict[str, Any]:
+    return {
+        "username": caller.username,
+        "roles": list(caller.roles),
+        "permissions": sorted(caller.permissions),
+        "via": caller.via,
+        "token": caller.token_id,
+        "scopes": list(caller.scopes) if caller.scopes is not None else None,
+    }
+
+
+@router.get("/audit", response_model=schemas.AuditPage, tags=["audit"])
+async def audit_events(
+    ctx: Ctx,
+    caller: Caller,
+    actor: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[str | None, Query(max_length=100, description="prefix, e.g. auth.")] = None,
+    execution_id: Annotated[str | None, Query(max_length=64)] = None,
+    since: TS = None,
+    until: TS = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 100,
+    before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> dict[str, Any]:
+    page = queries.audit_log(
+        ctx=ctx,
+        principal=caller,
+        actor=actor,
+        action=action,
+        execution_id=execution_id,
+        since=queries.parse_when(since, "since"),
+        until=queries.parse_when(until, "until"),
+        limit=limit,
+        before_id=before_id,
+    )
+    return {
+        "items": page.items,
+        "next_before_id": int(page.next_cursor) if page.next_cursor else None,
+    }
+
+
+@router.get("/audit/verify", response_model=schemas.VerifyReport, tags=["audit"])
+async def audit_verify(ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Walk the whole hash chain; names the first record that was altered or removed."""
+    require(db=ctx.db, principal=caller, permission="audit:read", subject="audit")
+    return audit_log.verify(db=ctx.db).to_dict()
+
+
+@router.get(
+    "/audit/export",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}, "description": "evidence pack"}},
+    tags=["audit"],
+)
+async def audit_export(ctx: Ctx, caller: Caller, since: TS = None, until: TS = None) -> Response:
+    """An evidence pack (zip): events.jsonl, SUMMARY.md, verify_chain.py, manifest.sha256."""
+    data = queries.evidence_zip(
+        ctx=ctx,
+        principal=caller,
+        since=queries.parse_when(since, "since"),
+        until=queries.parse_when(until, "until"),
+    )
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="opsbook-evidence.zip"'},
+    )
+
+
+# -- users ------------------------------------------------------------------------------------
+@router.get("/users", response_model=list[schemas.User], tags=["users"])
+async def list_users(ctx: Ctx, caller: Caller) -> list[dict[str, Any]]:
+    require(db=ctx.db, principal=caller, permission="users:read", subject="users")
+    return [a.to_dict() for a in accounts.list_accounts(db=ctx.db)]
+
+
+@router.post("/users", response_model=schemas.UserCreated, status_code=201, tags=["users"])
+async def create_user(ctx: Ctx, caller: Caller, body: schemas.UserCreate) -> dict[str, Any]:
+    """Create an account. Without a password, a one-time password is generated and returned
+    once."""
+    require(db=ctx.db, principal=caller, permission="users:manage", subject="users")
+    password = body.password or passwords.generate_password()
+    account = accounts.create_account(
+        db=ctx.db,
+        actor=caller.username,
+        username=body.username,
+        roles=body.roles,
+        known=ctx.known_roles(),
+        password=password,
+        display_name=body.display_name,
+        email=body.email,
+    )
+    return {**account.to_dict(), "password": None if body.password else password}
+
+
+@router.get("/users/{username}", response_model=schemas.User, tags=["users"])
+async def show_user(ctx: Ctx, caller: Caller, username: str) -> dict[str, Any]:
+    if username != caller.username:
+        require(db=ctx.db, principal=caller, permission="users:read", subject=f"user:{username}")
+    return accounts.get_account(db=ctx.db, username=username).to_dict()
+
+
+@router.post("/users/{username}/disable", response_model=schemas.User, tags=["users"])
+async def disable_user(ctx: Ctx, caller: Caller, username: str) -> dict[str, Any]:
+    require(db=ctx.db, principal=caller, permission="users:manage", subject=f"user:{username}")
+    return accounts.set_disabled(
+        db=ctx.db, actor=caller.username, username=username, disabled=True
+    ).to_dict()
+
+
+@router.post("/users/{username}/enable", response_model=schemas.User, tags=["users"])
+async def enable_user(ctx: Ctx, caller: Caller, username: str) -> dict[str, Any]:
+    require(db=ctx.db, principal=caller, permission="users:manage", subject=f"user:{username}")
+    return accounts.set_disabled(
+        db=ctx.db, actor=caller.username, username=username, disabled=False
+    ).to_dict()
+
+
+@router.post("/users/{username}/roles", response_model=schemas.User, tags=["users"])
+async def grant(ctx: Ctx, caller: Caller, username: str, body: schemas.RoleGrant) -> dict[str, Any]:
+    require(db=ctx.db, principal=caller, permission="users:manage", subject=f"user:{username}")
+    return accounts.grant_role(
+        db=ctx.db, actor=caller.username, username=username, role=body.role, known=ctx.known_roles()
+    ).to_dict()
+
+
+@router.delete("/users/{username}/roles/{role}", response_model=schemas.User, tags=["users"])
+async def revoke(ctx: Ctx, caller: Caller, username: str, role: str) -> dict[str, Any]:
+    require(db=ctx.db, principal=caller, permission="users:manage", subject=f"user:{username}")
+    return accounts.revoke_role(
+        db=ctx.db, actor=caller.username, username=username, role=role
+    ).to_dict()
+
+
+# -- tokens -----------------------------------------------------------------------------------
+@router.get("/tokens", response_model=list[schemas.Token], tags=["tokens"])
+async def list_tokens(
+    ctx: Ctx, caller: Caller, all: Annotated[bool, Query(description="Everyone's")] = False
+) -> list[dict[str, Any]]:
+    require(db=ctx.db, principal=caller, permission="tokens:own", subject="tokens")
+    if all:
+        require(db=ctx.db, principal=caller, permission="tokens:manage", subject="tokens")
+    found = tokens.list_tokens(db=ctx.db, username=None if all else caller.username)
+    return [t.to_dict() for t in found]
+
+
+@router.post("/tokens", response_model=schemas.TokenCreated, status_code=201, tags=["tokens"])
+async def create_token(ctx: Ctx, caller: Caller, body: schemas.TokenCreate) -> dict[str, Any]:
+    """Create an API token. The secret is in the answer once and never again."""
+    require(db=ctx.db, principal=caller, permission="tokens:own", subject="tokens")
+    owner = body.user or caller.username
+    if owner != caller.username:
+        require(db=ctx.db, principal=caller, permission="tokens:manage", subject=f"user:{owner}")
+    token, secret = tokens.create_token(
+        db=ctx.db,
+        actor=caller.username,
+        username=owner,
+        name=body.name,
+        scopes=body.scopes,
+        expires_in_days=body.expires_in_days,
+    )
+    return {**token.to_dict(), "token": secret}
+
+
+@router.delete("/tokens/{token_id}", response_model=schemas.Token, tags=["tokens"])
+async def revoke_token(ctx: Ctx, caller: Caller, token_id: str) -> dict[str, Any]:
+    require(db=ctx.db, principal=caller, permission="tokens:own", subject="tokens")
+    token = tokens.get_token(db=ctx.db, token_id=token_id)
+    if token.username != caller.username:
+        require(
+            db=ctx.db, principal=caller, permission="tokens:manage", subject=f"token:{token_id}"
+        )
+    return tokens.revoke_token(db=ctx.db, actor=caller.username, token_id=token_id).to_dict()

@@ -1,0 +1,256 @@
+"""Request and response bodies of the REST API (pydantic; the OpenAPI spec comes from these)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Json
+
+Scalar = str | int | float | bool
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    hint: str | None = None
+    field: str | None = None
+    retryable: bool = False
+    instance: str | None = None
+    errors: list[dict[str, str | None]] | None = None
+
+
+class StartExecution(_In):
+    ref: str = Field(min_length=1, max_length=300, description="RUNBOOK#PROCEDURE")
+    environment: str | None = Field(default=None, max_length=100)
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    dry_run: bool = False
+    confirm: bool = Field(
+        default=False, description="Required for high-risk procedures and production"
+    )
+
+
+class Attest(_In):
+    items: list[int] | None = Field(
+        default=None, description="Checklist item numbers (0-based); all when left out"
+    )
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Decision(_In):
+    decision: Literal["approve", "reject"]
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class Abort(_In):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class Resume(_In):
+    decision: Literal["retry", "skip", "abort"] | None = None
+
+
+class Execution(BaseModel):
+    id: str
+    parent_id: str | None
+    runbook: str
+    procedure: str
+    ref: str
+    environment: str
+    params: dict[str, Any]
+    state: str
+    state_name: str
+    reason: str | None
+    dry_run: bool
+    started_by: str
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+
+
+class ExecutionPage(BaseModel):
+    items: list[Execution]
+    next_cursor: str | None
+
+
+class StoredExecution(Execution):
+    """An ``executions`` row as stored (params as JSON text), parsed while serialising."""
+
+    params: Json[dict[str, Any]]  # same data, read from its stored text
+
+
+class StoredExecutionPage(BaseModel):
+    items: list[StoredExecution]
+    next_cursor: str | None
+
+
+class StepView(BaseModel):
+    id: str
+    title: str
+    kind: str
+    line: int
+    state: str
+    state_name: str
+    duration: float | None
+    attempts: int
+    started_at: str | None
+    finished_at: str | None
+    reason: str | None
+    result: Any = None
+
+
+class ExecutionDetail(Execution):
+    title: str
+    steps: list[StepView]
+    runs: list[dict[str, Any]]
+    waiting: dict[str, Any] | None
+    children: list[dict[str, Any]]
+    can: dict[str, bool]
+
+
+class Event(BaseModel):
+    id: int
+    ts: str
+    actor: str
+    action: str
+    subject: str
+    payload: dict[str, Any]
+
+
+class ApprovalStatus(BaseModel):
+    verdict: str
+    approved_by: list[str]
+    quorum: int
+    rejected_by: str | None
+
+
+class ProcedureSummary(BaseModel):
+    id: str
+    ref: str
+    title: str
+    risk: str
+    when_to_use: str | None
+    schedule: str | None
+    steps: int
+
+
+class RunbookSummary(BaseModel):
+    id: str
+    title: str
+    purpose: str
+    owner: str
+    tags: list[str]
+    services: list[str]
+    file: str
+    last_reviewed: str | None
+    review_interval: str | None
+    procedures: list[ProcedureSummary]
+
+
+class RunbookDetail(RunbookSummary):
+    content_hash: str
+    markdown: str
+    procedure_details: list[dict[str, Any]]
+
+
+class Finding(BaseModel):
+    path: str
+    line: int
+    col: int
+    code: str
+    message: str
+    severity: str
+
+
+class AuditEvent(BaseModel):
+    id: int
+    ts: str
+    actor: str
+    action: str
+    subject: str
+    execution_id: str | None
+    payload: dict[str, Any]
+    hash: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEvent]
+    next_before_id: int | None
+
+
+class VerifyReport(BaseModel):
+    ok: bool
+    checked: int
+    first_bad_id: int | None
+    problem: str | None
+
+
+class User(BaseModel):
+    username: str
+    display_name: str
+    email: str | None
+    roles: list[str]
+    source: str
+    disabled: bool
+    locked_until: str | None
+    created_at: str
+    last_login_at: str | None
+
+
+class UserCreate(_In):
+    username: str = Field(min_length=1, max_length=64)
+    roles: list[str] = Field(default_factory=lambda: ["viewer"], max_length=20)
+    password: str | None = Field(default=None, max_length=1024)
+    display_name: str = Field(default="", max_length=200)
+    email: str | None = Field(default=None, max_length=200)
+
+
+class UserCreated(User):
+    password: str | None = Field(description="The generated one-time password, shown once")
+
+
+class RoleGrant(_In):
+    role: str = Field(min_length=1, max_length=64)
+
+
+class Token(BaseModel):
+    id: str
+    user: str
+    name: str
+    scopes: list[str]
+    created_at: str
+    expires_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+    created_by: str
+
+
+class TokenCreate(_In):
+    name: str = Field(min_length=1, max_length=80)
+    scopes: list[str] = Field(default_factory=lambda: ["read"], min_length=1, max_length=10)
+    expires_in_days: int = Field(default=90, ge=1, le=366)
+    user: str | None = Field(default=None, max_length=64, description="Admins only: for whom")
+
+
+class TokenCreated(Token):
+    token: str = Field(description="The secret: shown once, store it now")
+
+
+class Me(BaseModel):
+    username: str
+    roles: list[str]
+    permissions: list[str]
+    via: str
+    token: str | None
+    scopes: list[str] | None
+
+
+class Health(BaseModel):
+    status: str
+    version: str

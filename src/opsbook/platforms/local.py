@@ -1,0 +1,170 @@
+"""The ``local`` platform: the sandbox on this machine, driven through its supervisor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from opsbook.platforms.base import health_targets
+from opsbook.platforms.health import Target, probe_all, summary
+from opsbook.sandbox.config import SandboxConfig, check_service, config_from_environment
+
+
+class LocalPlatform:
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        environment: Mapping[str, Any],
+        workspace: Path,
+        env_name: str,
+        actor: str = "operator",
+        dry_run: bool = False,
+    ) -> None:
+        self.environment = environment
+        self.workspace = workspace
+        self.env_name = env_name
+        self.actor = actor
+        self.dry_run = dry_run
+
+    def config(self) -> SandboxConfig:
+        path = self.workspace / "environments" / f"{self.env_name}.yaml"
+        return config_from_environment(
+            workspace=self.workspace, env_name=self.env_name, env_path=path, data=self.environment
+        )
+
+    async def _call(self, op: str, **args: Any) -> Any:
+        from opsbook.sandbox.control import Control  # noqa: PLC0415
+
+        return await Control.for_data_dir(self.config().data_path).acall(
+            op, {**args, "actor": self.actor}
+        )
+
+    def _would(self, text: str) -> dict[str, Any]:
+        return {"would_run": [f"sandbox: {text}"], "platform": self.name}
+
+    async def status(self) -> dict[str, Any]:
+        if self.dry_run:
+            return self._would("status")
+        full = await self._call("status")
+        keys = (
+            "name",
+            "state",
+            "replicas",
+            "ready",
+            "available",
+            "version",
+            "revision",
+            "restarts",
+            "uptime",
+            "cpu",
+            "memory",
+            "standby",
+            "pods",
+        )
+        return {
+            "platform": self.name,
+            "services": [{k: s.get(k) for k in keys} for s in full["services"]],
+            "faults": full.get("faults", []),
+        }
+
+    async def health(
+        self,
+        *,
+        service: str | None = None,
+        urls: Sequence[str] | None = None,
+        timeout: float = 5.0,
+        concurrency: int = 500,
+    ) -> dict[str, Any]:
+        if service:
+            check_service(service)
+        pairs = health_targets(self.environment, service=service, urls=urls)
+        if self.dry_run:
+            return {"would_get": [url for _, url in pairs], "platform": self.name}
+        started = time.perf_counter()
+        results = await probe_all(
+            [Target(n, u) for n, u in pairs], timeout=timeout, concurrency=concurrency
+        )
+        return summary(results, started)
+
+    async def restart(self, *, service: str) -> dict[str, Any]:
+        check_service(service)
+        if self.dry_run:
+            return self._would(f"rolling restart of {service}")
+        result: dict[str, Any] = await self._call("restart", service=service)
+        return result
+
+    async def scale(self, *, service: str, replicas: int) -> dict[str, Any]:
+        check_service(service)
+        if self.dry_run:
+            return self._would(f"scale {service} to {replicas} replica(s)")
+        result: dict[str, Any] = await self._call("scale", service=service, replicas=replicas)
+        return result
+
+    async def deploy(self, *, service: str, version: str, switch: bool = True) -> dict[str, Any]:
+        check_service(service)
+        if self.dry_run:
+            return self._would(
+                f"blue-green deploy of {service} {version}"
+                + (" and switch traffic" if switch else " (standby)")
+            )
+        result: dict[str, Any] = await self._call(
+            "deploy", service=service, version=version, switch=switch
+        )
+        return result
+
+    async def switch_traffic(self, *, service: str, to: str | None = None) -> dict[str, Any]:
+        check_service(service)
+        if self.dry_run:
+            return self._would(f"switch {service} traffic to its standby release")
+        result: dict[str, Any] = await self._call("switch", service=service)
+        return result
+
+    async def rollback(self, *, service: str, revision: int | None = None) -> dict[str, Any]:
+        check_service(service)
+        if self.dry_run:
+            return self._would(
+                f"roll {service} back to "
+                + (f"revision {revision}" if revision else "its previous revision")
+            )
+        result: dict[str, Any] = await self._call("rollback", service=service, revision=revision)
+        return result
+
+    async def logs(self, *, service: str, lines: int = 100) -> dict[str, Any]:
+        from opsbook.sandbox.logtail import parse, tail_lines  # noqa: PLC0415
+
+        check_service(service)
+        path = self.config().data_path / "logs" / f"{service}.log"
+        if self.dry_run:
+            return {"would_read": str(path), "lines": lines, "platform": self.name}
+        entries = [parse(line) for line in tail_lines(path, lines)]
+        return {"service": service, "file": str(path), "count": len(entries), "lines": entries}
+
+    async def top(self) -> dict[str, Any]:
+        if self.dry_run:
+            return self._would("top")
+        full = await self._call("status")
+        return {
+            "platform": self.name,
+            "services": [
+                {
+                    "name": s["name"],
+                    "cpu_percent": s["cpu"],
+                    "memory_mb": s["memory"],
+                    "pods": [
+                        {
+                            "name": p["name"],
+                            "cpu_percent": p["cpu"],
+                            "memory_mb": p["memory_mb"],
+                            "state": p["state"],
+                        }
+                        for p in s["pods"]
+                        if p["state"] == "running"
+                    ],
+                }
+                for s in full["services"]
+            ],
+        }

@@ -1,0 +1,305 @@
+"""Fault injection, inside the supervisor: apply a fault, end it (clear, expiry, restart,
+rollback), and log each change to ``chaos.jsonl``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from opsbook.errors import ConflictError, UsageError
+from opsbook.sandbox.faults import (
+    FAULTS,
+    ActiveFault,
+    append_chaos_log,
+    check_request,
+    get_spec,
+    parse_duration,
+    read_faults,
+    write_faults,
+)
+from opsbook.sandbox.proxy import http_request
+from opsbook.sandbox.tls import NORMAL_DAYS, issue_certificate
+
+if TYPE_CHECKING:
+    from opsbook.sandbox.supervisor import Supervisor
+
+BALLAST = "ballast.img"
+ATTACK_SOURCES = ("203.0.113.7", "203.0.113.42", "198.51.100.23", "192.0.2.191")
+ATTACK_USERS = ("alice", "admin", "bob", "root", "carol", "test", "operator", "dave")
+
+
+def list_faults(sup: Supervisor) -> list[dict[str, Any]]:
+    now = time.time()
+    out = []
+    for f in sup.faults:
+        if f.expired(now):
+            continue
+        spec = FAULTS[f.fault]
+        out.append(
+            {
+                **f.as_dict(),
+                "ended_by": spec.ended_by,
+                "symptom": spec.symptom,
+                "remaining": None if f.until is None else round(f.until - now, 1),
+            }
+        )
+    return out
+
+
+def _log(sup: Supervisor, action: str, fault: ActiveFault, actor: str, **extra: Any) -> None:
+    entry = {
+        "action": action,
+        "fault": fault.fault,
+        "id": fault.id,
+        "service": fault.service,
+        "target": fault.service or FAULTS[fault.fault].target,
+        "actor": actor,
+        **extra,
+    }
+    append_chaos_log(sup.data_dir, entry)
+    sup.log(
+        "warning" if action.endswith("injected") else "info",
+        action,
+        **{k: v for k, v in entry.items() if k != "action"},
+    )
+
+
+def _publish(sup: Supervisor) -> None:
+    write_faults(sup.data_dir, sup.faults)
+    sup.save()
+
+
+async def reset_faults(sup: Supervisor) -> None:
+    """At boot: end what a previous run left behind (faults file, ballast, a short cert)."""
+    from opsbook.sandbox.tls import ensure_certificate  # noqa: PLC0415
+
+    leftovers = read_faults(sup.data_dir)
+    for leftover in leftovers:
+        _log(sup, "sandbox.fault.cleared", leftover, "supervisor", reason="sandbox restarted")
+    sup.faults = []
+    write_faults(sup.data_dir, [])
+    (sup.data_dir / BALLAST).unlink(missing_ok=True)
+    if any(f.fault == "cert-expiring" for f in leftovers):
+        await asyncio.to_thread(issue_certificate, sup.data_dir, days=NORMAL_DAYS)
+    await asyncio.to_thread(ensure_certificate, sup.data_dir)
+
+
+async def inject(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
+    name = str(args.get("fault") or "")
+    spec, service = check_request(name, args.get("service") or None)
+    duration = parse_duration(args.get("duration"))
+    if duration is not None and spec.name in ("crash", "bad-deploy"):
+        raise UsageError(
+            f"{spec.name} takes no --duration: it lasts until "
+            f"{'a restart' if spec.name == 'crash' else 'a rollback'}",
+            field="duration",
+        )
+    actor = str(args.get("actor") or "operator")
+    async with sup.chaos_lock:
+        for f in sup.faults:
+            if (
+                f.fault == name
+                and not f.expired()
+                and (f.service is None or service is None or f.service == service)
+            ):
+                raise ConflictError(
+                    f"{name} is already active on {f.service or spec.target} (id {f.id})",
+                    hint=f"clear it first: opsbook sandbox chaos clear {name}",
+                )
+        now = time.time()
+        fault = ActiveFault(
+            id=uuid.uuid4().hex[:8],
+            fault=name,
+            service=service,
+            injected_at=now,
+            until=now + duration if duration else None,
+            by=actor,
+            params=dict(spec.params),
+        )
+        extra: dict[str, Any] = {}
+        if name == "crash":
+            assert service is not None
+            unit = sup.units[service]
+            if not any(r.alive for r in unit.active):
+                raise ConflictError(
+                    f"{service} has no running replica to crash",
+                    hint="restart it first: platform.restart",
+                )
+            sup.faults.append(fault)
+            _publish(sup)
+            await _crash(sup, service)
+        elif name == "bad-deploy":
+            assert service is not None
+            from opsbook.sandbox.ops import deploy  # noqa: PLC0415 - ops imports this module
+
+            current = sup.units[service].current
+            result = await deploy(
+                sup,
+                {"service": service, "version": _next(current.version), "actor": actor},
+                bug=True,
+                cause=f"release {_next(current.version)}",
+            )
+            extra = {"revision": result["revision"], "previous_revision": current.revision}
+            fault = ActiveFault(**{**fault.__dict__, "params": {**fault.params, **extra}})
+            sup.faults.append(fault)
+            _publish(sup)
+        else:
+            sup.faults.append(fault)
+            _publish(sup)
+            await _apply(sup, fault)
+        _log(sup, "sandbox.fault.injected", fault, actor, duration=duration, **extra)
+    return {
+        **fault.as_dict(),
+        "ended_by": spec.ended_by,
+        "symptom": spec.symptom,
+        "description": spec.description,
+    }
+
+
+def _next(version: str) -> str:
+    parts = version.split(".")
+    if len(parts) == 3 and parts[2].isdigit():
+        return f"{parts[0]}.{parts[1]}.{int(parts[2]) + 1}"
+    return f"{version}.1"
+
+
+async def _crash(sup: Supervisor, service: str) -> None:
+    for replica in [r for r in sup.units[service].active if r.alive]:
+        proc = replica.process
+        if proc is None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGUSR2)
+        try:
+            await asyncio.wait_for(proc.wait(), 2.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    await asyncio.sleep(0)  # let the exit watchers record the crash
+
+
+async def _apply(sup: Supervisor, fault: ActiveFault) -> None:
+    if fault.fault == "disk-full":
+        ballast = sup.data_dir / BALLAST
+        used = sum(p.stat().st_size for p in sup.data_dir.rglob("*") if p.is_file())
+        with ballast.open("wb") as f:
+            f.truncate(max(sup.config.disk_quota_bytes - used, 0) + 16 * 2**20)  # sparse
+    elif fault.fault == "cert-expiring":
+        await asyncio.to_thread(
+            issue_certificate, sup.data_dir, days=int(fault.params.get("days", 5))
+        )
+        await sup.restart_network()
+    elif fault.fault == "suspicious-logins":
+        sup.attacker = asyncio.create_task(_attack(sup, float(fault.params["per_second"])))
+
+
+async def _undo(sup: Supervisor, fault: ActiveFault, actor: str) -> None:
+    if fault.fault == "disk-full":
+        (sup.data_dir / BALLAST).unlink(missing_ok=True)
+    elif fault.fault == "cert-expiring":
+        await asyncio.to_thread(issue_certificate, sup.data_dir, days=NORMAL_DAYS)
+        await sup.restart_network()
+    elif fault.fault == "suspicious-logins" and sup.attacker is not None:
+        sup.attacker.cancel()
+        sup.attacker = None
+    elif fault.fault == "crash" and fault.service:
+        from opsbook.sandbox.ops import restart  # noqa: PLC0415
+
+        if sup.units[fault.service].state != "running":
+            await restart(sup, {"service": fault.service, "actor": actor})
+    elif fault.fault == "bad-deploy" and fault.service:
+        from opsbook.sandbox.ops import rollback  # noqa: PLC0415
+
+        unit = sup.units[fault.service]
+        if unit.current.bug:
+            previous = int(fault.params.get("previous_revision", 0)) or None
+            await rollback(sup, {"service": fault.service, "revision": previous, "actor": actor})
+
+
+async def clear(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
+    name = args.get("fault") or None
+    if name:
+        get_spec(str(name))
+    service = args.get("service") or None
+    actor = str(args.get("actor") or "operator")
+    async with sup.chaos_lock:
+        chosen = [
+            f
+            for f in sup.faults
+            if (name is None or f.fault == name) and (service is None or f.service == service)
+        ]
+        sup.faults = [f for f in sup.faults if f not in chosen]
+        _publish(sup)
+        for fault in chosen:
+            await _undo(sup, fault, actor)
+            _log(
+                sup,
+                "sandbox.fault.cleared",
+                fault,
+                actor,
+                reason=str(args.get("reason") or "cleared"),
+            )
+    return {"cleared": [f.as_dict() for f in chosen]}
+
+
+def clear_process_faults(sup: Supervisor, service: str, *, actor: str, reason: str) -> list[str]:
+    """A restart ends the faults that live in the processes (crash, hang, memory-leak)."""
+    ended = [
+        f for f in sup.faults if f.service == service and FAULTS[f.fault].ended_by == "restart"
+    ]
+    if ended:
+        sup.faults = [f for f in sup.faults if f not in ended]
+        _publish(sup)
+        for f in ended:
+            _log(sup, "sandbox.fault.cleared", f, actor, reason=reason)
+    return [f.fault for f in ended]
+
+
+def end_bad_deploy(sup: Supervisor, service: str, *, actor: str) -> list[str]:
+    ended = [f for f in sup.faults if f.service == service and f.fault == "bad-deploy"]
+    if ended:
+        sup.faults = [f for f in sup.faults if f not in ended]
+        _publish(sup)
+        for f in ended:
+            _log(sup, "sandbox.fault.cleared", f, actor, reason="rollback")
+    return [f.fault for f in ended]
+
+
+async def expiry_loop(sup: Supervisor) -> None:
+    while True:
+        await asyncio.sleep(0.25)
+        for fault in [f for f in sup.faults if f.expired()]:
+            async with sup.chaos_lock:
+                if fault not in sup.faults:
+                    continue
+                sup.faults = [f for f in sup.faults if f is not fault]
+                _publish(sup)
+                await _undo(sup, fault, "supervisor")
+                _log(sup, "sandbox.fault.expired", fault, "supervisor", reason="duration")
+
+
+async def _attack(sup: Supervisor, per_second: float) -> None:
+    """Credential stuffing against the account service, through its public port."""
+    port = sup.units["account"].port
+    i = 0
+    while True:
+        i += 1
+        body = json.dumps(
+            {"username": ATTACK_USERS[i % len(ATTACK_USERS)], "password": f"Summer{2020 + i % 6}!"}
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Forwarded-For": ATTACK_SOURCES[i % len(ATTACK_SOURCES)],
+            "User-Agent": "python-requests/2.31.0",
+        }
+        with contextlib.suppress(OSError, TimeoutError):
+            await http_request(
+                port, "/login", method="POST", body=body, headers=headers, timeout=2.0
+            )
+        await asyncio.sleep(1 / per_second)

@@ -1,0 +1,211 @@
+"""``opsbook sandbox load``: realistic customer traffic at a fixed rate (open loop), then the
+ledger invariants.
+
+The mix: transfers between customers 60%, balance reads 15%, card payments 15% (through the
+payment network), new accounts 5%, logins 5%. Requests are sent on schedule whatever the answers
+take (an open loop, so a slow platform shows as latency, not as a lower rate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MIX = (("transfer", 60), ("balance", 15), ("payment", 15), ("open_account", 5), ("login", 5))
+FUND_ACCOUNTS = 20
+
+
+@dataclass(frozen=True)
+class OpStats:
+    count: int
+    ok: int
+    rejected: int  # 4xx: refused by the bank (insufficient funds, declined)
+    errors: int  # 5xx or no answer
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    rate: float
+    duration: float
+    sent: int
+    achieved_rate: float
+    ops: dict[str, OpStats]
+    invariant: dict[str, Any]
+    late: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "duration": self.duration,
+            "sent": self.sent,
+            "achieved_rate": round(self.achieved_rate, 1),
+            "late": self.late,
+            "ops": {k: v.__dict__ for k, v in self.ops.items()},
+            "errors": sum(v.errors for v in self.ops.values()),
+            "invariant": self.invariant,
+            "error_samples": self.error_samples,
+        }
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+class _Traffic:
+    def __init__(self, client: Any, urls: Mapping[str, str], seed: int) -> None:
+        self.client = client
+        self.urls = urls
+        self.rng = random.Random(seed)  # noqa: S311 - traffic mix, not security
+        self.accounts: list[int] = []
+        self.samples: dict[str, list[tuple[float, int]]] = {op: [] for op, _ in MIX}
+        self.errors: list[str] = []
+
+    async def prepare(self) -> None:
+        for i in range(FUND_ACCOUNTS):
+            reply = await self.client.post(
+                f"{self.urls['account']}/accounts",
+                json={"owner": f"load-customer-{int(time.time())}-{i}", "initial_cents": 500_000},
+            )
+            reply.raise_for_status()
+            self.accounts.append(int(reply.json()["id"]))
+
+    def pick(self) -> str:
+        roll, total = self.rng.uniform(0, 100), 0
+        for op, weight in MIX:
+            total += weight
+            if roll < total:
+                return op
+        return MIX[0][0]
+
+    async def one(self, op: str) -> None:
+        a, b = self.rng.sample(self.accounts, 2)
+        amount = self.rng.randint(1, 5000)
+        started = time.perf_counter()
+        code = 0
+        try:
+            if op == "transfer":
+                r = await self.client.post(
+                    f"{self.urls['transaction']}/transfers",
+                    json={"from_account": a, "to_account": b, "amount_cents": amount},
+                )
+            elif op == "balance":
+                r = await self.client.get(f"{self.urls['account']}/accounts/{a}")
+            elif op == "payment":
+                r = await self.client.post(
+                    f"{self.urls['payment']}/payments",
+                    json={"account_id": a, "amount_cents": amount, "payee": "coffee-shop"},
+                )
+            elif op == "open_account":
+                r = await self.client.post(
+                    f"{self.urls['account']}/accounts",
+                    json={"owner": f"new-customer-{self.rng.randint(1, 10**9)}"},
+                )
+            else:
+                r = await self.client.post(
+                    f"{self.urls['account']}/login",
+                    json={"username": "alice", "password": "sandbox"},
+                )
+            code = r.status_code
+            if code >= 500 and len(self.errors) < 5:
+                self.errors.append(f"{op}: HTTP {code} {r.text[:200]}")
+        except Exception as exc:  # counted as an error, sampled for the report
+            if len(self.errors) < 5:
+                self.errors.append(f"{op}: {type(exc).__name__}: {exc}")
+        self.samples[op].append(((time.perf_counter() - started) * 1000, code))
+
+
+def _stats(samples: list[tuple[float, int]]) -> OpStats:
+    times = [t for t, _ in samples]
+    return OpStats(
+        count=len(samples),
+        ok=sum(1 for _, c in samples if 200 <= c < 300),
+        rejected=sum(1 for _, c in samples if 400 <= c < 500),
+        errors=sum(1 for _, c in samples if c == 0 or c >= 500),
+        p50_ms=round(statistics.median(times), 1) if times else 0.0,
+        p95_ms=_pct(times, 0.95),
+        p99_ms=_pct(times, 0.99),
+        max_ms=round(max(times), 1) if times else 0.0,
+    )
+
+
+async def run_load(
+    *,
+    urls: Mapping[str, str],
+    rate: float,
+    duration: float,
+    ledger_url: str | None = None,
+    seed: int = 7,
+    concurrency: int = 256,
+) -> LoadReport:
+    """Send ``rate`` requests a second for ``duration`` seconds to the services at ``urls``
+    (service name -> base URL), then check the ledger."""
+    import httpx  # noqa: PLC0415 - deferred: import cost
+
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
+        traffic = _Traffic(client, urls, seed)
+        await traffic.prepare()
+        gate = asyncio.Semaphore(concurrency)
+        total = int(rate * duration)
+        tasks: list[asyncio.Task[None]] = []
+        late = 0
+        started = time.perf_counter()
+
+        async def fire(op: str) -> None:
+            try:
+                await traffic.one(op)
+            finally:
+                gate.release()
+
+        for i in range(total):
+            due = started + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.05:
+                late += 1
+            await gate.acquire()
+            tasks.append(asyncio.create_task(fire(traffic.pick())))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+        invariant = await _check(client, urls, ledger_url)
+    return LoadReport(
+        rate=rate,
+        duration=duration,
+        sent=total,
+        achieved_rate=total / elapsed if elapsed else 0.0,
+        ops={op: _stats(s) for op, s in traffic.samples.items()},
+        invariant=invariant,
+        late=late,
+        error_samples=traffic.errors,
+    )
+
+
+async def _check(client: Any, urls: Mapping[str, str], ledger_url: str | None) -> dict[str, Any]:
+    if ledger_url:
+        from opsbook.sandbox.ledger import Ledger  # noqa: PLC0415
+
+        def read() -> dict[str, Any]:
+            ledger = Ledger(ledger_url)
+            try:
+                return ledger.check().as_dict()
+            finally:
+                ledger.close()
+
+        return await asyncio.to_thread(read)
+    reply = await client.get(f"{urls['transaction']}/ledger/check")
+    result: dict[str, Any] = reply.json()
+    return result

@@ -1,0 +1,80 @@
+"""``python -m opsbook.sandbox.serve SETTINGS_JSON``: one sandbox process (a service replica or
+the payment network) serving on the listening socket the supervisor passed as ``fd``."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: get SIGTERM when the supervisor dies, so no replica outlives it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os._exit(1)
+
+
+def main(argv: list[str]) -> None:
+    spec: dict[str, Any] = json.loads(argv[0])
+    _die_with_parent(int(spec["parent"]))
+    import uvicorn  # noqa: PLC0415 - after the cheap checks above
+
+    data_dir = Path(spec["data_dir"])
+    app: Any
+    ssl: dict[str, Any] = {}
+    if spec["kind"] == "network":
+        from opsbook.sandbox.network import build_network_app  # noqa: PLC0415
+        from opsbook.sandbox.tls import cert_paths  # noqa: PLC0415
+
+        crt, key = cert_paths(data_dir)
+        ssl = {"ssl_certfile": str(crt), "ssl_keyfile": str(key)}
+        app = build_network_app(
+            data_dir=data_dir,
+            latency_ms=float(spec["latency_ms"]),
+            failure_rate=float(spec["failure_rate"]),
+        )
+    else:
+        from opsbook.sandbox.app import build_app  # noqa: PLC0415
+        from opsbook.sandbox.runtime import ReplicaSettings  # noqa: PLC0415
+
+        app = build_app(
+            ReplicaSettings(
+                service=spec["service"],
+                replica=spec["replica"],
+                version=spec["version"],
+                revision=int(spec["revision"]),
+                bug=bool(spec["bug"]),
+                data_dir=data_dir,
+                database_url=spec["database_url"],
+                network_port=int(spec["network_port"]),
+                disk_quota_bytes=int(spec["disk_quota_bytes"]),
+            )
+        )
+    sock = socket.socket(fileno=int(spec["fd"]))
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        loop="asyncio",
+        http="h11",
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=30,
+        **ssl,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

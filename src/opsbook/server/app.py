@@ -1,0 +1,176 @@
+"""The app factory: REST API under /api/v1, console under /, static files, /metrics, one
+error mapping (RFC 9457 problems for the API, pages for the console)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from opsbook import __version__
+from opsbook.api import operations, problems
+from opsbook.api.context import AppContext
+from opsbook.api.router import build_router
+from opsbook.errors import OpsbookError
+from opsbook.logs import get_logger
+from opsbook.server.metrics import Metrics, MetricsMiddleware, SecurityHeaders
+from opsbook.users import sessions
+from opsbook.users.errors import AuthenticationError
+from opsbook.web import actions, admin, pages, signin
+from opsbook.web.render import render
+
+STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
+DRAIN_SECONDS = 5.0
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(
+        body, status_code=int(body["status"]), media_type=problems.MEDIA_TYPE, headers=headers
+    )
+
+
+def _page(request: Request, status: int, title: str, message: str, hint: str | None) -> Response:
+    from opsbook.api.auth import principal_of  # noqa: PLC0415
+
+    try:
+        who = principal_of(request) if request.method == "GET" else None
+    except OpsbookError:
+        who = None
+    return render(
+        request, "error.html", status=status, principal=who, title=title, message=message, hint=hint
+    )
+
+
+async def on_opsbook_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OpsbookError)
+    if _is_api(request):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        return _problem_response(problems.from_error(exc, request.url.path), headers)
+    if isinstance(exc, AuthenticationError) and request.method == "GET":
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/signin?next={quote(target)}", status_code=303)
+    titles = {401: "Sign in again", 403: "Not allowed", 404: "Not found", 409: "Not now"}
+    return _page(
+        request, exc.http_status, titles.get(exc.http_status, "Error"), exc.message, exc.hint
+    )
+
+
+async def on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    body = problems.from_validation(exc.errors(), request.url.path)
+    if _is_api(request):
+        return _problem_response(body)
+    return _page(request, 422, "Check the form", body["detail"], body["hint"])
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
+    if _is_api(request) or exc.status_code == 405:
+        return _problem_response(
+            problems.problem(
+                exc.status_code, str(exc.detail), code=code, instance=request.url.path
+            ),
+            dict(exc.headers or {}),
+        )
+    return _page(request, exc.status_code, "Not found", "There is no such page.", None)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    get_logger().error("server.error", exc_info=exc, fields={"path": request.url.path})
+    body = problems.problem(
+        500,
+        "internal error: the server logged the details",
+        code="internal",
+        instance=request.url.path,
+        hint="try again; if it persists, check .opsbook/logs/opsbook.log",
+        retryable=True,
+    )
+    return _problem_response(body)
+
+
+def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
+    """The ASGI app for ``ctx``. ``background`` starts procedure schedules with the app."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sessions.purge_expired(db=ctx.db)
+        scheduler: asyncio.Task[None] | None = None
+        if background and ctx.server.schedules:
+            from opsbook.server.schedules import run_schedules  # noqa: PLC0415
+
+            scheduler = asyncio.create_task(run_schedules(ctx))
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.cancel()
+                await asyncio.gather(scheduler, return_exceptions=True)
+            await operations.drain(ctx, DRAIN_SECONDS)
+
+    app = FastAPI(
+        title="opsbook",
+        version=__version__,
+        description="Executable, verified, audited operations runbooks: the REST API. "
+        "Authenticate with `Authorization: Bearer obk_…` (create a token with "
+        "`opsbook tokens create` or on your account page). Errors are RFC 9457 problems.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.include_router(build_router())
+    for module in (signin, pages, actions, admin):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    metrics = Metrics(ctx)
+    app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
+    app.add_exception_handler(OpsbookError, on_opsbook_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeaders, hsts=ctx.server.secure_cookies)
+    _add_problem_schema(app)
+    return app
+
+
+def _add_problem_schema(app: FastAPI) -> None:
+    """Make sure the Problem schema is in the spec even before a route references it."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = original()
+        from opsbook.api.schemas import Problem  # noqa: PLC0415
+
+        comps = spec.setdefault("components", {}).setdefault("schemas", {})
+        comps.setdefault(
+            "Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        spec["components"].setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An opsbook API token (obk_…)",
+        }
+        spec["security"] = [{"bearer": []}]
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

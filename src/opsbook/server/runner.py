@@ -1,0 +1,77 @@
+"""Run the server: open the database, create the first admin on an empty database (printing
+its one-time password), build the app, serve it with uvicorn."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from opsbook.api.context import AppContext, build_context
+from opsbook.api.settings import ServerSettings
+from opsbook.config import Settings
+from opsbook.errors import UsageError
+from opsbook.users.bootstrap import FirstAdmin, ensure_first_admin
+from opsbook.workspace import Workspace
+
+
+def prepare(*, settings: Settings, server: ServerSettings, workspace: Workspace) -> AppContext:
+    from opsbook import logs  # noqa: PLC0415
+    from opsbook.db import open_database  # noqa: PLC0415
+
+    if bool(server.tls_certfile) != bool(server.tls_keyfile):
+        raise UsageError(
+            "HTTPS needs both a certificate and a key",
+            hint="pass --tls-cert and --tls-key together (or neither, behind a reverse proxy)",
+        )
+    workspace.state_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(settings.database_url_for(workspace.state_dir))
+    ctx = build_context(settings=settings, server=server, workspace=workspace, db=db)
+    logs.configure(path=workspace.state_dir / "logs" / "opsbook.log", redact=ctx.redactor.redact)
+    return ctx
+
+
+def announce(first: FirstAdmin | None, url: str, out: TextIO) -> None:
+    out.write(f"opsbook console: {url}\n")
+    if first is not None:
+        out.write(
+            "\nCreated the first account. Sign in with it and add people under Users:\n"
+            f"  username: {first.username}\n"
+            f"  password: {first.password}\n"
+            "This password is shown once and stored only as a hash.\n\n"
+        )
+    out.flush()
+
+
+def serve(
+    *,
+    settings: Settings,
+    server: ServerSettings,
+    workspace: Workspace,
+    out: TextIO = sys.stdout,
+    on_ready: Callable[[AppContext], None] | None = None,
+) -> None:
+    import uvicorn  # noqa: PLC0415
+
+    from opsbook.server.app import create_app  # noqa: PLC0415
+
+    ctx = prepare(settings=settings, server=server, workspace=workspace)
+    first = ensure_first_admin(db=ctx.db, known=ctx.known_roles())
+    scheme = "https" if server.tls_certfile else "http"
+    announce(first, server.public_url or f"{scheme}://{server.host}:{server.port}/", out)
+    if on_ready is not None:
+        on_ready(ctx)
+    config = uvicorn.Config(
+        create_app(ctx),
+        host=server.host,
+        port=server.port,
+        ssl_certfile=server.tls_certfile,
+        ssl_keyfile=server.tls_keyfile,
+        proxy_headers=True,
+        forwarded_allow_ips=server.forwarded_allow_ips,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()

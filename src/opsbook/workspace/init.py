@@ -1,0 +1,124 @@
+"""``opsbook init DIR``: write the banking workspace from the templates shipped in the package.
+
+The templates live in ``opsbook/workspace/templates/`` (package data). Files whose name would be
+hidden are stored without the dot (``gitignore``) and written with it (``.gitignore``), so
+packaging tools never drop them.
+
+Nothing is overwritten silently: a directory that is already a workspace is refused unless
+``force``; in any other directory, template files that already exist are refused unless
+``force``. An existing ``.gitignore`` is never replaced, only given the ``.opsbook/`` line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path, PurePosixPath
+
+from opsbook.errors import WorkspaceError
+from opsbook.workspace._workspace import MARKER
+
+#: Template names written under another name (hidden files).
+RENAMED = {"gitignore": ".gitignore"}
+STATE_DIR = ".opsbook"
+_IGNORE_LINE = ".opsbook/"
+_SKIP = ("__pycache__",)
+
+
+def template_files() -> list[tuple[PurePosixPath, bytes]]:
+    """Every template as (path relative to the workspace, content), sorted by path."""
+    root = files("opsbook.workspace").joinpath("templates")
+    if not root.is_dir():
+        raise WorkspaceError(
+            "the workspace templates are missing from the opsbook installation",
+            hint="reinstall opsbook (pip install --force-reinstall opsbook)",
+        )
+    found = [(_target_name(rel), node.read_bytes()) for rel, node in _walk(root, PurePosixPath())]
+    return sorted(found, key=lambda item: str(item[0]))
+
+
+def _walk(node: Traversable, rel: PurePosixPath) -> Iterator[tuple[PurePosixPath, Traversable]]:
+    for child in node.iterdir():
+        if child.name in _SKIP or child.name.endswith((".pyc", "~")):
+            continue
+        if child.is_dir():
+            yield from _walk(child, rel / child.name)
+        else:
+            yield rel / child.name, child
+
+
+def _target_name(rel: PurePosixPath) -> PurePosixPath:
+    return rel.with_name(RENAMED.get(rel.name, rel.name))
+
+
+def init_workspace(*, target: Path, force: bool = False) -> list[Path]:
+    """Write the banking workspace into ``target`` (created if missing) and its ``.opsbook/``.
+
+    Returns the files written, in path order. Raises :class:`WorkspaceError` when ``target``
+    is a file, is already a workspace, or holds files a template would replace — unless
+    ``force``, which rewrites the template files and leaves every other file alone.
+    """
+    templates = template_files()
+    if target.exists() and not target.is_dir():
+        raise WorkspaceError(
+            f"{target} exists and is not a directory",
+            hint="choose a new directory name for the workspace",
+        )
+    if not force:
+        _refuse_overwrite(target, templates)
+    written: list[Path] = []
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for rel, content in templates:
+            path = target.joinpath(*rel.parts)
+            if rel.name == ".gitignore" and path.is_file():
+                if _merge_gitignore(path):
+                    written.append(path)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            written.append(path)
+        (target / STATE_DIR).mkdir(exist_ok=True)
+    except OSError as exc:
+        where = exc.filename or target
+        raise WorkspaceError(
+            f"cannot write the workspace: {where}: {exc.strerror or exc}",
+            hint="check that you may write to the directory, or choose another one",
+        ) from exc
+    return written
+
+
+def _refuse_overwrite(target: Path, templates: list[tuple[PurePosixPath, bytes]]) -> None:
+    if not target.is_dir():
+        return
+    if (target / MARKER).exists():
+        raise WorkspaceError(
+            f"{target} is already an opsbook workspace ({MARKER} exists)",
+            hint="use it as it is, choose another directory, or pass --force to rewrite "
+            "the template files (your other files are kept)",
+        )
+    clashes = [
+        str(rel)
+        for rel, _ in templates
+        if rel.name != ".gitignore" and target.joinpath(*rel.parts).exists()
+    ]
+    if clashes:
+        shown = ", ".join(clashes[:5]) + (
+            f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        )
+        raise WorkspaceError(
+            f"{target} already has files the workspace would replace: {shown}",
+            hint="move them away, choose another directory, or pass --force to overwrite them",
+        )
+
+
+def _merge_gitignore(path: Path) -> bool:
+    """Add the state directory to an existing .gitignore; True when the file changed."""
+    text = path.read_text(encoding="utf-8")
+    lines = {line.strip() for line in text.splitlines()}
+    if lines & {_IGNORE_LINE, STATE_DIR, "/" + STATE_DIR, "/" + _IGNORE_LINE}:
+        return False
+    prefix = "" if not text or text.endswith("\n") else "\n"
+    path.write_text(f"{text}{prefix}# opsbook state\n{_IGNORE_LINE}\n", encoding="utf-8")
+    return True
