@@ -111,10 +111,10 @@ def test_malformed_runbook_names_file_and_line(ob: Run, ws_root: Path) -> None:
     )
     res = ob("run", "broken#proc")
     assert res.returncode == 2
-    assert "broken.md:15" in res.stderr and "bogus" in res.stderr
+    assert "broken.md:16" in res.stderr and "bogus" in res.stderr
     assert "Traceback" not in res.stderr
     lint = ob("lint", str(ws_root / "runbooks" / "broken.md"))
-    assert lint.returncode == 1 and "broken.md:15" in lint.stdout
+    assert lint.returncode == 1 and "broken.md:16" in lint.stdout
 
 
 def test_no_workspace_is_a_clear_error(tmp_path: Path) -> None:

@@ -230,19 +230,26 @@ async def test_four_eyes_quorum_and_no_self_approval(harness: Harness) -> None:
     spec = approvals.ApprovalSpec(quorum=2, roles=("approver",))
 
     def approve(user: str, roles: tuple[str, ...]) -> None:
+        # The documented calling pattern: the refusal's audit record is committed, then raised.
+        denied: PermissionDenied | None = None
         with harness.db.transaction():
-            approvals.decide(
-                db=harness.db,
-                execution=row,
-                step_seq=run.seq,
-                step_id=run.step_id,
-                step_state=run.state,
-                spec=spec,
-                approver=user,
-                approver_roles=roles,
-                decision="approved",
-                digest=row.digest,
-            )
+            try:
+                approvals.decide(
+                    db=harness.db,
+                    execution=row,
+                    step_seq=run.seq,
+                    step_id=run.step_id,
+                    step_state=run.state,
+                    spec=spec,
+                    approver=user,
+                    approver_roles=roles,
+                    decision="approved",
+                    digest=row.digest,
+                )
+            except PermissionDenied as exc:
+                denied = exc
+        if denied is not None:
+            raise denied
 
     with pytest.raises(PermissionDenied, match="cannot approve"):
         approve("bob", ("approver", "admin"))  # the starter, even with admin

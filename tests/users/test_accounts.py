@@ -40,7 +40,7 @@ def test_roles_imply_lower_levels_and_admin_everything() -> None:
     assert "executions:run" not in permissions_of(["auditor"])
     assert "audit:export" in permissions_of(["auditor"])
     assert permissions_of(["admin"], scopes=["read"]) == frozenset(
-        {"runbooks:read", "executions:read"}
+        {"runbooks:read", "executions:read", "monitoring:read", "incidents:read"}
     )
 
 

@@ -6,7 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from opsbook.api import routes_admin, routes_catalogue, routes_executions, schemas
+from opsbook.api import (
+    routes_admin,
+    routes_catalogue,
+    routes_executions,
+    routes_incidents,
+    routes_monitoring,
+    schemas,
+)
 from opsbook.api.problems import MEDIA_TYPE
 
 PREFIX = "/api/v1"
@@ -38,4 +45,6 @@ def build_router() -> APIRouter:
     api.include_router(routes_executions.router)
     api.include_router(routes_catalogue.router)
     api.include_router(routes_admin.router)
+    api.include_router(routes_monitoring.router)
+    api.include_router(routes_incidents.router)
     return api

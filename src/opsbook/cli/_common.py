@@ -56,11 +56,15 @@ def secrets_for(ws: Workspace, settings: Settings) -> tuple[SecretResolver, Reda
         EnvSecretProvider,
         FileSecretProvider,
         Redactor,
+        SecretProvider,
         SecretResolver,
     )
 
     redactor = Redactor()
-    providers = [EnvSecretProvider(), FileSecretProvider(settings.secrets_dir_for(ws.state_dir))]
+    providers: list[SecretProvider] = [
+        EnvSecretProvider(),
+        FileSecretProvider(settings.secrets_dir_for(ws.state_dir)),
+    ]
     return SecretResolver(providers, redactor), redactor
 
 
@@ -78,10 +82,10 @@ def make_engine(
     reporter: Reporter | None = None,
     interaction: Interaction | None = None,
 ) -> Engine:
+    from opsbook import logs  # noqa: PLC0415
     from opsbook.engine._executor import Engine  # noqa: PLC0415
     from opsbook.runbooks.parser import parse_file  # noqa: PLC0415
-
-    from opsbook import logs  # noqa: PLC0415
+    from opsbook.users.access import roles_resolver  # noqa: PLC0415
 
     resolver, redactor = secrets_for(ws, settings)
     logs.configure(path=ws.state_dir / "logs" / "opsbook.log", redact=redactor.redact)
@@ -98,6 +102,7 @@ def make_engine(
         interaction=interaction,
         load_runbook=parse_file,
         resolve_ref=resolve_ref,
+        roles_of=roles_resolver(db=db, fallback=ws.roles_of),
     )
 
 

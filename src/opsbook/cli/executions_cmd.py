@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
                 + (f"  {r.reason}" if r.reason else "")
             )
         if events:
-            for ev in data["events"]:  # type: ignore[union-attr]
+            for ev in data["events"]:
                 typer.echo(f"  {ev['ts']}  {ev['actor']:<12} {ev['action']}")
 
     async def _resume(
@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Continue a parked or crashed execution from its journal."""
         st: AppState = ctx.obj
-        return _run_async(_resume(st, execution_id, st.user(as_user), decision, json_out))
+        return int(_run_async(_resume(st, execution_id, st.user(as_user), decision, json_out)))
 
     @ex.command("confirm")
     def confirm(
@@ -160,7 +160,7 @@ def register(app: typer.Typer) -> None:
         if no_continue:
             typer.echo(f"attested by {user}")
             return 0
-        return _run_async(_resume(st, execution_id, user, None, json_out))
+        return int(_run_async(_resume(st, execution_id, user, None, json_out)))
 
     @ex.command("abort")
     def abort(
@@ -197,7 +197,8 @@ def register(app: typer.Typer) -> None:
         from opsbook.engine import _journal as journal  # noqa: PLC0415
         from opsbook.engine import approvals  # noqa: PLC0415
         from opsbook.engine.states import State  # noqa: PLC0415
-        from opsbook.errors import ConflictError  # noqa: PLC0415
+        from opsbook.errors import ConflictError, PermissionDenied  # noqa: PLC0415
+        from opsbook.runbooks.model import ApprovalSpec  # noqa: PLC0415
 
         st: AppState = ctx.obj
         user = st.user(as_user)
@@ -219,21 +220,27 @@ def register(app: typer.Typer) -> None:
             params=row.params,
             environment=row.environment,
         )
-        spec = step.approval or approvals.ApprovalSpec()
+        spec = step.approval or ApprovalSpec()
+        denied: PermissionDenied | None = None
         with db.transaction():
-            approvals.decide(
-                db=db,
-                execution=row,
-                step_seq=runs[-1].seq,
-                step_id=step.id,
-                step_state=runs[-1].state,
-                spec=spec,
-                approver=user,
-                approver_roles=ws.roles_of(user),
-                decision="rejected" if reject else "approved",
-                digest=digest,
-                comment=comment,
-            )
+            try:
+                approvals.decide(
+                    db=db,
+                    execution=row,
+                    step_seq=runs[-1].seq,
+                    step_id=step.id,
+                    step_state=runs[-1].state,
+                    spec=spec,
+                    approver=user,
+                    approver_roles=engine.roles_of(user),
+                    decision="rejected" if reject else "approved",
+                    digest=digest,
+                    comment=comment,
+                )
+            except PermissionDenied as exc:
+                denied = exc  # commit the refusal's audit record, then refuse
+        if denied is not None:
+            raise denied
         status = approvals.status(
             db=db,
             execution_id=row.id,

@@ -52,6 +52,10 @@ def _register() -> None:
 
     serve_cmd.register(app)
     users_cmd.register(app)
+    from opsbook.cli import incidents_cmd, monitor_cmd  # noqa: PLC0415
+
+    monitor_cmd.register(app)
+    incidents_cmd.register(app)
     try:
         from opsbook.cli.sandbox import app as sandbox_app  # noqa: PLC0415
     except ImportError:  # pragma: no cover - the sandbox package is part of the distribution

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         """List runbooks and their procedures."""
         state: AppState = ctx.obj
         cat = catalogue(state.workspace())
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "runbook": rb.id,
                 "file": rb.path.name,
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         for col in ("RUNBOOK#PROCEDURE", "TITLE", "RISK", "STEPS", "USE"):
             table.add_column(col)
         for r in rows:
-            for p in r["procedures"]:  # type: ignore[attr-defined]
+            for p in r["procedures"]:
                 table.add_row(
                     f"{r['runbook']}#{p['id']}",
                     p["title"],
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         procs = [p for p in rb.procedures if not proc_id or p.id == proc_id]
         if proc_id and not procs:
             cat.resolve(ref)  # raises the helpful NotFoundError
-        data = {
+        data: dict[str, Any] = {
             "runbook": rb.id,
             "title": rb.meta.title,
             "purpose": rb.meta.purpose,
@@ -132,7 +132,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{rb.meta.title} ({rb.id})  {rb.path}")
         if rb.meta.purpose:
             typer.echo(f"  purpose: {rb.meta.purpose}")
-        for p in data["procedures"]:  # type: ignore[union-attr]
+        for p in data["procedures"]:
             typer.echo(f"\n{rb.id}#{p['id']}: {p['title']}  [risk: {p['risk']}]")
             if p["permissions"]:
                 typer.echo(f"  permissions: {', '.join(p['permissions'])}")

@@ -66,7 +66,7 @@ class ExecutionContext:
         }
 
     def cel_vars(self, item: Any = None) -> dict[str, Any]:
-        return _json_safe(
+        return _json_safe(  # type: ignore[no-any-return]
             {
                 "params": self.params.plain(),
                 "env": dict(self.environment),

@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 
+from opsbook.audit._log import utcnow
 from opsbook.db import Database
 from opsbook.engine import _journal as journal
 from opsbook.engine import approvals
@@ -35,7 +36,7 @@ from opsbook.errors import (
 )
 from opsbook.expressions import evaluate
 from opsbook.logs import get_logger
-from opsbook.runbooks.model import Procedure, Runbook, Step, StepKind
+from opsbook.runbooks.model import ApprovalSpec, Procedure, Runbook, Step, StepKind
 from opsbook.workspace import Environment, Workspace, load_environment
 
 MAX_STEP_RUNS = 1000  # per execution: a goto loop that never ends fails instead of spinning
@@ -134,8 +135,14 @@ class Engine:
         self._check_may_start(
             procedure=procedure, runbook=runbook, user=started_by, environment=environment
         )
+        defaults = {
+            p.name: p.default
+            for p in procedure.params
+            if p.type != "secret" and p.default is not None and p.name not in params
+        }
+        params = {**defaults, **params}
         execution_id = new_execution_id()
-        now = journal.utcnow()
+        now = utcnow()
         digest = approvals.compute_digest(
             runbook_hash=runbook.content_hash,
             procedure_id=procedure.id,
@@ -929,7 +936,7 @@ class Engine:
             )
         else:
             assert step.approval is not None or step.kind is StepKind.APPROVAL
-            spec = step.approval or approvals.ApprovalSpec()
+            spec = step.approval or ApprovalSpec()
             requested = self._requested_at(eid, seq)
             digest = approvals.compute_digest(
                 runbook_hash=runbook.content_hash,

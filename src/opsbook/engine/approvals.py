@@ -102,7 +102,9 @@ def decide(
 ) -> None:
     """Record one person's approval or rejection. Raises PermissionDenied for the starter
     (whoever they are) and for people without one of the step's roles; the refusal itself is
-    audited. The caller owns the transaction."""
+    audited. The caller owns the transaction, so it must commit before re-raising the refusal
+    (catch ``PermissionDenied`` inside ``db.transaction()``, raise it after) or the audit
+    record of the refusal is rolled back with it."""
     if decision not in ("approved", "rejected"):
         raise ConflictError(f"unknown decision {decision!r}", hint="approve or reject")
     if execution.state is not State.WAITING or step_state is not State.WAITING:

@@ -26,7 +26,7 @@ from opsbook.logs import get_logger
 from opsbook.server.metrics import Metrics, MetricsMiddleware, SecurityHeaders
 from opsbook.users import sessions
 from opsbook.users.errors import AuthenticationError
-from opsbook.web import actions, admin, pages, signin
+from opsbook.web import actions, admin, pages, pages_incidents, pages_monitoring, signin
 from opsbook.web.render import render
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
@@ -109,17 +109,23 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sessions.purge_expired(db=ctx.db)
-        scheduler: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         if background and ctx.server.schedules:
             from opsbook.server.schedules import run_schedules  # noqa: PLC0415
 
-            scheduler = asyncio.create_task(run_schedules(ctx))
+            tasks.append(asyncio.create_task(run_schedules(ctx)))
+        if background:
+            from opsbook.incidents import background as incidents_bg  # noqa: PLC0415
+            from opsbook.monitoring import background as monitoring_bg  # noqa: PLC0415
+
+            tasks.append(asyncio.create_task(monitoring_bg.run_background(ctx)))
+            tasks.append(asyncio.create_task(incidents_bg.run_background(ctx)))
         try:
             yield
         finally:
-            if scheduler is not None:
-                scheduler.cancel()
-                await asyncio.gather(scheduler, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await operations.drain(ctx, DRAIN_SECONDS)
 
     app = FastAPI(
@@ -135,7 +141,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     )
     app.state.ctx = ctx
     app.include_router(build_router())
-    for module in (signin, pages, actions, admin):
+    for module in (signin, pages, actions, admin, pages_monitoring, pages_incidents):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     metrics = Metrics(ctx)

@@ -56,10 +56,22 @@ PERMISSIONS: tuple[str, ...] = (
     "users:manage",
     "tokens:own",
     "tokens:manage",
+    "monitoring:read",  # probes, KPIs, SLOs, alerts, SLA reports
+    "alerts:manage",  # acknowledge and silence alerts
+    "alerts:ingest",  # post alerts (the Alertmanager webhook)
+    "incidents:read",
+    "incidents:manage",  # declare, update, acknowledge, communicate, review
 )
 
-_READ = ("runbooks:read", "executions:read", "tokens:own")
-_RUN = ("executions:run", "executions:abort", "executions:approve")
+_READ = ("runbooks:read", "executions:read", "tokens:own", "monitoring:read", "incidents:read")
+_RUN = (
+    "executions:run",
+    "executions:abort",
+    "executions:approve",
+    "alerts:manage",
+    "alerts:ingest",
+    "incidents:manage",
+)
 
 ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "viewer": frozenset(_READ),
@@ -74,8 +86,20 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
 
 #: What an API token may be limited to; its user's permissions still apply on top.
 SCOPES: Mapping[str, frozenset[str]] = {
-    "read": frozenset(("runbooks:read", "executions:read")),
-    "run": frozenset(("runbooks:read", "executions:read", "executions:run", "executions:abort")),
+    "read": frozenset(("runbooks:read", "executions:read", "monitoring:read", "incidents:read")),
+    "alerts": frozenset(("monitoring:read", "alerts:ingest")),
+    "run": frozenset(
+        (
+            "runbooks:read",
+            "executions:read",
+            "executions:run",
+            "executions:abort",
+            "monitoring:read",
+            "alerts:manage",
+            "incidents:read",
+            "incidents:manage",
+        )
+    ),
     "approve": frozenset(("executions:read", "executions:approve")),
     "audit": frozenset(("audit:read", "audit:export")),
     "admin": frozenset(("users:read", "users:manage", "tokens:own", "tokens:manage")),

@@ -83,9 +83,9 @@ def redirect_uri(ctx: AppContext, base_url: str) -> str:
 
 async def begin(ctx: AppContext, *, base_url: str, next_url: str) -> str:
     """Store a pending login and return the provider's authorization URL to redirect to."""
-    from authlib.common.security import generate_token  # type: ignore[import-untyped]  # noqa: PLC0415 - authlib ships no types
-    from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # type: ignore[import-untyped]  # noqa: PLC0415 - authlib ships no types
-    from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]  # noqa: PLC0415 - authlib ships no types
+    from authlib.common.security import generate_token  # noqa: PLC0415
+    from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # noqa: PLC0415
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge  # noqa: PLC0415
 
     meta = await metadata(ctx)
     state, nonce, verifier = generate_token(32), generate_token(32), generate_token(64)

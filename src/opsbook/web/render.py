@@ -24,6 +24,8 @@ NAV = (
     ("/", "Dashboard", "executions:read"),
     ("/runbooks", "Runbooks", "runbooks:read"),
     ("/executions", "Executions", "executions:read"),
+    ("/monitoring", "Monitoring", "monitoring:read"),
+    ("/incidents", "Incidents", "incidents:read"),
     ("/reference", "Quick reference", "runbooks:read"),
     ("/audit", "Audit", "audit:read"),
     ("/users", "Users", "users:read"),

@@ -1,0 +1,1 @@
+"""Incidents: see docs/incidents.md."""

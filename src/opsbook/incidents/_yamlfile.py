@@ -1,0 +1,90 @@
+"""YAML files whose errors point at a line: the data plus the line of every key and item."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opsbook.errors import Location, ValidationError
+
+Key = tuple[str | int, ...]
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+@dataclass(frozen=True)
+class YamlDoc:
+    path: Path
+    data: Any
+    lines: dict[Key, int]
+
+    def line(self, *key: str | int) -> int:
+        """The line of ``key`` (or of its nearest parent that has one)."""
+        k: Key = tuple(key)
+        while k:
+            if k in self.lines:
+                return self.lines[k]
+            k = k[:-1]
+        return 1
+
+    def error(self, message: str, *key: str | int, hint: str) -> ValidationError:
+        return ValidationError(
+            message, location=Location(str(self.path), self.line(*key)), hint=hint
+        )
+
+
+def load_yaml(path: Path, *, what: str) -> YamlDoc:
+    import yaml  # noqa: PLC0415 - deferred: the CLI imports this module lazily anyway
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ValidationError(
+            f"{what} {path.name} is missing",
+            location=Location(str(path)),
+            hint="run `opsbook init` to get the default, or copy it from the documentation",
+        ) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ValidationError(
+            f"{what} is not valid YAML: {getattr(exc, 'problem', exc)}",
+            location=Location(str(path), mark.line + 1 if mark else 0),
+            hint="fix the YAML syntax",
+        ) from exc
+    lines: dict[Key, int] = {}
+    if node is not None:
+        _walk(node, (), lines)
+    return YamlDoc(path=path, data=data if data is not None else {}, lines=lines)
+
+
+def _walk(node: Any, key: Key, out: dict[Key, int]) -> None:
+    import yaml  # noqa: PLC0415
+
+    out.setdefault(key, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            sub = (*key, str(k.value))
+            out[sub] = k.start_mark.line + 1
+            _walk(v, sub, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out[(*key, i)] = v.start_mark.line + 1
+            _walk(v, (*key, i), out)
+
+
+def duration(doc: YamlDoc, value: Any, *key: str | int) -> float:
+    """A duration such as ``30s``, ``15m``, ``1h``, ``1d`` (or a number of seconds)."""
+    match = _DURATION.fullmatch(str(value)) if value is not None else None
+    if not match or isinstance(value, bool):
+        raise doc.error(
+            f"{'.'.join(map(str, key))}: {value!r} is not a duration",
+            *key,
+            hint="write a duration such as 30s, 15m, 1h or 1d",
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]

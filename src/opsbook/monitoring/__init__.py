@@ -1,0 +1,1 @@
+"""Monitoring: see docs/monitoring.md."""
