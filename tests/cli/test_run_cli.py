@@ -400,3 +400,11 @@ def test_help_lists_the_commands() -> None:
     for cmd in ("run", "executions", "approve", "audit", "lint", "runbooks", "init"):
         assert cmd in res.stdout
     assert sys.executable
+
+
+def test_unknown_option_or_command_is_a_usage_error(ob: Run) -> None:
+    for argv in (("run", "--bogus"), ("nosuch",), ("run",)):
+        res = ob(*argv)
+        assert res.returncode == 2, argv
+        assert "Traceback" not in res.stderr
+        assert "Error:" in res.stderr

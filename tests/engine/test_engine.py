@@ -391,6 +391,16 @@ async def test_dry_run_renders_and_runs_nothing(harness: Harness, tmp_path) -> N
         touch {marker}
         ```
 
+        ### Wait
+
+        ```action
+        core.sleep: {{seconds: 30}}
+        ```
+
+        ```expect
+        result.slept == 30
+        ```
+
         ### Confirm
 
         - [ ] looked
@@ -401,7 +411,10 @@ async def test_dry_run_renders_and_runs_nothing(harness: Harness, tmp_path) -> N
     assert not marker.exists()
     runs = journal.step_runs(db=harness.db, execution_id=out.execution_id)
     assert runs[0].state_name == "DryRun" and str(marker) in runs[0].result["would_run"]
-    assert runs[1].state is State.SKIPPED and runs[1].state_name == "DryRun"
+    # The action answers what it would do; its expectations are not checked in a dry run.
+    assert runs[1].state is State.SUCCEEDED and runs[1].result["expectations"] == []
+    assert runs[1].result["fields"]["result"] == {"would_sleep": 30}
+    assert runs[2].state is State.SKIPPED and runs[2].state_name == "DryRun"
 
 
 async def test_retries_then_fail_are_journaled(harness: Harness, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -445,3 +458,72 @@ async def test_a_finished_execution_cannot_be_resumed(harness: Harness) -> None:
     out = await harness.run("basic#simple")
     with pytest.raises(ConflictError, match="already finished"):
         await harness.engine().resume(execution_id=out.execution_id, actor="alice")
+
+
+PARENT = """
+---
+id: parent
+title: Parent
+---
+
+# Parent
+
+## Main
+
+```yaml procedure
+permissions: [operator]
+```
+
+### Choose
+
+```decide
+- else: {run: "manual#proc"}
+```
+
+### Last
+
+```sh
+echo parent-done
+```
+"""
+
+
+async def test_a_decide_child_that_waits_parks_the_parent_until_it_finishes(
+    harness: Harness,
+) -> None:
+    harness.write("manual.md", MANUAL)
+    harness.write("parent.md", PARENT)
+    out = await harness.run("parent#main")
+    assert out.state is State.WAITING and out.state_name == "AwaitingChild"
+    child_id = journal.step_runs(db=harness.db, execution_id=out.execution_id)[0].result["child"]
+    child = journal.get_execution(db=harness.db, execution_id=child_id)
+    assert child.parent_id == out.execution_id and child.state_name == "AwaitingInput"
+    engine = harness.engine()
+    # Resuming the parent while the child still waits keeps both parked.
+    again = await engine.resume(execution_id=out.execution_id, actor="alice")
+    assert again.state_name == "AwaitingChild"
+    # Finishing the child (attest, resume it) continues the parent to the end.
+    engine.attest(execution_id=child_id, actor="bob")
+    done = await engine.resume(execution_id=child_id, actor="bob")
+    assert done.state is State.SUCCEEDED
+    parent = journal.get_execution(db=harness.db, execution_id=out.execution_id)
+    assert parent.state is State.SUCCEEDED
+    runs = journal.step_runs(db=harness.db, execution_id=parent.id)
+    assert [(r.step_id, r.state) for r in runs] == [
+        ("choose", State.SUCCEEDED),
+        ("last", State.SUCCEEDED),
+    ]
+    assert runs[0].result["child_state"] == "succeeded"
+    assert audit.verify(db=harness.db).ok
+
+
+async def test_a_waiting_child_continued_through_its_parent(harness: Harness) -> None:
+    harness.write("manual.md", MANUAL)
+    harness.write("parent.md", PARENT)
+    out = await harness.run("parent#main")
+    child_id = journal.step_runs(db=harness.db, execution_id=out.execution_id)[0].result["child"]
+    engine = harness.engine()
+    engine.attest(execution_id=child_id, actor="bob")
+    done = await engine.resume(execution_id=out.execution_id, actor="bob")
+    assert done.state is State.SUCCEEDED
+    assert journal.get_execution(db=harness.db, execution_id=child_id).state is State.SUCCEEDED

@@ -116,3 +116,13 @@ def is_interactive() -> bool:
 
 def resolve_path(p: str) -> Path:
     return Path(p).expanduser().resolve()
+
+
+def table_console() -> Any:
+    """A rich Console for tables: the terminal's width, or a wide one when piped so that
+    identifiers are never cut (scripts should use --json)."""
+    import sys  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console() if sys.stdout.isatty() else Console(width=200)

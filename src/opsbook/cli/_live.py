@@ -97,6 +97,12 @@ class ConsoleReporter(Reporter):
                 f"{execution_id}[/]  (or resume interactively: "
                 f"opsbook executions resume {execution_id})"
             )
+        elif why == "child":
+            self.c.print(
+                f"  [yellow]⏸[/] {escape(step.title)} [yellow]runs a procedure that waits[/] "
+                f"(execution {execution_id})\n      continue it with: [bold]opsbook executions "
+                f"resume {execution_id}[/]; this run continues when it finishes"
+            )
         elif why == "recovery":
             self.c.print(
                 f"  [yellow]⏸[/] {escape(step.title)} was running when the process "

@@ -45,8 +45,9 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json([r.to_dict() for r in rows])
             return
-        from rich.console import Console  # noqa: PLC0415
         from rich.table import Table  # noqa: PLC0415
+
+        from opsbook.cli._common import table_console  # noqa: PLC0415
 
         table = Table()
         for col in ("ID", "PROCEDURE", "ENV", "STATE", "BY", "STARTED"):
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
                 r.started_by,
                 r.created_at[:19].replace("T", " "),
             )
-        Console().print(table)
+        table_console().print(table)
 
     @ex.command("show")
     def show(

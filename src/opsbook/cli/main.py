@@ -63,25 +63,46 @@ def _register() -> None:
     app.add_typer(sandbox_app, name="sandbox", help="The sandbox banking platform.")
 
 
+def _click_exceptions() -> tuple[Any, ...]:
+    """click's exception modules: typer >= 0.20 vendors click as ``typer._click``; older
+    releases use the ``click`` package. Both are handled so a typer upgrade never turns a
+    usage error into a traceback."""
+    import importlib  # noqa: PLC0415
+
+    mods = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return tuple(mods)
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: one place that maps errors to messages and exit codes."""
-    import click  # noqa: PLC0415 - typer depends on it
-
     from opsbook.errors import OpsbookError  # noqa: PLC0415
 
+    mods = _click_exceptions()
+    usage = tuple(m.UsageError for m in mods)
+    aborts = tuple(getattr(m, "Abort", typer.Abort) for m in mods)
+    exits = tuple(getattr(m, "Exit", typer.Exit) for m in mods)
+    click_errors = tuple(m.ClickException for m in mods)
     _register()
     try:
         rv: Any = app(args=argv, standalone_mode=False)
     except OpsbookError as exc:
         sys.stderr.write(f"error: {exc.render()}\n")
         sys.exit(exc.exit_code)
-    except click.exceptions.UsageError as exc:
+    except usage as exc:
         exc.show()
         sys.exit(2)
-    except click.exceptions.Abort:
+    except click_errors as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except aborts:
         sys.stderr.write("aborted\n")
         sys.exit(130)
-    except click.exceptions.Exit as exc:
+    except exits as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -60,8 +60,9 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(rows)
             return
-        from rich.console import Console  # noqa: PLC0415
         from rich.table import Table  # noqa: PLC0415
+
+        from opsbook.cli._common import table_console  # noqa: PLC0415
 
         table = Table(title=None, show_lines=False)
         for col in ("RUNBOOK#PROCEDURE", "TITLE", "RISK", "STEPS", "USE"):
@@ -75,7 +76,7 @@ def register(app: typer.Typer) -> None:
                     str(p["steps"]),
                     p["when_to_use"] or "",
                 )
-        Console().print(table)
+        table_console().print(table)
 
     @runbooks.command("show")
     def show(

@@ -229,6 +229,26 @@ class Engine:
 
     # ----------------------------------------------------------------------------- resume
     async def resume(
+        self,
+        *,
+        execution_id: str,
+        actor: str,
+        decision: str | None = None,
+        depth: int = 0,
+        continue_parent: bool = True,
+    ) -> Outcome:
+        out = await self._resume(
+            execution_id=execution_id, actor=actor, decision=decision, depth=depth
+        )
+        if continue_parent and out.state in TERMINAL_STATES:
+            row = journal.get_execution(db=self.db, execution_id=out.execution_id)
+            if row.parent_id:
+                parent = journal.get_execution(db=self.db, execution_id=row.parent_id)
+                if parent.state is State.WAITING and parent.state_name == "AwaitingChild":
+                    await self.resume(execution_id=parent.id, actor=actor)
+        return out
+
+    async def _resume(
         self, *, execution_id: str, actor: str, decision: str | None = None, depth: int = 0
     ) -> Outcome:
         row = journal.get_execution(db=self.db, execution_id=execution_id)
@@ -822,10 +842,13 @@ class Engine:
         next_index = index + 1
         if chosen.goto:
             next_index = next(i for i, s in enumerate(procedure.steps) if s.id == chosen.goto)
+        record["next_index"] = next_index
         if chosen.run:
             child = await self._child(ctx, chosen.run, actor=actor, depth=depth)
             record["child"] = child.execution_id
             record["child_state"] = str(child.state)
+            if child.state is State.WAITING:
+                return self._await_child(ctx, step, seq, record, child, actor=actor)
             if child.state is not State.SUCCEEDED:
                 journal.transition_step(
                     db=self.db,
@@ -872,6 +895,120 @@ class Engine:
         return next_index
 
     # ------------------------------------------------------------- people: manual, approval
+    def _await_child(
+        self,
+        ctx: ExecutionContext,
+        step: Step,
+        seq: int,
+        record: dict[str, Any],
+        child: Outcome,
+        *,
+        actor: str,
+    ) -> Outcome:
+        """A decide branch ran a procedure that now waits for a person: park this execution
+        too (``AwaitingChild``); finishing the child continues it."""
+        eid = ctx.execution_id
+        why = f"waiting for {record['run']} (execution {child.execution_id}: {child.state_name})"
+        with self.db.transaction():
+            journal.transition_step(
+                db=self.db,
+                execution_id=eid,
+                seq=seq,
+                to=State.WAITING,
+                name="AwaitingChild",
+                actor=actor,
+                result=record,
+                reason=why,
+            )
+            journal.transition_execution(
+                db=self.db,
+                execution_id=eid,
+                to=State.WAITING,
+                name="AwaitingChild",
+                actor=actor,
+                reason=why,
+            )
+        self.reporter.step_waiting(step=step, seq=seq, execution_id=child.execution_id, why="child")
+        return Outcome(eid, State.WAITING, "AwaitingChild", waiting_step=step.id)
+
+    async def _continue_child(
+        self,
+        ctx: ExecutionContext,
+        runbook: Runbook,
+        procedure: Procedure,
+        seq: int,
+        step: Step,
+        *,
+        actor: str,
+        depth: int,
+    ) -> Outcome | None:
+        """Continue a parent parked at a decide step whose child procedure waited. Returns an
+        Outcome when the parent stays parked or finishes, None to carry on driving."""
+        eid = ctx.execution_id
+        run = next(r for r in journal.step_runs(db=self.db, execution_id=eid) if r.seq == seq)
+        record: dict[str, Any] = dict(run.result or {})
+        child_id = str(record.get("child", ""))
+        child = journal.get_execution(db=self.db, execution_id=child_id)
+        state = child.state
+        if state not in TERMINAL_STATES:
+            out = await self.resume(
+                execution_id=child_id, actor=actor, depth=depth + 1, continue_parent=False
+            )
+            state = out.state
+        if state not in TERMINAL_STATES:
+            self.reporter.step_waiting(step=step, seq=seq, execution_id=child_id, why="child")
+            return Outcome(eid, State.WAITING, "AwaitingChild", waiting_step=step.id)
+        record["child_state"] = str(state)
+        index = procedure.steps.index(step)
+        ok = state is State.SUCCEEDED
+        with self.db.transaction():
+            journal.transition_execution(
+                db=self.db,
+                execution_id=eid,
+                to=State.RUNNING,
+                name="Running",
+                actor=actor,
+                owner=self.owner,
+                verb="resumed",
+            )
+            journal.transition_step(
+                db=self.db,
+                execution_id=eid,
+                seq=seq,
+                to=State.SUCCEEDED if ok else State.FAILED,
+                actor=actor,
+                result=record,
+                reason=None if ok else f"{record.get('run')} ended {state}",
+                cursor=int(record.get("next_index", index + 1)) if ok else None,
+            )
+        ctx.steps[step.id] = {"result": record, "state": str(state), "ok": ok}
+        self.reporter.step_finished(
+            StepReport(
+                step,
+                seq,
+                State.SUCCEEDED if ok else State.FAILED,
+                "Succeeded" if ok else "Failed",
+                None,
+                f"{record.get('run')} ended {state}",
+                record,
+            )
+        )
+        if not ok:
+            nxt = await self._after_failure(
+                ctx,
+                runbook,
+                procedure,
+                step,
+                index,
+                actor=actor,
+                depth=depth,
+                reason=f"{record.get('run')} ended {state}",
+            )
+            if isinstance(nxt, Outcome):
+                return nxt
+            self._set_cursor(eid, nxt)
+        return None
+
     async def _continue_waiting(
         self,
         ctx: ExecutionContext,
@@ -887,7 +1024,13 @@ class Engine:
     ) -> Outcome:
         eid = ctx.execution_id
         index = procedure.steps.index(step)
-        if step.kind is StepKind.MANUAL:
+        if step.kind is StepKind.DECIDE:
+            parked = await self._continue_child(
+                ctx, runbook, procedure, seq, step, actor=actor, depth=depth
+            )
+            if parked is not None:
+                return parked
+        elif step.kind is StepKind.MANUAL:
             attested = self._attestation(eid, seq)
             if attested is None and self.interaction is not None:
                 self.reporter.step_waiting(step=step, seq=seq, execution_id=eid, why="input")
@@ -1090,7 +1233,7 @@ class Engine:
         why = reason or f"aborted by {actor}"
         if row.state in TERMINAL_STATES:
             raise ConflictError(f"execution {row.id} has already finished ({row.state})")
-        if row.state is State.RUNNING and owner_alive(row.owner) and row.owner != self.owner:
+        if row.state is State.RUNNING and owner_alive(row.owner):
             with self.db.transaction():
                 self.db.execute(
                     "UPDATE executions SET abort_requested = ? WHERE id = ?", (actor, row.id)
