@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_WS ?= demo-workspace
 
-.PHONY: demo test check lint types bench clean install
+.PHONY: demo console test check lint types bench clean install
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,13 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	@bash scripts/demo.sh "$(DEMO_WS)"
+
+# The console on the demo workspace with the sandbox running (Ctrl-C stops the server; then
+# `.venv/bin/opsbook --workspace $(DEMO_WS) sandbox down`).
+console: $(STAMP)
+	@test -d "$(DEMO_WS)" || bash scripts/demo.sh "$(DEMO_WS)"
+	$(BIN)/opsbook --workspace "$(DEMO_WS)" sandbox up --reuse
+	$(BIN)/opsbook --workspace "$(DEMO_WS)" serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

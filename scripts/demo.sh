@@ -1,39 +1,97 @@
 #!/usr/bin/env bash
-# `make demo`: create a demo workspace and run a procedure end to end on the embedded default
-# (SQLite state, local sandbox). Safe to run again: the workspace is recreated each time.
+# `make demo`: on the embedded default (SQLite state + the local sandbox banking platform):
+# create a workspace, bring the sandbox up, run procedures against it (a health check, an
+# injected outage diagnosed and fixed by the troubleshooting runbook, a four-eyes approval),
+# prove what happened from the audit trail, check the console answers, and stop everything.
+# Safe to run again: the workspace is recreated each time. `make console` keeps it running.
 set -euo pipefail
 ws="${1:-demo-workspace}"
 ob() { .venv/bin/opsbook --workspace "$ws" "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+last_id() { ob executions list --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])'; }
+parked() {  # run a procedure that stops at a manual step; exit code 3 means "parked"
+  set +e; ob "$@"; local code=$?; set -e
+  if [ "$code" -ne 3 ] && [ "$code" -ne 0 ]; then echo "unexpected exit code $code" >&2; exit 1; fi
+  echo "(exit code $code: 3 = parked, waiting for a person)"
+}
+confirm() {  # a person attests each manual step the run stops at, until it finishes
+  local id=$1 user=$2 note=$3 code
+  for _ in 1 2 3 4 5; do
+    set +e; ob executions confirm "$id" --as "$user" --note "$note"; code=$?; set -e
+    [ "$code" -eq 3 ] || return "$code"
+  done
+}
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [ -z "${KEEP:-}" ] && [ -d "$ws/.opsbook" ]; then ob sandbox down >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
 
+if [ -d "$ws/.opsbook" ]; then ob sandbox down >/dev/null 2>&1 || true; fi
 rm -rf "$ws"
 say "opsbook init $ws"
 .venv/bin/opsbook init "$ws"
 
-say "opsbook lint (documentation standards)"
+say "opsbook lint  (format and the documentation standards)"
 ob lint || true
 
 say "opsbook runbooks list"
 ob runbooks list
 
-say "opsbook run demo#smoke-test --env sandbox  (non-interactive: parks at the manual step)"
-set +e
-ob run demo#smoke-test --env sandbox --param service=payment
-code=$?
-set -e
-echo "exit code $code (3 = parked, waiting for a person)"
-id=$(ob executions list --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+say "opsbook sandbox up  (four banking services, a payment network, a ledger database)"
+ob sandbox up
+ob sandbox status
 
-say "opsbook executions confirm $id --as ops-lead  (a person attests the checklist)"
-ob executions confirm "$id" --as ops-lead --note "DEMO-1"
+say "opsbook run system-monitoring#morning-health-check --env sandbox"
+parked run system-monitoring#morning-health-check --env sandbox --as ops-engineer
+id=$(last_id)
+say "opsbook executions confirm $id --as ops-engineer  (the operator signs off the checklist)"
+confirm "$id" ops-engineer "morning check, all green"
 
-say "opsbook executions show $id"
-ob executions show "$id"
+say "opsbook sandbox chaos inject crash --service payment  (an outage)"
+ob sandbox chaos inject crash --service payment
+ob sandbox status
 
-say "opsbook audit verify"
+say "opsbook run troubleshooting#service-connectivity --param service=payment"
+parked run troubleshooting#service-connectivity --env sandbox --param service=payment --as ops-engineer
+id=$(last_id)
+confirm "$id" ops-engineer "payment crashed; restarted by the runbook"
+ob sandbox status
+
+say "Four eyes: ops-lead starts a high-risk change; ops-lead cannot approve it; dba can"
+parked run demo#approval-demo --env sandbox --as ops-lead --yes
+id=$(last_id)
+set +e; ob executions confirm "$id" --as ops-lead --note "CHG-42"; set -e
+set +e; ob approve "$id" --as ops-lead; echo "(refused, exit code $?: the starter cannot approve)"; set -e
+ob approve "$id" --as dba --comment "reviewed CHG-42"
+ob executions resume "$id" --as ops-lead
+
+say "opsbook executions list"
+ob executions list
+
+say "opsbook audit verify  (the hash chain over every state change)"
 ob audit verify
 
-say "opsbook audit export --out $ws/evidence"
+say "opsbook audit export --out $ws/evidence  (an evidence bundle an auditor can check offline)"
 ob audit export --out "$ws/evidence"
 
-printf '\nDone. Explore with: .venv/bin/opsbook --workspace %s --help\n' "$ws"
+say "opsbook serve  (REST API, console and /metrics; started briefly to show it answers)"
+port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ob serve --port "$port" >"$ws/.opsbook/serve-demo.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+  if .venv/bin/python -c "import httpx,sys; sys.exit(0 if httpx.get('http://127.0.0.1:$port/api/v1/health', timeout=1).status_code < 500 else 1)" 2>/dev/null; then break; fi
+  sleep 0.2
+done
+.venv/bin/python - "$port" <<'EOF'
+import sys, httpx
+base = f"http://127.0.0.1:{sys.argv[1]}"
+for path in ("/api/v1/health", "/signin", "/api/v1/openapi.json", "/metrics"):
+    r = httpx.get(base + path, timeout=5)
+    print(f"  GET {path:<22} -> {r.status_code}")
+EOF
+grep -iE "password|admin" "$ws/.opsbook/serve-demo.log" | sed 's/^/  /' || true
+
+printf '\n\033[1mDone.\033[0m Explore: .venv/bin/opsbook --workspace %s --help\n' "$ws"
+printf 'Console with the sandbox running: make console  (sign in as admin with the password above;\n  a new one: .venv/bin/opsbook --workspace %s users passwd admin)\n' "$ws"
