@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from opsbook.engine._hooks import Interaction, Reporter
     from opsbook.engine.secrets import Redactor, SecretResolver
     from opsbook.runbooks.catalogue import Catalogue
+    from opsbook.runbooks.model import Procedure, Runbook
     from opsbook.workspace import Workspace
 
 #: Exit code of a run that stopped to wait for a person (manual step, approval, recovery).
@@ -68,6 +69,13 @@ def secrets_for(ws: Workspace, settings: Settings) -> tuple[SecretResolver, Reda
     return SecretResolver(providers, redactor), redactor
 
 
+def resolve(ws: Workspace, ref: str) -> tuple[Runbook, Procedure]:
+    """``RUNBOOK#PROCEDURE`` in the workspace, parsing only the runbook it names."""
+    from opsbook.runbooks.catalogue import resolve_in  # noqa: PLC0415
+
+    return resolve_in(ws.runbooks_dir, ref)
+
+
 def catalogue(ws: Workspace) -> Catalogue:
     from opsbook.runbooks.catalogue import load_catalogue  # noqa: PLC0415
 
@@ -91,7 +99,7 @@ def make_engine(
     logs.configure(path=ws.state_dir / "logs" / "opsbook.log", redact=redactor.redact)
 
     def resolve_ref(ref: str) -> Any:
-        return catalogue(ws).resolve(ref)
+        return resolve(ws, ref)
 
     return Engine(
         db=db,

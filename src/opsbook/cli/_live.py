@@ -12,12 +12,13 @@ from opsbook.engine._hooks import Attestation, Reporter, StepReport
 from opsbook.engine.states import State
 from opsbook.runbooks.model import Procedure, Step
 
-_MARK = {
-    State.SUCCEEDED: "[green]✔[/]",
-    State.FAILED: "[red]✘[/]",
-    State.SKIPPED: "[dim]–[/]",
-    State.ABORTED: "[red]■[/]",
+_ANSI_MARK = {
+    State.SUCCEEDED: ("\x1b[32m", "✔"),
+    State.FAILED: ("\x1b[31m", "✘"),
+    State.SKIPPED: ("\x1b[2m", "–"),
+    State.ABORTED: ("\x1b[31m", "■"),
 }
+_DIM, _RESET = "\x1b[2m", "\x1b[0m"
 
 
 class ConsoleReporter(Reporter):
@@ -36,10 +37,7 @@ class ConsoleReporter(Reporter):
             self.c.print(f"  [dim]… {escape(step.title)}[/]")
 
     def step_finished(self, report: StepReport) -> None:
-        mark = _MARK.get(report.state, "?")
-        dur = f"[dim]{report.duration:.2f}s[/]" if report.duration is not None else ""
-        label = "" if report.name in ("Succeeded", "Failed") else f" [dim]({report.name})[/]"
-        self.c.print(f"  {mark} {escape(report.step.title)}{label} {dur}")
+        self._step_line(report)
         detail = report.detail or {}
         if report.state is State.FAILED or self.verbose:
             self._detail(report, detail)
@@ -47,6 +45,23 @@ class ConsoleReporter(Reporter):
             for rec in detail.get("items", [detail]):
                 if isinstance(rec, dict) and rec.get("would_run"):
                     self.c.print(f"      [cyan]would run:[/] {escape(str(rec['would_run']))}")
+
+    def _step_line(self, report: StepReport) -> None:
+        """The one line per step, written directly: rich's markup and wrapping cost more than
+        a short step itself (this is the hot path of a long run)."""
+        if self.c.quiet:
+            return
+        colour, mark = _ANSI_MARK.get(report.state, ("", "?"))
+        dur = f"{report.duration:.2f}s" if report.duration is not None else ""
+        label = "" if report.name in ("Succeeded", "Failed") else f"({report.name})"
+        title = report.step.title
+        if self.c.color_system:
+            label = f" {_DIM}{label}{_RESET}" if label else ""
+            line = f"  {colour}{mark}{_RESET} {title}{label} {_DIM}{dur}{_RESET}"
+        else:
+            line = f"  {mark} {title}{' ' + label if label else ''} {dur}"
+        self.c.file.write(line.rstrip() + "\n")
+        self.c.file.flush()
 
     def _detail(self, report: StepReport, detail: dict[str, Any]) -> None:
         records = detail.get("items", [detail]) if isinstance(detail, dict) else []

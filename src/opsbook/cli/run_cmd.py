@@ -10,11 +10,11 @@ import typer
 from opsbook.cli._common import (
     EXIT_PARKED,
     AppState,
-    catalogue,
     is_interactive,
     make_engine,
     open_db,
     print_json,
+    resolve,
 )
 
 
@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
         ws = state.workspace()
         settings = state.settings
         user = state.user(as_user)
-        runbook, procedure = catalogue(ws).resolve(ref)
+        runbook, procedure = resolve(ws, ref)
         environment = load_environment(ws, env or ws.default_environment)
         params = validate_params(
             procedure, parse_param_args(list(param or [])), path=str(runbook.path)

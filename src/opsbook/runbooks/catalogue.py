@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,3 +117,40 @@ def _head(path: Path) -> str:
             return fh.readline()
     except OSError:
         return ""
+
+
+_ID_LINE = re.compile(r"^id\s*:\s*[\"']?([^\"'#\s]+)")
+
+
+def _front_matter_id(path: Path) -> str | None:
+    """The ``id:`` of a runbook's front matter, read without parsing the file."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            if fh.readline().strip() != "---":
+                return None
+            for _ in range(200):
+                line = fh.readline()
+                if not line or line.strip() == "---":
+                    return None
+                m = _ID_LINE.match(line)
+                if m:
+                    return m.group(1)
+    except OSError:
+        return None
+    return None
+
+
+def resolve_in(runbooks_dir: Path, ref: str) -> tuple[Runbook, Procedure]:
+    """``RUNBOOK#PROCEDURE`` parsing only the runbook it names, so running one procedure is
+    quick and a broken unrelated runbook does not stop it. Anything unclear (no match, an id
+    used twice) falls back to the whole catalogue for its complete error message."""
+    rb_id = ref.strip().partition("#")[0]
+    if runbooks_dir.is_dir() and rb_id:
+        files = runbook_files(runbooks_dir)
+        by_id = [f for f in files if _front_matter_id(f) == rb_id]
+        matches = by_id or [f for f in files if f.stem == rb_id]
+        if len(matches) == 1:
+            rb = parse_file(matches[0])
+            if rb.id == rb_id or (not by_id and matches[0].stem == rb_id):
+                return Catalogue((rb,)).resolve(ref)
+    return load_catalogue(runbooks_dir).resolve(ref)
