@@ -11,10 +11,33 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from opsbook.cli._common import AppState
 
+
+class LazyGroup(TyperGroup):
+    """The top-level group: each command's module is imported only when that command runs.
+    Building every command costs typer ~0.3 s (it inspects each signature), so ``--help``
+    lists commands from :data:`COMMANDS` without importing them (ADR 0006)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(dict.fromkeys([*super().list_commands(ctx), *COMMANDS]))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None or cmd_name not in COMMANDS:
+            return cmd
+        return load_command(cmd_name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=LazyGroup,
     name="opsbook",
     help="Executable, verified, audited operations runbooks.\n\n"
     "Exit codes: 0 ok, 1 failed run or check, 2 usage/validation error, 3 parked "
@@ -41,75 +64,63 @@ def _main(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
     ctx.obj = AppState(workspace_arg=workspace)
 
 
-#: Which module registers each top-level command. Building every command costs typer ~0.3 s
-#: (it inspects each function's signature), so only the one being run is registered; help,
-#: no command, or an unknown name registers them all.
-COMMAND_MODULES: dict[str, str] = {
-    "init": "runbooks_cmd",
-    "runbooks": "runbooks_cmd",
-    "lint": "runbooks_cmd",
-    "run": "run_cmd",
-    "executions": "executions_cmd",
-    "approve": "executions_cmd",
-    "audit": "audit_cmd",
-    "serve": "serve_cmd",
-    "users": "users_cmd",
-    "tokens": "users_cmd",
-    "monitor": "monitor_cmd",
-    "alerts": "monitor_cmd",
-    "report": "monitor_cmd",
-    "incidents": "incidents_cmd",
-    "notify": "incidents_cmd",
-    "sandbox": "sandbox",
+#: Every top-level command: the module that registers it and its one-line help (shown by
+#: ``opsbook --help`` without importing the module; a test keeps them in step).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("runbooks_cmd", "Create a workspace: runbooks, environments, contacts."),
+    "lint": ("runbooks_cmd", "Check runbooks: format v1 and documentation standards."),
+    "run": ("run_cmd", "Run a procedure against an environment, verifying every step."),
+    "approve": ("executions_cmd", "Approve (or --reject) the approval step an execution waits at."),
+    "runbooks": ("runbooks_cmd", "The runbook catalogue."),
+    "executions": ("executions_cmd", "Executions: list, show, resume, confirm, abort."),
+    "audit": ("audit_cmd", "The hash-chained audit trail."),
+    "sandbox": ("sandbox", "The sandbox banking platform."),
+    "monitor": ("monitor_cmd", "Probes, SLOs, KPIs and baselines."),
+    "alerts": ("monitor_cmd", "Alerts: list, acknowledge, silence."),
+    "report": ("monitor_cmd", "Reports: SLA per calendar month."),
+    "incidents": ("incidents_cmd", "Incidents: declare, acknowledge, update, resolve, review."),
+    "notify": ("incidents_cmd", "Notifications: test pages, delivery records."),
+    "serve": ("serve_cmd", "Serve the REST API (/api/v1), the web console (/) and /metrics."),
+    "users": ("users_cmd", "Accounts for the console and the API."),
+    "tokens": ("users_cmd", "API tokens for automation."),
 }
-_VALUE_OPTIONS = ("--workspace", "-w")
 
 
-def _command_of(argv: list[str]) -> str | None:
-    """The top-level command named in ``argv`` (skipping the global options)."""
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in _VALUE_OPTIONS:
-            skip = True
-            continue
-        if arg.startswith("-"):
-            if arg in ("--help", "-h"):
-                return None
-            continue
-        return arg
-    return None
-
-
-def _register(argv: list[str] | None = None) -> None:
+def load_command(name: str) -> Any:
+    """Import the module of command ``name`` and build just that command."""
     import importlib  # noqa: PLC0415
 
-    command = _command_of(sys.argv[1:] if argv is None else argv)
-    wanted = COMMAND_MODULES.get(command or "")
-    names = [wanted] if wanted else list(dict.fromkeys(COMMAND_MODULES.values()))
-    for name in names:
-        if name == "sandbox":
-            module = importlib.import_module("opsbook.cli.sandbox")
-            app.add_typer(module.app, name="sandbox", help="The sandbox banking platform.")
-            continue
-        importlib.import_module(f"opsbook.cli.{name}").register(app)
+    import typer.main  # noqa: PLC0415
+
+    module_name = COMMANDS[name][0]
+    sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+    @sub.callback()
+    def _group() -> None:  # a callback keeps it a group even with one command
+        pass
+
+    if module_name == "sandbox":
+        module = importlib.import_module("opsbook.cli.sandbox")
+        sub.add_typer(module.app, name="sandbox", help=COMMANDS[name][1])
+    else:
+        importlib.import_module(f"opsbook.cli.{module_name}").register(sub)
+    group = typer.main.get_command(sub)
+    commands: dict[str, Any] = getattr(group, "commands", {})
+    return commands.get(name)
 
 
 def _click_exceptions() -> tuple[Any, ...]:
-    """click's exception modules: typer >= 0.20 vendors click as ``typer._click``; older
-    releases use the ``click`` package. Both are handled so a typer upgrade never turns a
+    """click's exception module: typer >= 0.26 vendors click as ``typer._click``; older
+    releases use the ``click`` package. Either is handled so a typer upgrade never turns a
     usage error into a traceback."""
     import importlib  # noqa: PLC0415
 
-    mods = []
     for name in ("typer._click.exceptions", "click.exceptions"):
         try:
-            mods.append(importlib.import_module(name))
+            return (importlib.import_module(name),)
         except ImportError:
             continue
-    return tuple(mods)
+    return ()
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -121,7 +132,6 @@ def run(argv: list[str] | None = None) -> None:
     aborts = tuple(getattr(m, "Abort", typer.Abort) for m in mods)
     exits = tuple(getattr(m, "Exit", typer.Exit) for m in mods)
     click_errors = tuple(m.ClickException for m in mods)
-    _register(argv)
     try:
         rv: Any = app(args=argv, standalone_mode=False)
     except OpsbookError as exc:
