@@ -91,7 +91,32 @@ for path in ("/api/v1/health", "/signin", "/api/v1/openapi.json", "/metrics"):
     r = httpx.get(base + path, timeout=5)
     print(f"  GET {path:<22} -> {r.status_code}")
 EOF
-grep -iE "password|admin" "$ws/.opsbook/serve-demo.log" | sed 's/^/  /' || true
+password=$(sed -n 's/^ *password: *//p' "$ws/.opsbook/serve-demo.log" | head -1)
+kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=""
+
+say "opsbook users add approver1  (a second account: approves what admin starts)"
+ob users add approver1 --role operator --role approver --display-name "Second approver" \
+  | tee "$ws/.opsbook/approver1.txt"
+approver_password=$(sed -n 's/^one-time password: *//p' "$ws/.opsbook/approver1.txt" | head -1)
+
+# A person at a terminal gets the console, with the sandbox still running, until Ctrl-C.
+# Non-interactive runs (CI, scripts) stop here. DEMO_SERVE=1 or 0 forces either.
+serve="${DEMO_SERVE:-auto}"
+if [ "$serve" = auto ]; then serve=0; if [ -t 0 ] && [ -t 1 ]; then serve=1; fi; fi
+if [ "$serve" = 1 ]; then
+  port="${DEMO_PORT:-8080}"
+  if ! .venv/bin/python -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $port))" 2>/dev/null; then
+    port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  fi
+  say "The console: http://127.0.0.1:$port/"
+  printf '  sign in as  admin / %s  (shown once; a new one: opsbook users passwd admin)\n' "$password"
+  printf '  try: Runbooks -> system-monitoring -> Morning health check -> Run (env sandbox)\n'
+  printf '  approve as  approver1 / %s  (admin cannot approve a run admin started)\n' "$approver_password"
+  printf '  Ctrl-C stops the console and the sandbox.\n'
+  set +e; ob serve --port "$port"; set -e
+else
+  printf '  admin password (one-time): %s\n' "$password"
+fi
 
 printf '\n\033[1mDone.\033[0m Explore: .venv/bin/opsbook --workspace %s --help\n' "$ws"
-printf 'Console with the sandbox running: make console  (sign in as admin with the password above;\n  a new one: .venv/bin/opsbook --workspace %s users passwd admin)\n' "$ws"
+printf 'The console again, with the sandbox: make console  (sign in as admin; a new password:\n  .venv/bin/opsbook --workspace %s users passwd admin)\n' "$ws"
