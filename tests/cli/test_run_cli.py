@@ -287,9 +287,22 @@ def test_kill_9_mid_step_then_resume_asks_for_a_decision(ob: Run, ws_root: Path)
     ex_id = _kill9_mid_step(ws_root)
     shown = json.loads(ob("executions", "show", ex_id, "--json").stdout)
     assert shown["state"] == "running"  # nobody has noticed yet
+    # The step's own process group (sleep 30) outlived the engine ...
+    db = open_database(f"sqlite:///{ws_root / '.opsbook' / 'opsbook.db'}")
+    try:
+        row = db.one(
+            "SELECT pid FROM step_runs WHERE execution_id = ? AND step_id = 'long'", (ex_id,)
+        )
+    finally:
+        db.close()
+    assert row is not None and row["pid"] and _group_alive(int(row["pid"]))
     parked = ob("executions", "resume", ex_id, "--json")
     assert parked.returncode == 3, parked.stderr
     assert json.loads(parked.stdout)["state_name"] == "AwaitingRecoveryDecision"
+    # ... and is stopped when the crash is noticed, before anyone chooses to retry it.
+    assert not _group_alive(int(row["pid"]))
+    events = json.loads(ob("executions", "show", ex_id, "--events", "--json").stdout)["events"]
+    assert "execution.step.leftovers_stopped" in [e["action"] for e in events]
     res = ob("executions", "resume", ex_id, "--decision", "skip", "--json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
@@ -408,3 +421,51 @@ def test_unknown_option_or_command_is_a_usage_error(ob: Run) -> None:
         assert res.returncode == 2, argv
         assert "Traceback" not in res.stderr
         assert "Error:" in res.stderr
+
+
+FAILS_WITH_HELP = """
+---
+id: fails
+title: Fails
+---
+
+# Fails
+
+## Proc
+
+```yaml procedure
+permissions: [operator]
+params:
+  service: {type: string, default: payment}
+```
+
+### Check it
+
+```sh
+printf '{"name": "payment"}'
+```
+
+```expect
+json.name == params.service
+```
+
+### Break
+
+```sh
+exit 4
+```
+
+### Troubleshooting
+
+Restart the widget with `widgetctl restart`.
+"""
+
+
+def test_a_failure_shows_the_runbooks_troubleshooting_and_expect_sees_params(
+    ob: Run, ws_root: Path
+) -> None:
+    write(ws_root, "fails.md", FAILS_WITH_HELP)
+    res = ob("run", "fails#proc")
+    assert res.returncode == 1
+    assert "✔ Check it" in res.stdout  # `params.service` is in scope for expect
+    assert "Troubleshooting" in res.stdout and "widgetctl restart" in res.stdout

@@ -6,6 +6,7 @@ import pytest
 
 from opsbook import audit
 from opsbook.engine import _journal as journal
+from opsbook.engine import approvals
 from opsbook.engine.states import State
 from opsbook.errors import ConflictError, PermissionDenied
 
@@ -220,7 +221,6 @@ echo changed
 
 
 async def test_four_eyes_quorum_and_no_self_approval(harness: Harness) -> None:
-    from opsbook.engine import approvals
 
     harness.write("risky.md", APPROVAL)
     out = await harness.run("risky#change", user="bob")
@@ -280,7 +280,6 @@ async def test_an_approval_stops_counting_when_the_runbook_changes(harness: Harn
 
 
 async def test_rejection_fails_the_run(harness: Harness) -> None:
-    from opsbook.engine import approvals
 
     harness.write("risky.md", APPROVAL.replace("quorum: 2", "quorum: 1"))
     out = await harness.run("risky#change", user="bob")
@@ -527,3 +526,141 @@ async def test_a_waiting_child_continued_through_its_parent(harness: Harness) ->
     done = await engine.resume(execution_id=out.execution_id, actor="bob")
     assert done.state is State.SUCCEEDED
     assert journal.get_execution(db=harness.db, execution_id=child_id).state is State.SUCCEEDED
+
+
+async def test_answers_after_an_approval_expires_do_not_count(harness: Harness) -> None:
+    harness.write("risky.md", APPROVAL.replace("quorum: 2\n", "quorum: 1\nexpires: 10m\n"))
+    out = await harness.run("risky#change", user="bob")
+    row = journal.get_execution(db=harness.db, execution_id=out.execution_id)
+    run = journal.step_runs(db=harness.db, execution_id=row.id)[-1]
+    spec = approvals.ApprovalSpec(quorum=1, roles=("approver",), expires=600)
+    # The request was made an hour ago: it expired 50 minutes ago.
+    harness.db.execute(
+        "UPDATE step_runs SET started_at = '2020-01-01T10:00:00Z' WHERE execution_id = ?",
+        (row.id,),
+    )
+    with pytest.raises(ConflictError, match="expired"), harness.db.transaction():
+        approvals.decide(
+            db=harness.db,
+            execution=row,
+            step_seq=run.seq,
+            step_id=run.step_id,
+            step_state=run.state,
+            spec=spec,
+            approver="carol",
+            approver_roles=("approver",),
+            decision="approved",
+            digest=row.digest,
+            requested_at="2020-01-01T10:00:00Z",
+        )
+    # An answer recorded after the deadline (e.g. by an older client) is not counted either.
+    harness.db.execute(
+        "INSERT INTO approvals (execution_id, step_seq, approver, decision, digest, comment,"
+        " created_at) VALUES (?, ?, 'carol', 'approved', ?, NULL, '2020-01-01T10:11:00Z')",
+        (row.id, run.seq, row.digest),
+    )
+    st = approvals.status(
+        db=harness.db,
+        execution_id=row.id,
+        step_seq=run.seq,
+        spec=spec,
+        digest=row.digest,
+        requested_at="2020-01-01T10:00:00Z",
+    )
+    assert st.verdict == "expired" and st.approvers == ()
+    done = await harness.engine().resume(execution_id=row.id, actor="bob")
+    assert done.state is State.FAILED and "expired" in (done.reason or "")
+
+
+UNKNOWN_WHEN = """
+---
+id: badwhen
+title: Bad when
+---
+
+# Bad when
+
+## Proc
+
+```yaml procedure
+permissions: [operator]
+```
+
+### Guarded
+
+```sh {when="params.nope == 1" on_failure=continue}
+echo never
+```
+
+### After
+
+```sh
+echo after
+```
+"""
+
+
+async def test_a_when_that_cannot_be_evaluated_fails_the_step_not_the_engine(
+    harness: Harness,
+) -> None:
+    harness.write("badwhen.md", UNKNOWN_WHEN)
+    out = await harness.run("badwhen#proc")
+    # on_failure=continue applies; the run is never left "running".
+    assert out.state is State.SUCCEEDED
+    runs = journal.step_runs(db=harness.db, execution_id=out.execution_id)
+    assert [(r.step_id, r.state) for r in runs] == [
+        ("guarded", State.FAILED),
+        ("after", State.SUCCEEDED),
+    ]
+    assert "nope" in (runs[0].reason or "")
+    harness.write("badwhen.md", UNKNOWN_WHEN.replace(" on_failure=continue", ""))
+    out = await harness.run("badwhen#proc")
+    assert out.state is State.FAILED
+    row = journal.get_execution(db=harness.db, execution_id=out.execution_id)
+    assert row.state is State.FAILED
+
+
+async def test_a_dry_run_renders_past_a_decide_it_cannot_evaluate(harness: Harness) -> None:
+    harness.write("flow.md", FLOW)
+    out = await harness.run("flow#branching", dry_run=True)
+    assert out.state is State.SUCCEEDED
+    runs = journal.step_runs(db=harness.db, execution_id=out.execution_id)
+    # Every step after the decide is still shown (rendered, not run).
+    assert [r.step_id for r in runs] == ["probe", "decide", "restart", "healthy"]
+    assert runs[1].state_name == "DryRun" and runs[1].result["dry_run"] is True
+
+
+ACTION_FAILS = """
+---
+id: actfail
+title: Action fails
+---
+
+# Action fails
+
+## Proc
+
+```yaml procedure
+permissions: [operator]
+```
+
+### Restart
+
+```action
+core.fail: {message: "the sandbox is not up"}
+```
+
+```expect
+result.state == "running"
+```
+"""
+
+
+async def test_a_block_that_cannot_run_fails_with_its_own_error(harness: Harness) -> None:
+    harness.write("actfail.md", ACTION_FAILS)
+    out = await harness.run("actfail#proc")
+    assert out.state is State.FAILED
+    # The cause, not a CEL error about a missing result.
+    assert "the sandbox is not up" in (out.reason or "")
+    run = journal.step_runs(db=harness.db, execution_id=out.execution_id)[0]
+    assert run.result["expectations"] == []

@@ -288,6 +288,7 @@ async def decide_approval(
                 decision="approved" if decision == "approve" else "rejected",
                 digest=digest,
                 comment=comment or None,
+                requested_at=run.started_at,
             )
         except PermissionDenied as exc:
             denied = exc  # commit the refusal's audit record, then refuse

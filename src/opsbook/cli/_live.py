@@ -19,6 +19,24 @@ _ANSI_MARK = {
     State.ABORTED: ("\x1b[31m", "■"),
 }
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
+TROUBLESHOOTING_LINES = 20
+
+
+def _would_run(rec: Any) -> list[str]:
+    """What a dry-run step would do: a block's rendered command, or an action's answer."""
+    if not isinstance(rec, dict):
+        return []
+    if rec.get("would_run"):
+        return [str(rec["would_run"])]
+    result = (rec.get("fields") or {}).get("result")
+    if isinstance(result, dict):
+        would = result.get("would_run") or result.get("commands")
+        if isinstance(would, list):
+            return [str(w) for w in would]
+        if would:
+            return [str(would)]
+        return [", ".join(f"{k}={v}" for k, v in result.items())]
+    return []
 
 
 class ConsoleReporter(Reporter):
@@ -27,9 +45,12 @@ class ConsoleReporter(Reporter):
     def __init__(self, *, console: Console, verbose: bool = False) -> None:
         self.c = console
         self.verbose = verbose
+        self.procedure: Procedure | None = None
 
     def execution_started(self, *, execution_id: str, procedure: Procedure, resumed: bool) -> None:
         verb = "Resuming" if resumed else "Running"
+        if self.procedure is None:
+            self.procedure = procedure  # the outermost one (child procedures report too)
         self.c.print(f"[bold]{verb} {escape(procedure.title)}[/]  [dim]execution {execution_id}[/]")
 
     def step_started(self, *, step: Step, seq: int, detail: dict[str, Any]) -> None:
@@ -43,8 +64,8 @@ class ConsoleReporter(Reporter):
             self._detail(report, detail)
         elif report.name == "DryRun":
             for rec in detail.get("items", [detail]):
-                if isinstance(rec, dict) and rec.get("would_run"):
-                    self.c.print(f"      [cyan]would run:[/] {escape(str(rec['would_run']))}")
+                for what in _would_run(rec):
+                    self.c.print(f"      [cyan]would run:[/] {escape(what)}")
 
     def _step_line(self, report: StepReport) -> None:
         """The one line per step, written directly: rich's markup and wrapping cost more than
@@ -94,9 +115,6 @@ class ConsoleReporter(Reporter):
                     )
         if report.state is State.FAILED and report.reason and not records:
             self.c.print(f"      [red]{escape(report.reason)}[/]")
-        if report.state is State.FAILED:
-            for d in getattr(report.step, "_troubleshooting", ()):
-                self.c.print(d)
 
     def step_waiting(self, *, step: Step, seq: int, execution_id: str, why: str) -> None:
         if why == "approval":
@@ -128,6 +146,15 @@ class ConsoleReporter(Reporter):
     def execution_finished(self, *, execution_id: str, state: State, reason: str | None) -> None:
         colour = {State.SUCCEEDED: "green", State.FAILED: "red"}.get(state, "yellow")
         tail = f": {escape(reason)}" if reason else ""
+        if state is State.FAILED and self.procedure is not None:
+            for section in self.procedure.troubleshooting:
+                lines = section.body.strip().splitlines()
+                more = len(lines) > TROUBLESHOOTING_LINES
+                self.c.print(f"\n[bold]{escape(section.title)}[/] [dim](from the runbook)[/]")
+                for line in lines[:TROUBLESHOOTING_LINES]:
+                    self.c.print(f"  {escape(line)}", highlight=False)
+                if more:
+                    self.c.print("  [dim]… (see the runbook for the rest)[/]")
         self.c.print(f"[bold {colour}]{state.title()}[/]{tail}  [dim]execution {execution_id}[/]")
 
 

@@ -171,7 +171,8 @@ def register(app: typer.Typer) -> None:
         as_user: AsOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
-        """Abort an execution (a running one stops before its next step)."""
+        """Abort an execution. A running step is stopped (its whole process group) and no further
+        step starts; a waiting one is ended at once."""
         st: AppState = ctx.obj
         user = st.user(as_user)
         ws = st.workspace()
@@ -237,6 +238,7 @@ def register(app: typer.Typer) -> None:
                     decision="rejected" if reject else "approved",
                     digest=digest,
                     comment=comment,
+                    requested_at=runs[-1].started_at,
                 )
             except PermissionDenied as exc:
                 denied = exc  # commit the refusal's audit record, then refuse

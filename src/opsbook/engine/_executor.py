@@ -24,6 +24,7 @@ from opsbook.engine import _journal as journal
 from opsbook.engine import approvals
 from opsbook.engine._context import ExecutionContext, SecretParams, secret_sources
 from opsbook.engine._hooks import Interaction, Reporter, StepReport
+from opsbook.engine._leftovers import record_process, stop_leftovers
 from opsbook.engine._steps import StepOutcome, run_executable
 from opsbook.engine.secrets import Redactor, SecretResolver
 from opsbook.engine.states import TERMINAL_STATES, State
@@ -290,6 +291,17 @@ class Engine:
                         actor=actor,
                         reason="the process running this step died",
                     )
+            if open_run is not None and open_run.state is State.RUNNING:
+                stopped = stop_leftovers(db=self.db, execution_id=execution_id, seq=open_run.seq)
+                if stopped:
+                    journal.note_event(
+                        db=self.db,
+                        execution_id=execution_id,
+                        action="execution.step.leftovers_stopped",
+                        actor=actor,
+                        subject=f"execution:{execution_id}/step:{open_run.step_id}",
+                        payload={"seq": open_run.seq, "pids": stopped},
+                    )
             row = journal.get_execution(db=self.db, execution_id=execution_id)
             runs = journal.step_runs(db=self.db, execution_id=execution_id)
             open_run = runs[-1] if runs and runs[-1].state not in TERMINAL_STATES else None
@@ -465,7 +477,25 @@ class Engine:
                 if self._abort_requested(eid):
                     return self._finish(eid, State.ABORTED, actor, "abort requested")
                 step = steps[index]
-                if step.options.when and not self._when(ctx, step):
+                try:
+                    skip = bool(step.options.when) and not self._when(ctx, step)
+                except ExpressionError as exc:
+                    nxt = await self._fail_unrun(
+                        ctx,
+                        runbook,
+                        procedure,
+                        step,
+                        index,
+                        seq,
+                        f"when: {exc.message}",
+                        actor=actor,
+                        depth=depth,
+                    )
+                    if isinstance(nxt, Outcome):
+                        return nxt
+                    index, seq = nxt, seq + 1
+                    continue
+                if skip:
                     journal.start_step_run(
                         db=self.db,
                         execution_id=eid,
@@ -556,7 +586,70 @@ class Engine:
         except asyncio.CancelledError:
             self._abort_open(eid, actor, "interrupted (Ctrl-C or shutdown)")
             raise
+        except OpsbookError as exc:
+            # Never leave a run "running" behind an error: fail the open step and the run.
+            return self._fail_open(eid, actor, exc.message)
         return self._finish(eid, State.SUCCEEDED, actor, None)
+
+    def _fail_open(self, eid: str, actor: str, reason: str) -> Outcome:
+        runs = journal.step_runs(db=self.db, execution_id=eid)
+        with self.db.transaction():
+            if runs and runs[-1].state in (State.RUNNING, State.WAITING):
+                journal.transition_step(
+                    db=self.db,
+                    execution_id=eid,
+                    seq=runs[-1].seq,
+                    to=State.FAILED,
+                    actor=actor,
+                    reason=reason,
+                )
+        return self._finish(eid, State.FAILED, actor, reason)
+
+    async def _fail_unrun(
+        self,
+        ctx: ExecutionContext,
+        runbook: Runbook,
+        procedure: Procedure,
+        step: Step,
+        index: int,
+        seq: int,
+        reason: str,
+        *,
+        actor: str,
+        depth: int,
+    ) -> int | Outcome:
+        """A step that fails before it runs (its ``when`` cannot be evaluated): journal it as
+        failed and apply its ``on_failure``."""
+        eid = ctx.execution_id
+        with self.db.transaction():
+            journal.start_step_run(
+                db=self.db,
+                execution_id=eid,
+                seq=seq,
+                step_id=step.id,
+                step_index=index,
+                kind=str(step.kind),
+                state=State.RUNNING,
+                name="Running",
+                actor=actor,
+            )
+            journal.transition_step(
+                db=self.db,
+                execution_id=eid,
+                seq=seq,
+                to=State.FAILED,
+                actor=actor,
+                reason=reason,
+                duration=0.0,
+            )
+        ctx.steps[step.id] = {"result": None, "state": "failed", "ok": False}
+        self.reporter.step_finished(StepReport(step, seq, State.FAILED, "Failed", 0.0, reason))
+        nxt = await self._after_failure(
+            ctx, runbook, procedure, step, index, actor=actor, depth=depth, reason=reason
+        )
+        if isinstance(nxt, int):
+            self._set_cursor(eid, nxt)
+        return nxt
 
     def _next_seq(self, eid: str) -> int:
         r = self.db.one("SELECT MAX(seq) AS m FROM step_runs WHERE execution_id = ?", (eid,))
@@ -643,6 +736,7 @@ class Engine:
                 ctx=ctx,
                 cancel=cancel,
                 workspace=self.workspace.root,
+                on_start=lambda pid: record_process(db=self.db, execution_id=eid, seq=seq, pid=pid),
                 on_retry=lambda attempt, why: journal.note_event(
                     db=self.db,
                     execution_id=eid,
@@ -803,6 +897,26 @@ class Engine:
                     chosen = rule
                     break
         except ExpressionError as exc:
+            if ctx.dry_run:
+                # A dry run has no results to decide on: say so and show the steps in order.
+                record = {"dry_run": True, "branch": "undecided (no results in a dry run)"}
+                journal.transition_step(
+                    db=self.db,
+                    execution_id=eid,
+                    seq=seq,
+                    to=State.SUCCEEDED,
+                    name="DryRun",
+                    actor=actor,
+                    result=record,
+                    reason=exc.message,
+                    cursor=index + 1,
+                    duration=time.perf_counter() - started,
+                )
+                ctx.steps[step.id] = {"result": record, "state": "succeeded", "ok": True}
+                self.reporter.step_finished(
+                    StepReport(step, seq, State.SUCCEEDED, "DryRun", 0.0, "undecided", record)
+                )
+                return index + 1
             journal.transition_step(
                 db=self.db,
                 execution_id=eid,

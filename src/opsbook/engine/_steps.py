@@ -54,6 +54,7 @@ async def run_executable(
     workspace: Path,
     on_retry: Callable[[int, str], None],
     cancel: asyncio.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> StepOutcome:
     assert step.block is not None
     runner = get_runner(step.kind)
@@ -109,6 +110,7 @@ async def run_executable(
             item=item,
             args=args,
             cancel=cancel,
+            on_start=on_start,
         )
         attempt = 0
         result: RunnerResult
@@ -116,8 +118,12 @@ async def run_executable(
             attempt += 1
             result = await runner.run(inp)
             # A dry run's result says what would happen, so expectations are not checked.
-            checked = bool(step.expectations) and not ctx.dry_run
-            outcomes = expect.check(step.expectations, result.fields) if checked else ()
+            checked = bool(step.expectations) and not ctx.dry_run and result.ran
+            outcomes = (
+                expect.check(step.expectations, result.fields, context=ctx.cel_vars(item))
+                if checked
+                else ()
+            )
             ok = all(o.passed for o in outcomes) if checked else result.ok
             if result.timed_out:
                 ok = False

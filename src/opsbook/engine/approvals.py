@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opsbook import audit
@@ -68,22 +68,33 @@ def status(
     now: datetime | None = None,
 ) -> ApprovalStatus:
     rows = db.query(
-        "SELECT approver, decision, digest FROM approvals WHERE execution_id = ? AND step_seq = ?"
-        " ORDER BY id",
+        "SELECT approver, decision, digest, created_at FROM approvals"
+        " WHERE execution_id = ? AND step_seq = ? ORDER BY id",
         (execution_id, step_seq),
     )
-    valid = [r for r in rows if r["digest"] == digest]
+    deadline = _deadline(spec, requested_at)
+    valid = [
+        r
+        for r in rows
+        if r["digest"] == digest
+        and (deadline is None or _parse_ts(str(r["created_at"])) <= deadline)
+    ]
     for r in valid:
         if r["decision"] == "rejected":
             return ApprovalStatus("rejected", (), spec.quorum, rejected_by=str(r["approver"]))
     approvers = tuple(dict.fromkeys(str(r["approver"]) for r in valid))
     if len(approvers) >= spec.quorum:
         return ApprovalStatus("approved", approvers, spec.quorum)
-    if spec.expires and requested_at:
-        age = ((now or datetime.now(UTC)) - _parse_ts(requested_at)).total_seconds()
-        if age > spec.expires:
-            return ApprovalStatus("expired", approvers, spec.quorum)
+    if deadline is not None and (now or datetime.now(UTC)) > deadline:
+        return ApprovalStatus("expired", approvers, spec.quorum)
     return ApprovalStatus("pending", approvers, spec.quorum)
+
+
+def _deadline(spec: ApprovalSpec, requested_at: str | None) -> datetime | None:
+    """When an approval request stops accepting answers (``expires`` after it was made)."""
+    if not spec.expires or not requested_at:
+        return None
+    return _parse_ts(requested_at) + timedelta(seconds=spec.expires)
 
 
 def decide(
@@ -99,6 +110,7 @@ def decide(
     decision: str,
     digest: str,
     comment: str | None = None,
+    requested_at: str | None = None,
 ) -> None:
     """Record one person's approval or rejection. Raises PermissionDenied for the starter
     (whoever they are) and for people without one of the step's roles; the refusal itself is
@@ -111,6 +123,14 @@ def decide(
         raise ConflictError(
             f"execution {execution.id} is not waiting for an approval (it is {execution.state})",
             hint="`opsbook executions show ID` shows what it is waiting for",
+        )
+    deadline = _deadline(spec, requested_at)
+    if deadline is not None and datetime.now(UTC) > deadline:
+        raise ConflictError(
+            f"the approval request of execution {execution.id} expired at "
+            f"{deadline.isoformat(timespec='seconds')}",
+            hint="answers after expiry do not count; the run fails when it continues "
+            "(start it again to ask anew)",
         )
     refusal: str | None = None
     hint = ""

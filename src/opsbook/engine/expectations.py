@@ -66,7 +66,13 @@ def _actual(expr: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     return {name: clip(fields[name]) for name in names if name in fields}
 
 
-def check_one(expectation: Expectation, fields: Mapping[str, Any]) -> ExpectationOutcome:
+def check_one(
+    expectation: Expectation,
+    fields: Mapping[str, Any],
+    shown: Mapping[str, Any] | None = None,
+) -> ExpectationOutcome:
+    """One assertion over ``fields``; ``actual`` shows the values it used from ``shown``
+    (default: ``fields``)."""
     error: str | None = None
     passed = False
     try:
@@ -82,14 +88,19 @@ def check_one(expectation: Expectation, fields: Mapping[str, Any]) -> Expectatio
         expr=expectation.expr,
         line=expectation.line,
         passed=passed,
-        actual=_actual(expectation.expr, fields),
+        actual=_actual(expectation.expr, fields if shown is None else shown),
         error=error,
     )
 
 
 def check(
-    expectations: Sequence[Expectation], fields: Mapping[str, Any]
+    expectations: Sequence[Expectation],
+    fields: Mapping[str, Any],
+    context: Mapping[str, Any] | None = None,
 ) -> tuple[ExpectationOutcome, ...]:
-    """Evaluate every assertion over ``fields``; the outcomes in order."""
-    plain = dict(fields)
-    return tuple(check_one(e, plain) for e in expectations)
+    """Evaluate every assertion over ``fields`` (the block's result), with ``context``
+    (``params``, ``env``, ``steps``, ``item``) also in scope; the outcomes in order. A result
+    field shadows a context name."""
+    result = dict(fields)
+    plain = {**(context or {}), **result}
+    return tuple(check_one(e, plain, result) for e in expectations)

@@ -78,5 +78,10 @@ class ActionRunner:
 def _failed(started: float, error: str, timed_out: bool = False) -> RunnerResult:
     duration = time.perf_counter() - started
     return RunnerResult(
-        False, {"result": None, "duration": duration}, duration, error=error, timed_out=timed_out
+        False,
+        {"result": None, "duration": duration},
+        duration,
+        error=error,
+        timed_out=timed_out,
+        ran=False,
     )

@@ -17,7 +17,7 @@ subclasses for problems in the input itself (e.g. an unknown database name).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -49,6 +49,8 @@ class RunnerInput:
     item: Any = None  # the for_each item, if any
     args: Mapping[str, Any] = field(default_factory=dict)  # action: rendered arguments
     cancel: asyncio.Event | None = None  # set to abort: the runner stops its work promptly
+    #: Called with the pid of a process (group) the runner started, before waiting for it.
+    on_start: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class RunnerResult:
     duration: float
     error: str | None = None  # a short reason when ok is False (timeout, exit 3, HTTP 503)
     timed_out: bool = False
+    #: False when the block could not be run at all (refused SQL write, bad query, an action
+    #: that raised, a command that could not start): the step fails with ``error`` whatever its
+    #: expectations say, because there is no result to check.
+    ran: bool = True
 
 
 class Runner(Protocol):

@@ -220,6 +220,8 @@ class ShRunner:
             )
         except (OSError, ValueError) as exc:
             return _failed(started, f"cannot start {interpreter} in {cwd}: {exc}")
+        if inp.on_start is not None:
+            inp.on_start(proc.pid)
         watch = _Watch(
             asyncio.get_running_loop(), proc, inp.context.output_limit, use_pidfd=self._use_pidfd
         )
@@ -296,4 +298,4 @@ class ShRunner:
 def _failed(started: float, error: str) -> RunnerResult:
     duration = time.perf_counter() - started
     fields = {"exit_code": None, "stdout": "", "stderr": "", "json": None, "duration": duration}
-    return RunnerResult(False, fields, duration, error=error)
+    return RunnerResult(False, fields, duration, error=error, ran=False)

@@ -256,4 +256,4 @@ def _sqlite_engine(path: str, *, write: bool) -> Any:
 def _failed(started: float, error: str, timed_out: bool = False) -> RunnerResult:
     duration = time.perf_counter() - started
     fields = {"rows": [], "row_count": 0, "duration": duration}
-    return RunnerResult(False, fields, duration, error=error, timed_out=timed_out)
+    return RunnerResult(False, fields, duration, error=error, timed_out=timed_out, ran=False)

@@ -82,6 +82,10 @@ def upgrade() -> None:
         sa.Column("duration", sa.Float(), nullable=True),
         sa.Column("result", sa.Text(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
+        # The process group a running sh step started (pid and its start time), so that a
+        # resume after a crash can stop what the dead engine left running.
+        sa.Column("pid", sa.Integer(), nullable=True),
+        sa.Column("pid_started", sa.Float(), nullable=True),
         sa.UniqueConstraint("execution_id", "seq"),
     )
     op.create_table(
