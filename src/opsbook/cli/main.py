@@ -74,6 +74,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runbooks": ("runbooks_cmd", "The runbook catalogue."),
     "executions": ("executions_cmd", "Executions: list, show, resume, confirm, abort."),
     "audit": ("audit_cmd", "The hash-chained audit trail."),
+    "doctor": ("doctor_cmd", "Check the workspace, database, audit chain and an environment."),
     "sandbox": ("sandbox", "The sandbox banking platform."),
     "monitor": ("monitor_cmd", "Probes, SLOs, KPIs and baselines."),
     "alerts": ("monitor_cmd", "Alerts: list, acknowledge, silence."),
