@@ -26,6 +26,7 @@ def sha(text):
 
 prev = None
 expected = None
+count = 0
 with open(sys.argv[1] if len(sys.argv) > 1 else "events.jsonl", encoding="utf-8") as fh:
     for n, line in enumerate(fh, 1):
         r = json.loads(line)
@@ -40,7 +41,8 @@ with open(sys.argv[1] if len(sys.argv) > 1 else "events.jsonl", encoding="utf-8"
         if sha(material) != r["hash"]:
             sys.exit(f"record {r['id']}: contents were altered")
         prev, expected = r["hash"], r["id"] + 1
-print(f"ok: {expected - 1 if expected else 0} records verify")
+        count += 1
+print(f"ok: {count} records verify (ids up to {expected - 1 if expected else 0})")
 '''
 
 

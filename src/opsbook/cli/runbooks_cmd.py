@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,10 +35,24 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"Next: cd {directory} && opsbook runbooks list")
 
     @runbooks.command("list")
-    def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-        """List runbooks and their procedures."""
+    def list_(ctx: typer.Context, json_out: JsonOpt = False) -> int:
+        """List runbooks and their procedures. A runbook that does not parse is named on
+        stderr (exit 1) and the others are still listed."""
+        from opsbook.errors import OpsbookError  # noqa: PLC0415
+        from opsbook.runbooks.catalogue import Catalogue, runbook_files  # noqa: PLC0415
+        from opsbook.runbooks.parser import parse_file  # noqa: PLC0415
+
         state: AppState = ctx.obj
-        cat = catalogue(state.workspace())
+        ws = state.workspace()
+        good, broken = [], []
+        if not ws.runbooks_dir.is_dir():
+            catalogue(ws)  # raises the helpful "no runbooks directory" error
+        for path in runbook_files(ws.runbooks_dir):
+            try:
+                good.append(parse_file(path))
+            except OpsbookError as exc:
+                broken.append(exc)
+        cat = Catalogue(tuple(good))
         rows: list[dict[str, Any]] = [
             {
                 "runbook": rb.id,
@@ -59,7 +74,7 @@ def register(app: typer.Typer) -> None:
         ]
         if json_out:
             print_json(rows)
-            return
+            return _report_broken(broken)
         from rich.table import Table  # noqa: PLC0415
 
         from opsbook.cli._common import table_console  # noqa: PLC0415
@@ -77,6 +92,7 @@ def register(app: typer.Typer) -> None:
                     p["when_to_use"] or "",
                 )
         table_console().print(table)
+        return _report_broken(broken)
 
     @runbooks.command("show")
     def show(
@@ -140,7 +156,14 @@ def register(app: typer.Typer) -> None:
             for pre in p["prerequisites"]:
                 typer.echo(f"  prerequisite: {pre}")
             for prm in p["params"]:
-                req = "required" if prm["required"] else f"default {prm['default']!r}"
+                if prm["type"] == "secret":
+                    req = "from a secret provider, never --param"
+                elif prm["required"]:
+                    req = "required"
+                elif prm["default"] is None:
+                    req = "optional"
+                else:
+                    req = f"default {json.dumps(prm['default'])}"
                 typer.echo(f"  --param {prm['name']}=…  ({prm['type']}, {req})")
             for i, s in enumerate(p["steps"], 1):
                 typer.echo(f"  {i:>2}. {s['title']}  [{s['kind']}]")
@@ -193,3 +216,10 @@ def register(app: typer.Typer) -> None:
             if not findings:
                 typer.echo("no findings")
         return 1 if findings else 0
+
+
+def _report_broken(broken: list[Any]) -> int:
+    """Name each runbook that did not parse on stderr; 1 when there was any."""
+    for exc in broken:
+        typer.echo(f"error: {exc.render()} (not listed)", err=True)
+    return 1 if broken else 0

@@ -121,7 +121,8 @@ def build_step(sub: Sub, ctx: Ctx) -> tuple[Step, list[_bodies.GotoRef]]:
                     )
                 if EXECUTABLE_INFO[exec_cls.info.word] in (StepKind.APPROVAL, StepKind.DECIDE):
                     raise RunbookFormatError(
-                        f"a {exec_cls.info.word} block has no result for expect to check",
+                        f"{_article(exec_cls.info.word)} {exec_cls.info.word} block has no result "
+                        "for expect to check",
                         location=Location(ctx.path, b.line, 1),
                         hint="remove the expect block",
                     )
@@ -228,3 +229,7 @@ def _need_id(step_id: str, heading: MdBlock, ctx: Ctx) -> None:
             location=Location(ctx.path, heading.line, 1),
             hint="write a heading with words in it, or give the block a name= attribute",
         )
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"

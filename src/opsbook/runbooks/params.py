@@ -95,7 +95,7 @@ def _allowed(p: Param, path: str) -> str:
     elif p.type == "boolean":
         text = "true/false, yes/no or 1/0"
     elif p.type == "duration":
-        text = DURATION_HINT
+        text = DURATION_HINT.removeprefix("write ")
     elif p.type in ("integer", "number"):
         text = f"{'a whole number' if p.type == 'integer' else 'a number'}"
     elif p.pattern:
