@@ -18,6 +18,7 @@ EXPECTED = {
     "opsbook.toml",
     ".gitignore",
     "contacts.yaml",
+    "incident_policy.yaml",
     "environments/sandbox.yaml",
     "environments/production.yaml",
     "runbooks/README.md",

@@ -1,7 +1,316 @@
-"""REST API routes for incidents (under /api/v1)."""
+"""/api/v1/incidents: declare, list, show, timeline, acknowledge, update, assign, resolve,
+close, suggested procedures, start a procedure for the incident, review draft, report."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import os
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+from starlette.responses import PlainTextResponse, Response
+
+from opsbook.api.context import AppContext
+from opsbook.api.deps import Caller, Ctx
+from opsbook.users.access import Principal, require
+
+router = APIRouter(prefix="/incidents", tags=["incidents"])
+
+IncidentRef = Annotated[
+    str, Path(pattern=r"^(INC-|inc-)?[0-9]{1,12}$", description="Incident reference, e.g. INC-12")
+]
+
+
+class Declare(BaseModel):
+    title: str = Field(min_length=1, max_length=300)
+    type: str = Field(default="outage", max_length=20)
+    services: list[Annotated[str, Field(max_length=100)]] = Field(default=[], max_length=20)
+    impact: str | None = Field(default=None, max_length=20)
+    urgency: str | None = Field(default=None, max_length=20)
+    severity: str | None = Field(default=None, max_length=10)
+    summary: str = Field(default="", max_length=4000)
+    commander: str | None = Field(default=None, max_length=64)
+    impact_start: str | None = Field(default=None, max_length=40)
+    detected: str | None = Field(default=None, max_length=40)
+    drill: bool = False
+
+
+class Update(BaseModel):
+    status: str | None = Field(default=None, max_length=20)
+    severity: str | None = Field(default=None, max_length=10)
+    reason: str = Field(default="", max_length=2000)
+    note: str | None = Field(default=None, max_length=8000)
+    evidence: str | None = Field(default=None, max_length=20000)
+    downgrade: Literal["approve", "reject"] | None = None
+    internal: str | None = Field(default=None, max_length=4000, description="internal update")
+    public: str | None = Field(
+        default=None, max_length=4000, description="customer-facing update (commander publishes)"
+    )
+    publish: int | None = Field(default=None, ge=1, description="publish this update (commander)")
+
+
+class Assign(BaseModel):
+    role: str = Field(max_length=20)
+    person: str = Field(min_length=1, max_length=64)
+
+
+class Note(BaseModel):
+    note: str = Field(default="", max_length=4000)
+
+
+class StartRun(BaseModel):
+    ref: str = Field(min_length=3, max_length=200, description="RUNBOOK#PROCEDURE")
+    environment: str | None = Field(default=None, max_length=100)
+    params: dict[str, Any] = Field(default={})
+    dry_run: bool = False
+    confirm: bool = False
+
+
+def _may(ctx: AppContext, caller: Principal, permission: str, subject: str) -> None:
+    require(db=ctx.db, principal=caller, permission=permission, subject=subject)
+
+
+def _kick(ctx: AppContext, ids: tuple[int, ...]) -> None:
+    """Send queued pages now: wake the background outbox loop, or (no loop) deliver here."""
+    from opsbook.incidents import background  # noqa: PLC0415
+
+    if not ids:
+        return
+    if background.WAKE_KEY in ctx.cache:
+        background.wake(ctx)
+        return
+    from opsbook.incidents.config import load_config  # noqa: PLC0415
+    from opsbook.notify.deliver import deliver_pending  # noqa: PLC0415
+
+    config = load_config(ctx.workspace)
+    task = asyncio.create_task(
+        deliver_pending(
+            db=ctx.db,
+            settings=config.policy.notify,
+            key=config.webhook_key,
+            owner=f"api:{os.getpid()}",
+            ids=list(ids),
+        )
+    )
+    tasks: set[asyncio.Task[Any]] = ctx.cache.setdefault("incidents.deliveries", set())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+@router.post("", status_code=201, summary="Declare an incident (classified, team paged)")
+async def declare(ctx: Ctx, caller: Caller, body: Declare, response: Response) -> dict[str, Any]:
+    from opsbook.incidents.config import load_config  # noqa: PLC0415
+    from opsbook.incidents.service import declare as declare_incident  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:manage", "incidents")
+    out = declare_incident(
+        db=ctx.db,
+        config=load_config(ctx.workspace),
+        title=body.title,
+        actor=caller.username,
+        type_=body.type,
+        services=body.services,
+        impact=body.impact,
+        urgency=body.urgency,
+        severity=body.severity,
+        summary=body.summary,
+        commander=body.commander,
+        impact_start=body.impact_start,
+        detected=body.detected,
+        drill=body.drill,
+        source="api",
+    )
+    _kick(ctx, out.notifications)
+    response.headers["Location"] = f"/api/v1/incidents/{out.incident.ref}"
+    return {
+        **out.incident.to_dict(),
+        "reasons": list(out.reasons),
+        "queued": list(out.notifications),
+    }
+
+
+@router.get("", summary="List incidents, newest first")
+async def list_incidents(
+    ctx: Ctx,
+    caller: Caller,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    open_only: Annotated[bool, Query(alias="open")] = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[dict[str, Any]]:
+    from opsbook.incidents.service import list_incidents as find  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:read", "incidents")
+    return [i.to_dict() for i in find(db=ctx.db, status=status, open_only=open_only, limit=limit)]
+
+
+@router.get("/report", summary="MTTA/MTTR/time to detect by severity (drills excluded)")
+async def report(
+    ctx: Ctx,
+    caller: Caller,
+    since: Annotated[str, Query(max_length=40)],
+    until: Annotated[str | None, Query(max_length=40)] = None,
+) -> dict[str, Any]:
+    from opsbook.incidents.metrics import report as make_report  # noqa: PLC0415
+    from opsbook.incidents.model import normalise_ts  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:read", "incidents")
+    return make_report(
+        db=ctx.db,
+        since=normalise_ts(since, "since"),
+        until=normalise_ts(until, "until") if until else None,
+    )
+
+
+@router.get("/{ref}", summary="One incident")
+async def show(ctx: Ctx, caller: Caller, ref: IncidentRef) -> dict[str, Any]:
+    from opsbook.incidents.service import get  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:read", ref)
+    return get(db=ctx.db, ref=ref).to_dict()
+
+
+@router.get("/{ref}/timeline", summary="Every event, oldest first (with executions' steps)")
+async def timeline(ctx: Ctx, caller: Caller, ref: IncidentRef) -> list[dict[str, Any]]:
+    from opsbook.incidents.service import get  # noqa: PLC0415
+    from opsbook.incidents.service import timeline as events  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:read", ref)
+    return [e.to_dict() for e in events(db=ctx.db, incident=get(db=ctx.db, ref=ref))]
+
+
+@router.post("/{ref}/ack", summary="Acknowledge (stops escalation)")
+async def ack(ctx: Ctx, caller: Caller, ref: IncidentRef) -> dict[str, Any]:
+    from opsbook.incidents.lifecycle import acknowledge  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:manage", ref)
+    return acknowledge(db=ctx.db, ref=ref, actor=caller.username, via="api").to_dict()
+
+
+@router.post("/{ref}/update", summary="Status, severity (four-eyes downgrade), notes, evidence")
+async def update(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Update) -> dict[str, Any]:
+    from opsbook.errors import ValidationError  # noqa: PLC0415
+    from opsbook.incidents import lifecycle  # noqa: PLC0415
+    from opsbook.incidents.service import get  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:manage", ref)
+    fields = (body.status, body.severity, body.note, body.evidence, body.downgrade)
+    if not any((*fields, body.internal, body.public)) and body.publish is None:
+        raise ValidationError(
+            "nothing to update",
+            field="body",
+            hint="send status, severity, note, evidence or downgrade",
+        )
+    who = caller.username
+    if body.note:
+        lifecycle.add_note(db=ctx.db, ref=ref, actor=who, text=body.note)
+    if body.evidence:
+        lifecycle.add_note(db=ctx.db, ref=ref, actor=who, text=body.evidence, kind="evidence")
+    if body.internal or body.public or body.publish is not None:
+        from opsbook.incidents import comms  # noqa: PLC0415
+        from opsbook.incidents.config import load_config  # noqa: PLC0415
+
+        config = load_config(ctx.workspace)
+        if body.internal:
+            comms.post_update(db=ctx.db, config=config, ref=ref, actor=who, text=body.internal)
+        if body.public:
+            comms.post_update(
+                db=ctx.db, config=config, ref=ref, actor=who, text=body.public, audience="public"
+            )
+        if body.publish is not None:
+            comms.approve_update(db=ctx.db, config=config, update_id=body.publish, actor=who)
+    if body.downgrade:
+        lifecycle.decide_downgrade(
+            db=ctx.db, ref=ref, actor=who, approve=body.downgrade == "approve", comment=body.reason
+        )
+    if body.severity:
+        lifecycle.change_severity(
+            db=ctx.db, ref=ref, actor=who, severity=body.severity, reason=body.reason
+        )
+    if body.status:
+        lifecycle.set_status(
+            db=ctx.db, ref=ref, actor=who, status=body.status, note=body.note or ""
+        )
+    return get(db=ctx.db, ref=ref).to_dict()
+
+
+@router.post("/{ref}/assign", summary="Assign a role (commander, comms_lead, scribe, sme)")
+async def assign(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Assign) -> dict[str, Any]:
+    from opsbook.incidents.lifecycle import assign as assign_role  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:manage", ref)
+    return assign_role(
+        db=ctx.db, ref=ref, actor=caller.username, role=body.role, person=body.person
+    ).to_dict()
+
+
+@router.post("/{ref}/resolve", summary="Resolve")
+async def resolve(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dict[str, Any]:
+    from opsbook.incidents.lifecycle import resolve as resolve_incident  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:manage", ref)
+    return resolve_incident(db=ctx.db, ref=ref, actor=caller.username, note=body.note).to_dict()
+
+
+@router.post("/{ref}/close", summary="Close a resolved incident")
+async def close(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dict[str, Any]:
+    from opsbook.incidents.lifecycle import close as close_incident  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:manage", ref)
+    return close_incident(db=ctx.db, ref=ref, actor=caller.username, note=body.note).to_dict()
+
+
+@router.get("/{ref}/suggestions", summary="Runbook procedures that fit the incident")
+async def suggestions(ctx: Ctx, caller: Caller, ref: IncidentRef) -> list[dict[str, Any]]:
+    from opsbook.incidents.service import get  # noqa: PLC0415
+    from opsbook.incidents.suggest import suggest  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:read", ref)
+    inc = get(db=ctx.db, ref=ref)
+    return [s.to_dict() for s in suggest(catalogue=ctx.catalogue(), incident=inc)]
+
+
+@router.post(
+    "/{ref}/executions",
+    status_code=201,
+    summary="Start a procedure for the incident (its steps join the timeline)",
+)
+async def start_run(ctx: Ctx, caller: Caller, ref: IncidentRef, body: StartRun) -> dict[str, Any]:
+    from opsbook.api import operations  # noqa: PLC0415
+    from opsbook.errors import ConflictError  # noqa: PLC0415
+    from opsbook.incidents.lifecycle import link_execution  # noqa: PLC0415
+    from opsbook.incidents.service import get  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:manage", ref)
+    inc = get(db=ctx.db, ref=ref)
+    if inc.status == "closed":
+        raise ConflictError(f"{inc.ref} is closed", hint="declare a new incident")
+    row = await operations.start_execution(
+        ctx=ctx,
+        principal=caller,
+        ref=body.ref,
+        environment=body.environment,
+        params=body.params,
+        dry_run=body.dry_run,
+        confirm=body.confirm,
+    )
+    link_execution(
+        db=ctx.db,
+        ref=inc.ref,
+        actor=caller.username,
+        execution_id=row.id,
+        procedure=f"{row.runbook_id}#{row.procedure_id}",
+    )
+    return {"incident": inc.ref, **row.to_dict()}
+
+
+@router.get(
+    "/{ref}/review",
+    response_class=PlainTextResponse,
+    summary="Post-incident review draft (Markdown)",
+)
+async def review(ctx: Ctx, caller: Caller, ref: IncidentRef) -> PlainTextResponse:
+    from opsbook.incidents.review import draft  # noqa: PLC0415
+
+    _may(ctx, caller, "incidents:read", ref)
+    return PlainTextResponse(draft(db=ctx.db, ref=ref), media_type="text/markdown")

@@ -1,12 +1,91 @@
-"""What `opsbook serve` runs in the background for incidents."""
+"""What `opsbook serve` runs in the background for incidents: the escalation timer loop and
+the notification outbox. Timers are rows in the database, so a restarted server (or another
+replica) picks them up; each is claimed atomically, so none fires twice."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import secrets
 from typing import TYPE_CHECKING
+
+from opsbook.errors import OpsbookError
 
 if TYPE_CHECKING:
     from opsbook.api.context import AppContext
 
+TICK = 1.0  # seconds between looks at the timer table (OPSBOOK_INCIDENT_TICK overrides)
+WAKE_KEY = "incidents.wake"
+BATCH = 50  # timers fired between yields to the event loop
+
+
+def wake(ctx: AppContext) -> None:
+    """Tell the outbox loop that pages were queued (declare from the API)."""
+    event = ctx.cache.get(WAKE_KEY)
+    if isinstance(event, asyncio.Event):
+        event.set()
+
 
 async def run_background(ctx: AppContext) -> None:
-    """Run until cancelled. Nothing yet."""
+    """Run until cancelled."""
+    from opsbook.incidents import escalation  # noqa: PLC0415
+    from opsbook.incidents.config import load_config  # noqa: PLC0415
+    from opsbook.logs import get_logger  # noqa: PLC0415
+    from opsbook.notify import deliver  # noqa: PLC0415
+
+    log = get_logger()
+    tick = float(os.environ.get("OPSBOOK_INCIDENT_TICK", TICK))
+    owner = f"serve:{os.getpid()}:{secrets.token_hex(4)}"
+    event = asyncio.Event()
+    ctx.cache[WAKE_KEY] = event
+    inflight: set[asyncio.Task[object]] = set()
+    try:
+        deliver.mark_stale(db=ctx.db)
+    except OpsbookError as exc:
+        log.warning("incidents.outbox.stale_failed", fields={"error": exc.message})
+    last_error = ""
+    while True:
+        try:
+            config = load_config(ctx.workspace)
+            fired: list[escalation.Fired] = []
+            while True:  # in batches, so requests are served while a backlog fires
+                batch = escalation.fire_due(
+                    db=ctx.db,
+                    policy=config.policy,
+                    contacts=config.contacts,
+                    key=config.key,
+                    owner=owner,
+                    limit=BATCH,
+                )
+                fired.extend(batch)
+                if len(batch) < BATCH:
+                    break
+                await asyncio.sleep(0)
+            if fired:
+                log.info("incidents.timers.fired", fields={"count": len(fired)})
+            paged = any(f.notifications for f in fired)
+            should = paged or event.is_set() or (not inflight and _pending(ctx))
+            event.clear()
+            if should:
+                task = asyncio.create_task(
+                    deliver.deliver_pending(
+                        db=ctx.db,
+                        settings=config.policy.notify,
+                        key=config.webhook_key,
+                        owner=owner,
+                    )
+                )
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            last_error = ""
+        except OpsbookError as exc:  # a broken policy or contacts file: say so once, go on
+            if exc.message != last_error:
+                log.error("incidents.background", fields={"error": exc.render()})
+            last_error = exc.message
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), tick)
+
+
+def _pending(ctx: AppContext) -> bool:
+    return ctx.db.one("SELECT id FROM notifications WHERE state = 'pending' LIMIT 1") is not None

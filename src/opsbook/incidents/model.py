@@ -62,7 +62,8 @@ def id_of(ref: str | int) -> int:
     text = str(ref).strip().upper().removeprefix("INC-")
     if not text.isdigit():
         raise NotFoundError(
-            f"no incident {ref!r}", hint="incident references look like INC-12 (see `incidents list`)"
+            f"no incident {ref!r}",
+            hint="incident references look like INC-12 (see `incidents list`)",
         )
     return int(text)
 

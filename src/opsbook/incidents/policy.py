@@ -50,7 +50,7 @@ class NotifySettings:
     smtp_port: int = 25
     smtp_from: str = "opsbook@localhost"
     smtp_starttls: bool = False
-    webhook_secret_env: str = "OPSBOOK_WEBHOOK_SECRET"
+    webhook_secret_env: str = "OPSBOOK_WEBHOOK_SECRET"  # noqa: S105 - a variable name
     public_url: str = "http://127.0.0.1:8000"
     sms_url: str = ""
 
@@ -104,7 +104,7 @@ def parse_policy(doc: YamlDoc) -> Policy:
             raise doc.error(
                 f"severities: {name} is missing", "severities", hint="define SEV1 to SEV4"
             )
-    for name, body in sev_raw.items():
+    for name in sev_raw:
         if name not in SEVERITIES:
             raise doc.error(
                 f"severities: unknown severity {name!r}",
@@ -197,22 +197,32 @@ def _rule(doc: YamlDoc, i: int, raw: Any, services: dict[str, str]) -> Rule:
         )
     at_least = str(raw["at_least"]).upper().replace("-", "")
     if at_least not in SEVERITIES:
-        raise doc.error(f"rules[{i}].at_least: {raw['at_least']!r} is not a severity",
-                        "rules", i, hint=", ".join(SEVERITIES))
+        raise doc.error(
+            f"rules[{i}].at_least: {raw['at_least']!r} is not a severity",
+            "rules",
+            i,
+            hint=", ".join(SEVERITIES),
+        )
     type_ = raw.get("type")
     if type_ is not None and type_ not in TYPES:
-        raise doc.error(f"rules[{i}].type: unknown type {type_!r}", "rules", i,
-                        hint=", ".join(TYPES))
+        raise doc.error(
+            f"rules[{i}].type: unknown type {type_!r}", "rules", i, hint=", ".join(TYPES)
+        )
     service = raw.get("service")
     if service is not None and service not in services:
-        raise doc.error(f"rules[{i}].service: unknown service {service!r}", "rules", i,
-                        hint="list it under services: first")
+        raise doc.error(
+            f"rules[{i}].service: unknown service {service!r}",
+            "rules",
+            i,
+            hint="list it under services: first",
+        )
     impact = raw.get("impact") or []
     impact = [impact] if isinstance(impact, str) else impact
     for imp in impact:
         if imp not in IMPACTS:
-            raise doc.error(f"rules[{i}].impact: unknown impact {imp!r}", "rules", i,
-                            hint=", ".join(IMPACTS))
+            raise doc.error(
+                f"rules[{i}].impact: unknown impact {imp!r}", "rules", i, hint=", ".join(IMPACTS)
+            )
     return Rule(
         at_least=at_least,
         why=str(raw.get("why", f"rule {i + 1}")),
@@ -228,13 +238,21 @@ def _notify(doc: YamlDoc, raw: Any) -> NotifySettings:
     channels = raw.get("channels", list(CHANNELS))
     for ch in channels:
         if ch not in CHANNELS:
-            raise doc.error(f"notifications.channels: unknown channel {ch!r}",
-                            "notifications", "channels", hint=", ".join(CHANNELS))
+            raise doc.error(
+                f"notifications.channels: unknown channel {ch!r}",
+                "notifications",
+                "channels",
+                hint=", ".join(CHANNELS),
+            )
     smtp = raw.get("smtp") or {}
     retries = raw.get("retries", 2)
     if not isinstance(retries, int) or not 0 <= retries <= 10:
-        raise doc.error("notifications.retries must be a whole number from 0 to 10",
-                        "notifications", "retries", hint="e.g. retries: 2")
+        raise doc.error(
+            "notifications.retries must be a whole number from 0 to 10",
+            "notifications",
+            "retries",
+            hint="e.g. retries: 2",
+        )
     return NotifySettings(
         channels=tuple(channels),
         retries=retries,
