@@ -286,7 +286,9 @@ def test_kill_9_mid_step_then_resume_asks_for_a_decision(ob: Run, ws_root: Path)
     write(ws_root, "crash.md", CRASH.replace(" {IDEMPOTENT}", ""))
     ex_id = _kill9_mid_step(ws_root)
     shown = json.loads(ob("executions", "show", ex_id, "--json").stdout)
-    assert shown["state"] == "running"  # nobody has noticed yet
+    assert shown["state"] == "running"  # nobody has noticed yet ...
+    listed = json.loads(ob("executions", "list", "--json").stdout)
+    assert [e["engine_gone"] for e in listed if e["id"] == ex_id] == [True]  # ... but list can
     # The step's own process group (sleep 30) outlived the engine ...
     db = open_database(f"sqlite:///{ws_root / '.opsbook' / 'opsbook.db'}")
     try:

@@ -41,23 +41,32 @@ def register(app: typer.Typer) -> None:
         st: AppState = ctx.obj
         ws = st.workspace()
         db = open_db(ws, st.settings)
+        from opsbook.engine._executor import owner_alive  # noqa: PLC0415
+        from opsbook.engine.states import State  # noqa: PLC0415
+
         rows = journal.list_executions(db=db, state=state_, limit=limit)
+        # A run whose engine process is gone still says "running" until someone resumes it.
+        gone = {r.id for r in rows if r.state is State.RUNNING and not owner_alive(r.owner)}
         if json_out:
-            print_json([r.to_dict() for r in rows])
+            print_json([{**r.to_dict(), "engine_gone": r.id in gone} for r in rows])
             return
         from rich.table import Table  # noqa: PLC0415
 
         from opsbook.cli._common import table_console  # noqa: PLC0415
 
         table = Table()
-        for col in ("ID", "PROCEDURE", "ENV", "STATE", "BY", "STARTED"):
+        for col in ("ID", "PROCEDURE", "ENV", "STATE", "DETAIL", "BY", "STARTED"):
             table.add_column(col)
         for r in rows:
+            detail = r.state_name if r.state_name.lower() != str(r.state) else ""
+            if r.id in gone:
+                detail = "its engine is gone: opsbook executions resume " + r.id
             table.add_row(
                 r.id,
                 f"{r.runbook_id}#{r.procedure_id}",
                 r.environment,
-                r.state_name if r.state_name.lower() != r.state else str(r.state),
+                str(r.state),
+                detail,
                 r.started_by,
                 r.created_at[:19].replace("T", " "),
             )
