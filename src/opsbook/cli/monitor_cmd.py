@@ -106,8 +106,9 @@ def _monitor(mon: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> int:
         """Error budgets and multi-window burn rates of the environment's SLOs."""
-        from opsbook.monitoring.config import load_monitoring, parse_sloth  # noqa: PLC0415
+        from opsbook.monitoring.config import load_monitoring  # noqa: PLC0415
         from opsbook.monitoring.service import slo_statuses  # noqa: PLC0415
+        from opsbook.monitoring.slo_specs import parse_sloth  # noqa: PLC0415
 
         st: AppState = ctx.obj
         ws, name = _env(st, env)

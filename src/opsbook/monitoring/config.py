@@ -7,19 +7,26 @@ invalid CEL, impossible SLO targets), so nothing half-valid is ever run or store
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from opsbook.errors import ExpressionError, Location, NotFoundError, ValidationError
+from opsbook.errors import Location, NotFoundError, ValidationError
 from opsbook.workspace import Workspace
 
 PROBE_KINDS = ("http", "tcp", "tls", "sql", "promql")
 DEFAULT_INTERVAL = 30.0
 DEFAULT_TIMEOUT = 5.0
 SEVERITIES = ("page", "ticket", "info")
+#: Without ``monitoring.escalation``: an unacknowledged paging alert goes to Level 2 after
+#: 15 minutes (contacts.yaml's ack_timeout), to Level 3 after an hour.
+DEFAULT_ESCALATION = (
+    {"severity": "page", "after": "15m", "level": "level-2"},
+    {"severity": "page", "after": "1h", "level": "level-3"},
+)
 
 
 class _LineDict(dict[str, Any]):
@@ -34,7 +41,7 @@ def load_yaml_with_lines(path: Path) -> Any:
         pass
 
     def construct(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _LineDict:
-        out = _LineDict(loader.construct_mapping(node, deep=True))
+        out = _LineDict({str(k): v for k, v in loader.construct_mapping(node, deep=True).items()})
         out.line = node.start_mark.line + 1
         return out
 
@@ -118,6 +125,8 @@ class MonitoringConfig:
     prometheus: str | None = None
     databases: Mapping[str, Any] = field(default_factory=dict)
     metrics_urls: Mapping[str, str] = field(default_factory=dict)
+    kpi_thresholds: Mapping[str, Mapping[str, tuple[str, float]]] = field(default_factory=dict)
+    auto_run: tuple[Any, ...] = ()  # autorun.AutoRun rules
 
     def probe(self, name: str) -> Probe:
         for p in self.probes:
@@ -149,167 +158,13 @@ def _duration(value: Any, *, path: Path, node: Any, what: str) -> float:
             hint="write e.g. 10s, 5m, 1h",
         ) from exc
     if seconds <= 0:
-        raise ValidationError(f"{what} must be positive", location=_loc(path, node), hint="e.g. 30s")
+        raise ValidationError(
+            f"{what} must be positive", location=_loc(path, node), hint="e.g. 30s"
+        )
     return seconds
 
 
-def _probe(
-    env: str, path: Path, service: str, node: Any, services: tuple[str, ...]
-) -> Probe:
-    from opsbook.expressions import compile_expression  # noqa: PLC0415
-
-    if not isinstance(node, dict):
-        raise ValidationError(
-            "a probe must be a mapping", location=_loc(path, node), hint="see docs/monitoring.md"
-        )
-    service = str(node.get("service", service))
-    if service not in services:
-        raise ValidationError(
-            f"probe {node.get('name')!r} names unknown service {service!r}",
-            location=_loc(path, node),
-            hint=f"use one of: {', '.join(services) or 'none (add services: first)'}",
-        )
-    kinds = [k for k in PROBE_KINDS if k in node]
-    if len(kinds) != 1:
-        raise ValidationError(
-            f"probe {node.get('name')!r} must have exactly one of {', '.join(PROBE_KINDS)}",
-            location=_loc(path, node),
-            hint="e.g. http: {url: http://127.0.0.1:18103/health}",
-        )
-    kind = kinds[0]
-    target = node[kind]
-    if isinstance(target, str):
-        target = {"url": target} if kind == "http" else {"query": target}
-        if kind in ("tcp", "tls"):
-            host, _, port = str(node[kind]).rpartition(":")
-            target = {"host": host, "port": port}
-    if not isinstance(target, dict):
-        raise ValidationError(
-            f"{kind} must be a mapping", location=_loc(path, node), hint="see docs/monitoring.md"
-        )
-    needed = {"http": ("url",), "tcp": ("host", "port"), "tls": ("host", "port")}
-    needed |= {"sql": ("db", "query"), "promql": ("query",)}
-    for key in needed[kind]:
-        if not target.get(key):
-            raise ValidationError(
-                f"{kind} probe {node.get('name')!r} needs {key}",
-                location=_loc(path, node),
-                hint=f"add {kind}: {{{key}: …}}",
-            )
-    name = str(node.get("name") or f"{service}-{kind}")
-    expect = node.get("expect", [])
-    if isinstance(expect, str):
-        expect = [expect]
-    for expr in expect:
-        try:
-            compile_expression(str(expr), location=_loc(path, node))
-        except ExpressionError as exc:
-            raise ValidationError(
-                f"probe {name!r}: {exc.message}", location=exc.location, hint=exc.hint
-            ) from exc
-    severity = str(node.get("severity", "page"))
-    if severity not in SEVERITIES:
-        raise ValidationError(
-            f"probe {name!r}: severity must be one of {', '.join(SEVERITIES)}",
-            location=_loc(path, node),
-            hint="page wakes someone, ticket waits for working hours",
-        )
-    return Probe(
-        environment=env,
-        service=service,
-        name=name,
-        kind=kind,
-        target=dict(target),
-        interval=_duration(node.get("interval", DEFAULT_INTERVAL), path=path, node=node,
-                           what="interval"),
-        timeout=_duration(node.get("timeout", DEFAULT_TIMEOUT), path=path, node=node,
-                          what="timeout"),
-        expect=tuple(str(e) for e in expect),
-        severity=severity,
-        runbook=str(node["runbook"]) if node.get("runbook") else None,
-        failures_to_alert=int(node.get("failures_to_alert", 2)),
-    )
-
-
-def _objective(value: Any, *, path: Path, node: Any, name: str) -> float:
-    try:
-        objective = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(
-            f"SLO {name!r}: objective {value!r} is not a number",
-            location=_loc(path, node),
-            hint="a percentage such as 99.9",
-        ) from exc
-    if not 0 < objective < 100:
-        raise ValidationError(
-            f"SLO {name!r}: objective must be above 0 and below 100 (got {objective:g})",
-            location=_loc(path, node),
-            hint="a percentage such as 99.9; 100 leaves no error budget at all",
-        )
-    return objective
-
-
-def _slo(path: Path, node: Any, services: tuple[str, ...]) -> Slo:
-    if not isinstance(node, dict) or not node.get("name"):
-        raise ValidationError(
-            "an SLO must be a mapping with a name", location=_loc(path, node), hint="name: …"
-        )
-    name = str(node["name"])
-    service = str(node.get("service", ""))
-    if service not in services:
-        raise ValidationError(
-            f"SLO {name!r} names unknown service {service!r}",
-            location=_loc(path, node),
-            hint=f"use one of: {', '.join(services)}",
-        )
-    period = _duration(node.get("period", "30d"), path=path, node=node, what="period")
-    return Slo(
-        name=name,
-        service=service,
-        objective=_objective(node.get("objective"), path=path, node=node, name=name),
-        period_days=max(1, round(period / 86400)),
-        probe=str(node["probe"]) if node.get("probe") else None,
-        latency_ms=int(node["latency_ms"]) if node.get("latency_ms") else None,
-    )
-
-
-def parse_sloth(path: Path, services: tuple[str, ...] | None = None) -> tuple[Slo, ...]:
-    """SLOs from a Sloth ``prometheus/v1`` spec (service, slos[] with objective and
-    sli.events error_query/total_query). OpenSLO-style ``target`` (0..1) is accepted too."""
-    data = load_yaml_with_lines(path)
-    if not isinstance(data, dict) or not isinstance(data.get("slos"), list):
-        raise ValidationError(
-            "not a Sloth SLO spec (expected version: prometheus/v1, service, slos: [...])",
-            location=Location(str(path), 1),
-            hint="see https://sloth.dev/specs/prometheus/v1",
-        )
-    service = str(data.get("service", ""))
-    if services is not None and service not in services:
-        raise ValidationError(
-            f"Sloth spec names unknown service {service!r}",
-            location=_loc(path, data),
-            hint=f"use one of: {', '.join(services)}",
-        )
-    out = []
-    for node in data["slos"]:
-        name = str(node.get("name", "")) if isinstance(node, dict) else ""
-        if not name:
-            raise ValidationError("every SLO needs a name", location=_loc(path, node), hint="name:")
-        raw = node.get("objective", node.get("target"))
-        if "target" in node and "objective" not in node and isinstance(raw, float) and raw < 1:
-            raw = raw * 100
-        objective = _objective(raw, path=path, node=node, name=name)
-        events = (node.get("sli") or {}).get("events") or {}
-        out.append(
-            Slo(
-                name=f"{service}-{name}",
-                service=service,
-                objective=objective,
-                error_query=events.get("error_query") or events.get("errorQuery"),
-                total_query=events.get("total_query") or events.get("totalQuery"),
-            )
-        )
-    return tuple(out)
+_ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _when(value: Any, *, path: Path, node: Any) -> datetime:
@@ -333,7 +188,9 @@ def _maintenance(path: Path, node: Any, services: tuple[str, ...]) -> Maintenanc
     end = _when(node.get("end"), path=path, node=node)
     if end <= start:
         raise ValidationError(
-            "maintenance window ends before it starts", location=_loc(path, node), hint="end > start"
+            "maintenance window ends before it starts",
+            location=_loc(path, node),
+            hint="end > start",
         )
     names = tuple(str(s) for s in node.get("services", []) or [])
     for s in names:
@@ -352,10 +209,36 @@ def _maintenance(path: Path, node: Any, services: tuple[str, ...]) -> Maintenanc
     )
 
 
+def _kpi_thresholds(
+    path: Path, mon: Mapping[str, Any], services: tuple[str, ...]
+) -> dict[str, dict[str, tuple[str, float]]]:
+    from opsbook.monitoring.kpis import KPIS  # noqa: PLC0415
+
+    raw = mon.get("kpi_thresholds") or {}
+    out: dict[str, dict[str, tuple[str, float]]] = {}
+    for service, kpis in raw.items():
+        if service not in services:
+            raise ValidationError(
+                f"kpi_thresholds names unknown service {service!r}",
+                location=_loc(path, raw),
+                hint=f"use one of: {', '.join(services)}",
+            )
+        for kpi, rule in (kpis or {}).items():
+            bound = next((b for b in ("max", "min") if isinstance(rule, dict) and b in rule), None)
+            if kpi not in KPIS or bound is None:
+                raise ValidationError(
+                    f"kpi_thresholds.{service}.{kpi}: unknown KPI or no max/min",
+                    location=_loc(path, kpis),
+                    hint=f"KPIs: {', '.join(KPIS)}; write e.g. error_rate: {{max: 0.01}}",
+                )
+            out.setdefault(str(service), {})[str(kpi)] = (bound, float(rule[bound]))
+    return out
+
+
 def load_monitoring(workspace: Workspace, environment: str) -> MonitoringConfig:
     """The monitoring configuration of one environment, validated."""
     path = workspace.environments_dir / f"{environment}.yaml"
-    if not path.is_file():
+    if not _ENV_NAME.fullmatch(environment) or not path.is_file():
         known = ", ".join(workspace.environment_names()) or "none"
         raise NotFoundError(f"unknown environment {environment!r}", hint=f"use one of: {known}")
     data = load_yaml_with_lines(path) or {}
@@ -364,14 +247,36 @@ def load_monitoring(workspace: Workspace, environment: str) -> MonitoringConfig:
     svc_nodes = [s for s in data.get("services", []) or [] if isinstance(s, dict)]
     services = tuple(str(s.get("name")) for s in svc_nodes)
     mon = data.get("monitoring") or {}
-    if not isinstance(mon, dict):
-        raise ValidationError("monitoring must be a mapping", location=_loc(path, data))
+    alerting = data.get("alerting") or {}
+    if not isinstance(mon, dict) or not isinstance(alerting, dict):
+        raise ValidationError(
+            "monitoring and alerting must be mappings", location=_loc(path, data), hint=""
+        )
+    mon = _LineDict(mon)  # top-level slos/maintenance and alerting.* may sit beside it
+    for key in ("slos", "sloth", "maintenance"):
+        if key in data:
+            mon[key] = data[key]
+    for key, target in (
+        ("runbooks", "alert_runbooks"),
+        ("service_runbooks", "service_runbooks"),
+        ("escalation", "escalation"),
+        ("kpi_thresholds", "kpi_thresholds"),
+        ("auto_run", "auto_run"),
+    ):
+        if key in alerting:
+            mon[target] = alerting[key]
+    from opsbook.monitoring.probe_specs import parse_probe  # noqa: PLC0415
+
     probes: list[Probe] = []
     for s in svc_nodes:
         for node in s.get("probes", []) or []:
-            probes.append(_probe(environment, path, str(s.get("name")), node, services))
+            scope = {"service": s, "env": data}
+            probes.append(parse_probe(environment, path, str(s.get("name")), node, services, scope))
+    by_name = {str(s.get("name")): s for s in svc_nodes}
     for node in mon.get("probes", []) or []:
-        probes.append(_probe(environment, path, str(node.get("service", "")), node, services))
+        svc = str(node.get("service", "")) if isinstance(node, dict) else ""
+        scope = {"service": by_name.get(svc, {}), "env": data}
+        probes.append(parse_probe(environment, path, svc, node, services, scope))
     seen: set[str] = set()
     for p in probes:
         if p.name in seen:
@@ -379,7 +284,9 @@ def load_monitoring(workspace: Workspace, environment: str) -> MonitoringConfig:
                 f"probe name {p.name!r} is used twice", location=Location(str(path)), hint="rename"
             )
         seen.add(p.name)
-    slos = [_slo(path, n, services) for n in mon.get("slos", []) or []]
+    from opsbook.monitoring.slo_specs import parse_slo, parse_sloth  # noqa: PLC0415
+
+    slos = [parse_slo(path, n, services) for n in mon.get("slos", []) or []]
     for ref in mon.get("sloth", []) or []:
         slos.extend(parse_sloth((workspace.root / str(ref)).resolve(), services))
     for slo in slos:
@@ -390,21 +297,39 @@ def load_monitoring(workspace: Workspace, environment: str) -> MonitoringConfig:
                 hint=f"use one of: {', '.join(sorted(seen))}",
             )
     escalation = []
-    for sev, rule in (mon.get("escalation") or {}).items():
+    for rule in mon.get("escalation", DEFAULT_ESCALATION) or []:
+        if not isinstance(rule, dict) or rule.get("severity") not in SEVERITIES:
+            raise ValidationError(
+                "each escalation rule needs severity (page, ticket or info), after and level",
+                location=_loc(path, rule),
+                hint="e.g. {severity: page, after: 15m, level: level-2}",
+            )
         escalation.append(
             Escalation(
-                severity=str(sev),
+                severity=str(rule["severity"]),
                 after=_duration(rule.get("after", "15m"), path=path, node=rule, what="after"),
                 level=str(rule.get("level", "level-1")),
             )
         )
+    from opsbook.monitoring.autorun import parse_rules  # noqa: PLC0415
+
+    try:
+        auto_run = parse_rules(mon.get("auto_run"), where="alerting.auto_run")
+    except ValidationError as exc:
+        raise ValidationError(
+            exc.message, location=_loc(path, alerting or mon), hint=exc.hint
+        ) from exc
     return MonitoringConfig(
+        auto_run=auto_run,
+        kpi_thresholds=_kpi_thresholds(path, mon, services),
         environment=environment,
         path=path,
         services=services,
         probes=tuple(probes),
         slos=tuple(slos),
-        maintenance=tuple(_maintenance(path, n, services) for n in mon.get("maintenance", []) or []),
+        maintenance=tuple(
+            _maintenance(path, n, services) for n in mon.get("maintenance", []) or []
+        ),
         alert_runbooks={str(k): str(v) for k, v in (mon.get("alert_runbooks") or {}).items()},
         service_runbooks={str(k): str(v) for k, v in (mon.get("service_runbooks") or {}).items()},
         escalation=tuple(escalation),
@@ -418,8 +343,8 @@ def load_monitoring(workspace: Workspace, environment: str) -> MonitoringConfig:
 
 def monitored_environments(workspace: Workspace) -> list[str]:
     """Environments ``opsbook serve`` probes: ``[monitoring] environments`` in opsbook.toml,
-    else the default environment."""
-    configured = workspace.config.get("monitoring", {}).get("environments")
-    if configured:
-        return [str(e) for e in configured]
+    else the default environment; ``environments = []`` monitors none."""
+    section = workspace.config.get("monitoring", {})
+    if "environments" in section:  # [] switches the probes off
+        return [str(e) for e in section["environments"] or []]
     return [workspace.default_environment]

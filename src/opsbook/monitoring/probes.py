@@ -61,8 +61,12 @@ async def _http(probe: Probe, client: Any) -> dict[str, Any]:
         parsed: Any = json.loads(body) if body else None
     except ValueError:
         parsed = None
-    return {"status": reply.status_code, "body": body[:65536], "json": parsed,
-            "headers": dict(reply.headers)}
+    return {
+        "status": reply.status_code,
+        "body": body[:65536],
+        "json": parsed,
+        "headers": dict(reply.headers),
+    }
 
 
 async def _tcp(probe: Probe) -> dict[str, Any]:
@@ -76,20 +80,21 @@ async def _tcp(probe: Probe) -> dict[str, Any]:
     return {"connected": True}
 
 
-def tls_context(target: Mapping[str, Any]) -> ssl.SSLContext:
+def tls_context(target: Mapping[str, Any], root: Path) -> ssl.SSLContext:
+    """Verifying context; ``ca_file`` (relative to the workspace) is trusted in addition."""
     context = ssl.create_default_context()
     if target.get("ca_file"):
-        context.load_verify_locations(cafile=str(target["ca_file"]))
+        context.load_verify_locations(cafile=str(root / str(target["ca_file"])))
     if target.get("verify", True) is False:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
 
 
-async def _tls(probe: Probe) -> dict[str, Any]:
+async def _tls(probe: Probe, root: Path) -> dict[str, Any]:
     """Handshake and read the peer certificate's expiry (``days_left``)."""
     host, port = str(probe.target["host"]), int(probe.target["port"])
-    context = tls_context(probe.target)
+    context = tls_context(probe.target, root)
     server_name = str(probe.target.get("server_name", host))
     _, writer = await asyncio.wait_for(
         asyncio.open_connection(host, port, ssl=context, server_hostname=server_name),
@@ -123,11 +128,13 @@ def _cert_not_after(der: bytes) -> datetime:
 def _sql_sync(url: str, query: str, timeout: float) -> dict[str, Any]:
     from sqlalchemy import create_engine, text  # noqa: PLC0415
 
-    engine = create_engine(url, connect_args={"timeout": timeout} if url.startswith("sqlite") else {})
+    engine = create_engine(
+        url, connect_args={"timeout": timeout} if url.startswith("sqlite") else {}
+    )
     try:
         with engine.connect() as conn:
             result = conn.execute(text(query))
-            rows = [dict(r._mapping) for r in result.fetchmany(100)]  # noqa: SLF001
+            rows = [dict(r._mapping) for r in result.fetchmany(100)]
     finally:
         engine.dispose()
     return {"rows": json.loads(json.dumps(rows, default=str)), "row_count": len(rows)}
@@ -181,7 +188,7 @@ async def run_probe(
         elif probe.kind == "tcp":
             fields = await _tcp(probe)
         elif probe.kind == "tls":
-            fields = await _tls(probe)
+            fields = await _tls(probe, root)
         elif probe.kind == "sql":
             url = sql_url(config, str(probe.target["db"]), root)
             fields = await asyncio.wait_for(
@@ -190,26 +197,37 @@ async def run_probe(
             )
         else:
             fields = await _promql(probe, config, client)
-    except (Exception, TimeoutError) as exc:  # noqa: BLE001 - a failing target is a result
+    except (Exception, TimeoutError) as exc:
         elapsed = time.perf_counter() - started
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return ProbeResult(
-            probe.name, probe.service, probe.kind, False, round(elapsed * 1000), started_wall,
+            probe.name,
+            probe.service,
+            probe.kind,
+            False,
+            round(elapsed * 1000),
+            started_wall,
             detail=f"{type(exc).__name__}: {text}"[:300],
         )
     elapsed = time.perf_counter() - started
     fields["duration"] = elapsed
     failed = ""
     for expr in probe.expect or DEFAULT_EXPECT[probe.kind]:
+        why = ""
         try:
             ok = evaluate(expr, fields) is True
         except OpsbookError as exc:
-            ok, expr = False, f"{expr} ({exc.message})"
+            ok, why = False, f" ({exc.message})"
         if not ok:
-            failed = f"expected {expr}"
+            failed = f"expected {expr}{why}"
             break
     return ProbeResult(
-        probe.name, probe.service, probe.kind, not failed, round(elapsed * 1000), started_wall,
+        probe.name,
+        probe.service,
+        probe.kind,
+        not failed,
+        round(elapsed * 1000),
+        started_wall,
         detail=failed[:300],
         fields={k: v for k, v in fields.items() if k not in ("body", "headers")},
     )

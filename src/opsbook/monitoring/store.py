@@ -17,9 +17,9 @@ RAW_RETENTION = 2 * 86400  # seconds of individual checks kept
 ROLLUP_RETENTION = 400 * 86400  # a year and a bit of minute rollups: the SLA history
 
 
-def probe_ids(db: Database, *, environment: str, probes: Iterable[tuple[str, str, str]]) -> dict[
-    str, int
-]:
+def probe_ids(
+    db: Database, *, environment: str, probes: Iterable[tuple[str, str, str]]
+) -> dict[str, int]:
     """Ids of (service, name, kind) probes of ``environment``, created when new."""
     wanted = list(probes)
     rows = db.query("SELECT id, name FROM mon_probes WHERE environment = ?", (environment,))
@@ -48,9 +48,7 @@ def _many(db: Database, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         db.raw.executemany(sql, rows)
 
 
-def record_results(
-    db: Database, *, environment: str, results: Sequence[ProbeResult]
-) -> None:
+def record_results(db: Database, *, environment: str, results: Sequence[ProbeResult]) -> None:
     """Store a batch of results and fold them into the minute rollups (one transaction)."""
     if not results:
         return
@@ -81,7 +79,7 @@ def store_samples(db: Database, samples: Sequence[tuple[int, int, int, int, str 
         acc[1] += ok
         acc[2] += lat
         acc[3] = max(acc[3], lat)
-    store_rollups(db, [(pid, m, *acc) for (pid, m), acc in fold.items()])
+    store_rollups(db, [(pid, m, acc[0], acc[1], acc[2], acc[3]) for (pid, m), acc in fold.items()])
 
 
 def store_rollups(db: Database, rows: Sequence[tuple[int, int, int, int, int, int]]) -> None:
@@ -130,9 +128,9 @@ def window(
     read from the minute rollups."""
     where, params = _probe_filter(environment, probe, service)
     row = db.one(
-        "SELECT COALESCE(SUM(r.n), 0) AS n, COALESCE(SUM(r.ok), 0) AS ok,"
+        "SELECT COALESCE(SUM(r.n), 0) AS n, COALESCE(SUM(r.ok), 0) AS ok,"  # noqa: S608
         " COALESCE(SUM(r.lat_sum), 0) AS lat FROM mon_rollups r"
-        f" JOIN mon_probes p ON p.id = r.probe_id WHERE {where}"  # noqa: S608 - fixed text
+        f" JOIN mon_probes p ON p.id = r.probe_id WHERE {where}"
         " AND r.minute >= ? AND r.minute < ?",
         (*params, start // 60, end // 60),
     )
@@ -140,7 +138,9 @@ def window(
     return Window(int(row["n"]), int(row["ok"]), int(row["lat"]))
 
 
-def _probe_filter(environment: str, probe: str | None, service: str | None) -> tuple[str, list[Any]]:
+def _probe_filter(
+    environment: str, probe: str | None, service: str | None
+) -> tuple[str, list[Any]]:
     where, params = "p.environment = ?", [environment]
     if probe:
         where += " AND p.name = ?"
@@ -165,8 +165,9 @@ def series(
     where, params = _probe_filter(environment, probe, service)
     per = max(1, step // 60)
     rows = db.query(
-        f"SELECT (r.minute / {per}) AS b, SUM(r.n) AS n, SUM(r.ok) AS ok, MAX(r.lat_max) AS mx"
-        f" FROM mon_rollups r JOIN mon_probes p ON p.id = r.probe_id WHERE {where}"  # noqa: S608
+        f"SELECT (r.minute / {per}) AS b, SUM(r.n) AS n, SUM(r.ok) AS ok,"  # noqa: S608
+        " MAX(r.lat_max) AS mx"
+        f" FROM mon_rollups r JOIN mon_probes p ON p.id = r.probe_id WHERE {where}"
         " AND r.minute >= ? AND r.minute < ? GROUP BY b ORDER BY b",
         (*params, start // 60, end // 60),
     )
@@ -178,7 +179,33 @@ def latest(db: Database, *, environment: str) -> list[dict[str, Any]]:
     return db.query(
         "SELECT p.service, p.name AS probe, p.kind, s.ts, s.ok, s.latency_ms, s.detail"
         " FROM mon_probes p JOIN mon_samples s ON s.probe_id = p.id"
-        " WHERE p.environment = ? AND s.ts = (SELECT MAX(ts) FROM mon_samples WHERE probe_id = p.id)"
+        " WHERE p.environment = ?"
+        " AND s.ts = (SELECT MAX(ts) FROM mon_samples WHERE probe_id = p.id)"
         " ORDER BY p.service, p.name",
         (environment,),
     )
+
+
+def latency_window(
+    db: Database,
+    *,
+    environment: str,
+    probe: str | None,
+    service: str | None,
+    start: int,
+    end: int,
+    threshold_ms: int,
+) -> Window:
+    """Like :func:`window` for a latency SLI: a minute's checks count as good only when they
+    succeeded and the slowest check of that minute was within ``threshold_ms``."""
+    where, params = _probe_filter(environment, probe, service)
+    row = db.one(
+        "SELECT COALESCE(SUM(r.n), 0) AS n,"  # noqa: S608
+        " COALESCE(SUM(CASE WHEN r.lat_max <= ? THEN r.ok ELSE 0 END), 0) AS ok,"
+        " COALESCE(SUM(r.lat_sum), 0) AS lat FROM mon_rollups r"
+        f" JOIN mon_probes p ON p.id = r.probe_id WHERE {where}"
+        " AND r.minute >= ? AND r.minute < ?",
+        (threshold_ms, *params, start // 60, end // 60),
+    )
+    assert row is not None
+    return Window(int(row["n"]), int(row["ok"]), int(row["lat"]))

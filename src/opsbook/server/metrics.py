@@ -50,6 +50,9 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Executions(ctx))
+        from opsbook.monitoring.metrics import MonitoringCollector  # noqa: PLC0415
+
+        self.registry.register(MonitoringCollector(db=ctx.db, workspace=ctx.workspace))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -1,0 +1,125 @@
+"""The morning health check report: probes now and over the last 24 h (hourly charts), error
+budgets, the night's alerts, resource usage and backups; Markdown and HTML, stored with the
+execution of ``system-monitoring#morning-health-check`` that it belongs to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opsbook.db import Database
+from opsbook.errors import NotFoundError
+from opsbook.monitoring import alerts, slo, store
+from opsbook.monitoring.config import MonitoringConfig
+from opsbook.monitoring.probes import ProbeResult
+from opsbook.monitoring.render import health_html, health_markdown
+
+
+def health_data(
+    db: Database,
+    *,
+    config: MonitoringConfig,
+    results: Sequence[ProbeResult],
+    now: datetime | None = None,
+    execution_id: str | None = None,
+    resources: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    when = now or datetime.now(UTC)
+    end = (int(when.timestamp()) // 3600 + 1) * 3600
+    start = end - 24 * 3600
+    hours = [datetime.fromtimestamp(start + h * 3600, UTC).strftime("%H:00") for h in range(24)]
+    probes = []
+    for r in results:
+        buckets = {
+            b: (n, ok, mx)
+            for b, n, ok, mx in store.series(
+                db, environment=config.environment, probe=r.probe, start=start, end=end, step=3600
+            )
+        }
+        hourly = [
+            (buckets[start + h * 3600][1] / buckets[start + h * 3600][0])
+            if start + h * 3600 in buckets
+            else None
+            for h in range(24)
+        ]
+        day = store.window(
+            db, environment=config.environment, probe=r.probe, service=None, start=start, end=end
+        )
+        probes.append(
+            {
+                "service": r.service,
+                "probe": r.probe,
+                "ok": r.ok,
+                "detail": r.detail,
+                "latency_ms": r.latency_ms,
+                "availability_24h": day.availability,
+                "max_latency_ms": max([b[2] for b in buckets.values()], default=r.latency_ms),
+                "hourly": hourly,
+            }
+        )
+    ts = int(when.timestamp())
+    slos = [
+        slo.evaluate(
+            s, error_ratio=slo.probe_error_ratio(db, environment=config.environment, slo=s), now=ts
+        ).to_dict()
+        for s in config.slos
+        if not s.error_query
+    ]
+    night = alerts.list_alerts(db, status=None, since=when - timedelta(hours=24), now=when)
+    ok = all(p["ok"] for p in probes) and not any(
+        a["status"] == "firing" and not a["acked_by"] for a in night
+    )
+    return {
+        "environment": config.environment,
+        "generated": when.strftime("%Y-%m-%d %H:%M"),
+        "execution_id": execution_id,
+        "hours": hours,
+        "probes": probes,
+        "slos": slos,
+        "alerts": [
+            {k: a[k] for k in ("starts_at", "alertname", "severity", "status", "acked_by")}
+            for a in night
+        ],
+        "resources": dict(resources or {}),
+        "backups": "backup freshness is not measured yet: "
+        "check backup-recovery#backup-verification",
+        "ok": ok,
+    }
+
+
+def store_report(
+    db: Database, *, execution_id: str, environment: str, data: Mapping[str, Any]
+) -> tuple[str, str]:
+    """Render and store (replace) the report of ``execution_id``; (markdown, html)."""
+    md, html = health_markdown(dict(data)), health_html(dict(data))
+    with db.transaction():
+        db.execute("DELETE FROM mon_health_reports WHERE execution_id = ?", (execution_id,))
+        db.execute(
+            "INSERT INTO mon_health_reports (execution_id, environment, created_at, markdown, html)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (execution_id, environment, alerts.iso(datetime.now(UTC)), md, html),
+        )
+    return md, html
+
+
+def get_report(db: Database, *, execution_id: str) -> dict[str, Any]:
+    row = db.one(
+        "SELECT * FROM mon_health_reports WHERE execution_id = ? OR execution_id LIKE ?",
+        (execution_id, f"{execution_id}%"),
+    )
+    if row is None:
+        raise NotFoundError(
+            f"no health check report for execution {execution_id}",
+            hint="reports are made when a morning-health-check run finishes under opsbook serve, "
+            "or with `opsbook monitor health-report --execution ID`",
+        )
+    return row
+
+
+def list_reports(db: Database, *, limit: int = 30) -> list[dict[str, Any]]:
+    return db.query(
+        "SELECT execution_id, environment, created_at FROM mon_health_reports"
+        " ORDER BY created_at DESC LIMIT ?",
+        (limit,),
+    )

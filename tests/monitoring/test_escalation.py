@@ -1,0 +1,109 @@
+"""Escalation hook: unacknowledged, unsilenced alerts whose severity and age cross the policy
+call the notifier once per level, recorded on the alert and audited."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opsbook.db import Database
+from opsbook.monitoring import alerts
+from opsbook.monitoring.config import Escalation
+from opsbook.monitoring.escalation import Contact, escalate, load_levels, severity_class
+
+T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+RULES = (Escalation("page", 900, "level-2"), Escalation("page", 3600, "level-3"))
+LEVELS = load_levels(
+    {
+        "levels": [
+            {"name": "level-2", "title": "Engineering", "contacts": [{"role": "DBA"}]},
+            {"name": "level-3", "title": "Management", "contacts": []},
+        ]
+    }
+)
+
+
+@dataclass
+class RecordingNotifier:
+    """A test double of the incidents' notifier: records every call, fails when told to."""
+
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+    fail: bool = False
+
+    def notify(self, *, alert: Mapping[str, Any], level: Contact, reason: str) -> None:
+        if self.fail:
+            raise RuntimeError("SMS gateway down")
+        self.calls.append((str(alert["alertname"]), level.level, reason))
+
+
+def fire(db: Database, name: str, severity: str = "critical") -> None:
+    alerts.ingest(
+        db,
+        alerts=[
+            alerts.IncomingAlert(
+                name, "firing", {"alertname": name, "severity": severity}, {}, alerts.iso(T0), None
+            )
+        ],
+        source="test",
+        actor="test",
+        runbook_for=lambda a: None,
+        now=T0,
+    )
+
+
+def test_severity_classes() -> None:
+    assert [severity_class(s) for s in ("critical", "page", "warning", "info", "odd")] == [
+        "page",
+        "page",
+        "ticket",
+        "info",
+        "info",
+    ]
+
+
+def test_escalates_by_age_once_per_level(db: Database) -> None:
+    fire(db, "PaymentDown")
+    fire(db, "DiskFilling", severity="warning")
+    n = RecordingNotifier()
+    assert escalate(db, rules=RULES, levels=LEVELS, notifier=n, now=T0 + timedelta(minutes=5)) == []
+    done = escalate(db, rules=RULES, levels=LEVELS, notifier=n, now=T0 + timedelta(minutes=16))
+    assert done == [("PaymentDown", "level-2")]
+    assert n.calls == [("PaymentDown", "level-2", "page alert unacknowledged for 16 min")]
+    escalate(db, rules=RULES, levels=LEVELS, notifier=n, now=T0 + timedelta(minutes=30))
+    assert len(n.calls) == 1  # not paged again for the same level
+    escalate(db, rules=RULES, levels=LEVELS, notifier=n, now=T0 + timedelta(minutes=61))
+    assert [c[1] for c in n.calls] == ["level-2", "level-3"]
+    row = alerts.get_alert(db, "PaymentDown")
+    assert row["escalated_level"] == 2
+    assert len(db.query("SELECT id FROM events WHERE action = 'alert.escalated'")) == 2
+
+
+def test_acknowledged_or_silenced_alerts_do_not_escalate(db: Database) -> None:
+    fire(db, "A")
+    fire(db, "B")
+    alerts.acknowledge(db, ref="A", actor="alice", now=T0)
+    alerts.create_silence(
+        db,
+        matchers={"alertname": "B"},
+        duration=timedelta(hours=2),
+        actor="bob",
+        comment="known",
+        now=T0,
+    )
+    n = RecordingNotifier()
+    escalate(db, rules=RULES, levels=LEVELS, notifier=n, now=T0 + timedelta(minutes=20))
+    assert n.calls == []
+
+
+def test_a_failed_delivery_is_audited_and_retried(db: Database) -> None:
+    fire(db, "A")
+    n = RecordingNotifier(fail=True)
+    assert (
+        escalate(db, rules=RULES, levels=LEVELS, notifier=n, now=T0 + timedelta(minutes=20)) == []
+    )
+    assert db.one("SELECT action FROM events WHERE action = 'alert.escalation_failed'")
+    n.fail = False
+    escalate(db, rules=RULES, levels=LEVELS, notifier=n, now=T0 + timedelta(minutes=21))
+    assert n.calls[0][:2] == ("A", "level-2")
