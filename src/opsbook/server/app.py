@@ -116,8 +116,13 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
             tasks.append(asyncio.create_task(run_schedules(ctx)))
         if background:
             from opsbook.incidents import background as incidents_bg  # noqa: PLC0415
+            from opsbook.incidents.alert_bridge import IncidentNotifier  # noqa: PLC0415
             from opsbook.monitoring import background as monitoring_bg  # noqa: PLC0415
 
+            # Escalated alerts open incidents (and the incidents page people).
+            ctx.cache.setdefault(
+                "monitoring.notifier", IncidentNotifier(db=ctx.db, workspace=ctx.workspace)
+            )
             tasks.append(asyncio.create_task(monitoring_bg.run_background(ctx)))
             tasks.append(asyncio.create_task(incidents_bg.run_background(ctx)))
         try:
