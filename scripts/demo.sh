@@ -49,15 +49,31 @@ id=$(last_id)
 say "opsbook executions confirm $id --as ops-engineer  (the operator signs off the checklist)"
 confirm "$id" ops-engineer "morning check, all green"
 
+say "opsbook monitor check --env sandbox  (every probe once: all green)"
+ob monitor check --env sandbox
+
 say "opsbook sandbox chaos inject crash --service payment  (an outage)"
 ob sandbox chaos inject crash --service payment
-ob sandbox status
+set +e; ob monitor check --env sandbox; echo "(exit code $?: 1 = a probe failed)"; set -e
 
-say "opsbook run troubleshooting#service-connectivity --param service=payment"
-parked run troubleshooting#service-connectivity --env sandbox --param service=payment --as ops-engineer
+say "opsbook incidents declare  (SEV2; \`opsbook serve\` also opens incidents from alerts and pages people)"
+ob incidents declare "Payments failing" --service payment --severity SEV2 --no-page --as ops-engineer
+ob incidents ack INC-1 --as ops-engineer
+ob incidents suggest INC-1
+
+say "opsbook incidents run INC-1 troubleshooting#service-connectivity  (its steps join the timeline)"
+parked incidents run INC-1 troubleshooting#service-connectivity --env sandbox --param service=payment --as ops-engineer
 id=$(last_id)
 confirm "$id" ops-engineer "payment crashed; restarted by the runbook"
 ob sandbox status
+ob monitor check --env sandbox
+ob incidents resolve INC-1 --as ops-engineer
+
+say "opsbook incidents review INC-1  (the post-incident review draft, first lines)"
+ob incidents review INC-1 | head -30
+
+say "opsbook report sla --month $(date -u +%Y-%m)  (availability from the probe results)"
+ob report sla --month "$(date -u +%Y-%m)" --env sandbox | head -12
 
 say "Four eyes: ops-lead starts a high-risk change; ops-lead cannot approve it; dba can"
 parked run demo#approval-demo --env sandbox --as ops-lead --yes
