@@ -48,6 +48,10 @@ parked run system-monitoring#morning-health-check --env sandbox --as ops-enginee
 id=$(last_id)
 say "opsbook executions confirm $id --as ops-engineer  (the operator signs off the checklist)"
 confirm "$id" ops-engineer "morning check, all green"
+say "opsbook monitor health-report --execution $id  (the report, stored with the run; first lines)"
+ob monitor health-report --execution "$id" --env sandbox --out "$ws/morning-report.html" --format html >/dev/null
+ob monitor health-report --execution "$id" --env sandbox --no-probes | head -20
+echo "(HTML with charts: $ws/morning-report.html)"
 
 say "opsbook monitor check --env sandbox  (every probe once: all green)"
 ob monitor check --env sandbox
