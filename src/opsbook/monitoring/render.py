@@ -30,17 +30,20 @@ def sla_markdown(report: SlaReport) -> str:
         "",
         f"Period {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d} (UTC), generated "
         f"{report.generated:%Y-%m-%d %H:%M} UTC. Availability is time-weighted from probe "
-        "results; approved maintenance windows are excluded, unapproved ones are not.",
+        "results; approved maintenance windows are excluded, unapproved ones are not. "
+        "*Measured* is how much of the month so far has probe results: availability and "
+        "budget are over that time only.",
         "",
-        "| Service | Objective | Availability | Downtime (min) | Budget consumed | Excluded (min) |"
-        " SLA | Daily |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Service | Objective | Availability | Measured | Downtime (min) | Budget consumed |"
+        " Excluded (min) | SLA | Daily |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report.services:
         spark = charts.sparkline([a for _, a in s.daily])
         lines.append(
             f"| {s.service} | {'—' if s.objective is None else f'{s.objective:g}%'} | "
-            f"{pct(s.availability)} | {s.downtime_minutes:.1f} | {pct(s.budget_consumed, 1)} | "
+            f"{pct(s.availability)} | {_measured(report, s)} | {s.downtime_minutes:.1f} | "
+            f"{pct(s.budget_consumed, 1)} | "
             f"{s.excluded_minutes} | {_met(s)} | `{spark}` |"
         )
     for s in report.services:
@@ -76,7 +79,8 @@ def sla_html(report: SlaReport) -> str:
         rows.append(
             f"<tr><td>{escape(s.service)}</td>"
             f"<td>{'—' if s.objective is None else f'{s.objective:g}%'}</td>"
-            f'<td class="{cls}">{pct(s.availability)}</td><td>{s.downtime_minutes:.1f}</td>'
+            f'<td class="{cls}">{pct(s.availability)}</td><td>{_measured(report, s)}</td>'
+            f"<td>{s.downtime_minutes:.1f}</td>"
             f"<td>{pct(s.budget_consumed, 1)}</td><td>{s.excluded_minutes}</td>"
             f'<td class="{cls}">{_met(s)}</td></tr>'
         )
@@ -109,7 +113,8 @@ def sla_html(report: SlaReport) -> str:
         f"<h1>SLA report {escape(report.month)} — {escape(report.environment)}</h1>"
         f"<p>Period {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d} (UTC). Availability is "
         "time-weighted from probe results; approved maintenance windows are excluded.</p>"
-        "<table><tr><th>Service</th><th>Objective</th><th>Availability</th><th>Downtime (min)"
+        "<table><tr><th>Service</th><th>Objective</th><th>Availability</th><th>Measured</th>"
+        "<th>Downtime (min)"
         "</th><th>Budget consumed</th><th>Excluded (min)</th><th>SLA</th></tr>"
         + "".join(rows)
         + "</table>"
@@ -207,3 +212,11 @@ def health_html(data: dict[str, Any]) -> str:
         f'<p><b class="{"ok" if data["ok"] else "bad"}">Verdict: {verdict}.</b></p>'
         "</body></html>"
     )
+
+
+def _measured(report: SlaReport, s: ServiceSla) -> str:
+    """Hours with probe results, and their share of the month so far."""
+    until = min(report.generated, report.end)
+    period = max((until - report.start).total_seconds() / 60.0, 1.0)
+    hours = s.covered_minutes / 60.0
+    return f"{hours:.1f} h ({100.0 * s.covered_minutes / period:.1f}%)"
