@@ -1075,26 +1075,15 @@ class Engine:
         record["child_state"] = str(state)
         index = procedure.steps.index(step)
         ok = state is State.SUCCEEDED
-        with self.db.transaction():
-            journal.transition_execution(
-                db=self.db,
-                execution_id=eid,
-                to=State.RUNNING,
-                name="Running",
-                actor=actor,
-                owner=self.owner,
-                verb="resumed",
-            )
-            journal.transition_step(
-                db=self.db,
-                execution_id=eid,
-                seq=seq,
-                to=State.SUCCEEDED if ok else State.FAILED,
-                actor=actor,
-                result=record,
-                reason=None if ok else f"{record.get('run')} ended {state}",
-                cursor=int(record.get("next_index", index + 1)) if ok else None,
-            )
+        self._finish_waiting(
+            eid,
+            seq,
+            ok=ok,
+            result=record,
+            reason=None if ok else f"{record.get('run')} ended {state}",
+            cursor=int(record.get("next_index", index + 1)) if ok else None,
+            actor=actor,
+        )
         ctx.steps[step.id] = {"result": record, "state": str(state), "ok": ok}
         self.reporter.step_finished(
             StepReport(
@@ -1122,6 +1111,40 @@ class Engine:
                 return nxt
             self._set_cursor(eid, nxt)
         return None
+
+    def _finish_waiting(
+        self,
+        eid: str,
+        seq: int,
+        *,
+        ok: bool,
+        result: Any,
+        reason: str | None,
+        cursor: int | None,
+        actor: str,
+    ) -> None:
+        """A waiting step got its answer (attested, approved or rejected, its child ended):
+        the run is ours again and the step ends, in one transaction."""
+        with self.db.transaction():
+            journal.transition_execution(
+                db=self.db,
+                execution_id=eid,
+                to=State.RUNNING,
+                name="Running",
+                actor=actor,
+                owner=self.owner,
+                verb="resumed",
+            )
+            journal.transition_step(
+                db=self.db,
+                execution_id=eid,
+                seq=seq,
+                to=State.SUCCEEDED if ok else State.FAILED,
+                actor=actor,
+                result=result,
+                reason=reason,
+                cursor=cursor,
+            )
 
     async def _continue_waiting(
         self,
@@ -1162,25 +1185,15 @@ class Engine:
             if attested is None:
                 self.reporter.step_waiting(step=step, seq=seq, execution_id=eid, why="parked")
                 return Outcome(eid, State.WAITING, "AwaitingInput", waiting_step=step.id)
-            with self.db.transaction():
-                journal.transition_execution(
-                    db=self.db,
-                    execution_id=eid,
-                    to=State.RUNNING,
-                    name="Running",
-                    actor=actor,
-                    owner=self.owner,
-                    verb="resumed",
-                )
-                journal.transition_step(
-                    db=self.db,
-                    execution_id=eid,
-                    seq=seq,
-                    to=State.SUCCEEDED,
-                    actor=actor,
-                    result={"attested_by": attested.get("actor")},
-                    cursor=index + 1,
-                )
+            self._finish_waiting(
+                eid,
+                seq,
+                ok=True,
+                result={"attested_by": attested.get("actor")},
+                reason=None,
+                cursor=index + 1,
+                actor=actor,
+            )
             self.reporter.step_finished(
                 StepReport(
                     step,
@@ -1233,26 +1246,15 @@ class Engine:
                 if ok
                 else (f"rejected by {st.rejected_by}" if st.rejected_by else "approval expired")
             )
-            with self.db.transaction():
-                journal.transition_execution(
-                    db=self.db,
-                    execution_id=eid,
-                    to=State.RUNNING,
-                    name="Running",
-                    actor=actor,
-                    owner=self.owner,
-                    verb="resumed",
-                )
-                journal.transition_step(
-                    db=self.db,
-                    execution_id=eid,
-                    seq=seq,
-                    to=State.SUCCEEDED if ok else State.FAILED,
-                    actor=actor,
-                    result={"approved_by": list(st.approvers)},
-                    reason=reason,
-                    cursor=index + 1 if ok else index,
-                )
+            self._finish_waiting(
+                eid,
+                seq,
+                ok=ok,
+                result={"approved_by": list(st.approvers)},
+                reason=reason,
+                cursor=index + 1 if ok else index,
+                actor=actor,
+            )
             ctx.steps[step.id] = {
                 "result": {"approved_by": list(st.approvers)},
                 "state": "succeeded" if ok else "failed",
