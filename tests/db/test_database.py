@@ -55,3 +55,25 @@ def test_postgres_unreachable_is_a_clear_error() -> None:
 
     with pytest.raises(DatabaseError, match="cannot connect to PostgreSQL"):
         open_database(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """A CLI and `opsbook serve` starting together on a fresh workspace: no "table already
+    exists", every process ends with the schema at head."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'state' / 'opsbook.db'}"
+    code = (
+        "import sys\n"
+        "from opsbook.db import open_database\n"
+        "from opsbook.db._database import SCHEMA_HEAD, current_revision\n"
+        "db = open_database(sys.argv[1])\n"
+        "assert current_revision(db) == SCHEMA_HEAD\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors

@@ -210,11 +210,44 @@ def migrate(url: str) -> None:
 
 
 def open_database(url: str) -> Database:
-    """Open the database and bring its schema to head (Alembic), checked cheaply first."""
+    """Open the database and bring its schema to head (Alembic), checked cheaply first.
+    Processes that open a new database at the same time (a CLI beside `opsbook serve`)
+    migrate one after the other: the first does it, the others find it done."""
     db = connect(url)
     if current_revision(db) != SCHEMA_HEAD:
-        migrate(url)
+        with _migration_lock(db):
+            if current_revision(db) != SCHEMA_HEAD:
+                migrate(url)
     return db
+
+
+_PG_MIGRATION_LOCK = 0x0B5B00C  # pg_advisory_lock key: "opsbook schema migration"
+
+
+@contextmanager
+def _migration_lock(db: Database) -> Iterator[None]:
+    """A cross-process lock for migrating: a lock file beside a SQLite database, a session
+    advisory lock on PostgreSQL."""
+    if db.dialect == "sqlite":
+        import fcntl  # noqa: PLC0415
+
+        path = _sqlite_path(db.url)
+        if path.name == ":memory:":  # one process only
+            yield
+            return
+        lock_path = path.with_suffix(".migrate.lock")
+        with lock_path.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    db.raw.execute("SELECT pg_advisory_lock(%s)", (_PG_MIGRATION_LOCK,))
+    try:
+        yield
+    finally:
+        db.raw.execute("SELECT pg_advisory_unlock(%s)", (_PG_MIGRATION_LOCK,))
 
 
 def sqlite_url_for(path: Path) -> str:

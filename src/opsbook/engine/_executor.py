@@ -41,6 +41,7 @@ from opsbook.runbooks.model import ApprovalSpec, Procedure, Runbook, Step, StepK
 from opsbook.workspace import Environment, Workspace, load_environment
 
 MAX_STEP_RUNS = 1000  # per execution: a goto loop that never ends fails instead of spinning
+RECORD_PID_AFTER = 0.2  # seconds a step's process runs before its pid is journaled
 MAX_DEPTH = 5  # child procedures (decide run / on_failure run) nested at most this deep
 APPROVAL_POLL = 0.5
 ABORT_POLL = 0.5  # seconds between checks for an abort requested elsewhere
@@ -730,13 +731,26 @@ class Engine:
         log.info("execution.step.started", fields={"kind": str(step.kind)})
         cancel = asyncio.Event()
         watcher = asyncio.create_task(self._watch_abort(eid, cancel))
+        # A process's pid is recorded (for crash recovery) only once it has run a moment:
+        # most steps are done by then, and the journal write would cost more than they do.
+        loop = asyncio.get_running_loop()
+        pending: list[asyncio.TimerHandle] = []
+
+        def remember(pid: int) -> None:
+            pending.append(
+                loop.call_later(
+                    RECORD_PID_AFTER,
+                    lambda: record_process(db=self.db, execution_id=eid, seq=seq, pid=pid),
+                )
+            )
+
         try:
             result: StepOutcome = await run_executable(
                 step=step,
                 ctx=ctx,
                 cancel=cancel,
                 workspace=self.workspace.root,
-                on_start=lambda pid: record_process(db=self.db, execution_id=eid, seq=seq, pid=pid),
+                on_start=remember,
                 on_retry=lambda attempt, why: journal.note_event(
                     db=self.db,
                     execution_id=eid,
@@ -756,6 +770,8 @@ class Engine:
             )
         finally:
             watcher.cancel()
+            for handle in pending:
+                handle.cancel()
         duration = time.perf_counter() - started
         if cancel.is_set():
             journal.transition_step(
