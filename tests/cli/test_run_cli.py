@@ -257,6 +257,23 @@ def _wait_for_step(ws_root: Path, step: str, timeout: float = 20) -> str:
     raise AssertionError(f"step {step} never started")
 
 
+def _wait_for_pid(ws_root: Path, ex_id: str, timeout: float = 20) -> None:
+    db = open_database(f"sqlite:///{ws_root / '.opsbook' / 'opsbook.db'}")
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            row = db.one(
+                "SELECT pid FROM step_runs WHERE execution_id = ? AND state = 'running'",
+                (ex_id,),
+            )
+            if row and row["pid"]:
+                return
+            time.sleep(0.05)
+    finally:
+        db.close()
+    raise AssertionError("the running step's pid was never journaled")
+
+
 def _kill9_mid_step(ws_root: Path) -> str:
     env = {**os.environ, "OPSBOOK_WORKSPACE": str(ws_root)}
     proc = subprocess.Popen(
@@ -268,6 +285,7 @@ def _kill9_mid_step(ws_root: Path) -> str:
         start_new_session=True,
     )
     ex_id = _wait_for_step(ws_root, "long")
+    _wait_for_pid(ws_root, ex_id)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     os.killpg(proc.pid, signal.SIGKILL) if _group_alive(proc.pid) else None
@@ -289,7 +307,8 @@ def test_kill_9_mid_step_then_resume_asks_for_a_decision(ob: Run, ws_root: Path)
     assert shown["state"] == "running"  # nobody has noticed yet ...
     listed = json.loads(ob("executions", "list", "--json").stdout)
     assert [e["engine_gone"] for e in listed if e["id"] == ex_id] == [True]  # ... but list can
-    # The step's own process group (sleep 30) outlived the engine ...
+    # The step's own process group (sleep 30) outlived the engine (its pid was journaled
+    # once the step had run a moment) ...
     db = open_database(f"sqlite:///{ws_root / '.opsbook' / 'opsbook.db'}")
     try:
         row = db.one(
