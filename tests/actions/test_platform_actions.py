@@ -15,7 +15,8 @@ import pytest
 from opsbook.actions import ActionContext, load_registry
 from opsbook.db import Database, open_database
 from opsbook.engine import _journal as journal
-from opsbook.engine._executor import Engine, Outcome
+from opsbook.engine._base import Outcome
+from opsbook.engine._executor import Engine
 from opsbook.engine.secrets import EnvSecretProvider, Redactor, SecretResolver
 from opsbook.engine.states import State
 from opsbook.errors import ValidationError

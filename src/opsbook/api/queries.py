@@ -15,7 +15,7 @@ from opsbook.api.context import AppContext
 from opsbook.api.operations import approval_context, may_approve
 from opsbook.engine import _journal as journal
 from opsbook.engine import approvals
-from opsbook.engine._executor import owner_alive
+from opsbook.engine._base import owner_alive
 from opsbook.engine.states import State
 from opsbook.errors import OpsbookError, ValidationError
 from opsbook.runbooks.model import Procedure

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         st: AppState = ctx.obj
         ws = st.workspace()
         db = open_db(ws, st.settings)
-        from opsbook.engine._executor import owner_alive  # noqa: PLC0415
+        from opsbook.engine._base import owner_alive  # noqa: PLC0415
         from opsbook.engine.states import State  # noqa: PLC0415
 
         rows = journal.list_executions(db=db, state=state_, limit=limit)

@@ -7,21 +7,24 @@ waiting for people hold no coroutine and no memory: they are rows, continued by 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from opsbook.audit._log import utcnow
 from opsbook.db import Database
+from opsbook.engine import _branching, _recovery, _waiting, approvals
 from opsbook.engine import _journal as journal
-from opsbook.engine import approvals
+from opsbook.engine._base import (
+    ABORT_POLL,
+    MAX_STEP_RUNS,
+    RECORD_PID_AFTER,
+    Outcome,
+    new_execution_id,
+    owner_alive,
+    owner_token,
+)
 from opsbook.engine._context import ExecutionContext, SecretParams, secret_sources
 from opsbook.engine._hooks import Interaction, Reporter, StepReport
 from opsbook.engine._leftovers import record_process, stop_leftovers
@@ -37,62 +40,8 @@ from opsbook.errors import (
 )
 from opsbook.expressions import evaluate
 from opsbook.logs import get_logger
-from opsbook.runbooks.model import ApprovalSpec, Procedure, Runbook, Step, StepKind
+from opsbook.runbooks.model import Procedure, Runbook, Step, StepKind
 from opsbook.workspace import Environment, Workspace, load_environment
-
-MAX_STEP_RUNS = 1000  # per execution: a goto loop that never ends fails instead of spinning
-RECORD_PID_AFTER = 0.2  # seconds a step's process runs before its pid is journaled
-MAX_DEPTH = 5  # child procedures (decide run / on_failure run) nested at most this deep
-APPROVAL_POLL = 0.5
-ABORT_POLL = 0.5  # seconds between checks for an abort requested elsewhere
-
-
-@dataclass(frozen=True)
-class Outcome:
-    execution_id: str
-    state: State
-    state_name: str
-    reason: str | None = None
-    waiting_step: str | None = None
-
-    @property
-    def parked(self) -> bool:
-        return self.state in (State.WAITING, State.CRASHED)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "execution_id": self.execution_id,
-            "state": str(self.state),
-            "state_name": self.state_name,
-            "reason": self.reason,
-            "waiting_step": self.waiting_step,
-        }
-
-
-def new_execution_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def owner_token() -> str:
-    """host:pid:process-start-time — identifies the live process that owns a running execution."""
-    proc = psutil.Process()
-    return f"{socket.gethostname()}:{os.getpid()}:{int(proc.create_time())}"
-
-
-def owner_alive(owner: str | None) -> bool:
-    if not owner:
-        return False
-    try:
-        host, pid, started = owner.rsplit(":", 2)
-    except ValueError:
-        return False
-    if host != socket.gethostname():
-        return True  # another machine: we cannot tell, so assume alive (safe side)
-    try:
-        proc = psutil.Process(int(pid))
-        return int(proc.create_time()) == int(started) and proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.Error, ValueError):
-        return False
 
 
 class Engine:
@@ -331,8 +280,8 @@ class Engine:
                 return Outcome(
                     execution_id, State.WAITING, "AwaitingRecoveryDecision", waiting_step=step.id
                 )
-            return await self._recover(
-                ctx, runbook, procedure, row, open_run, step, choice, actor=actor, depth=depth
+            return await _recovery.recover(
+                self, ctx, runbook, procedure, row, open_run, step, choice, actor=actor, depth=depth
             )
 
         if row.state is State.CRASHED:  # died between steps: just carry on
@@ -353,80 +302,18 @@ class Engine:
         # WAITING at a manual step, an approval, or a child execution.
         assert open_run is not None and open_run.state is State.WAITING
         step = procedure.steps[open_run.step_index]
-        return await self._continue_waiting(
-            ctx, runbook, procedure, row, open_run.seq, step, actor=actor, depth=depth, resumed=True
+        return await _waiting.continue_waiting(
+            self,
+            ctx,
+            runbook,
+            procedure,
+            row,
+            open_run.seq,
+            step,
+            actor=actor,
+            depth=depth,
+            resumed=True,
         )
-
-    async def _recover(
-        self,
-        ctx: ExecutionContext,
-        runbook: Runbook,
-        procedure: Procedure,
-        row: journal.ExecutionRow,
-        open_run: journal.StepRunRow,
-        step: Step,
-        choice: str,
-        *,
-        actor: str,
-        depth: int,
-    ) -> Outcome:
-        if choice not in ("retry", "skip", "abort"):
-            raise UsageError(f"unknown recovery decision {choice!r}", hint="retry, skip or abort")
-        eid = row.id
-        with self.db.transaction():
-            if choice == "abort":
-                journal.transition_step(
-                    db=self.db,
-                    execution_id=eid,
-                    seq=open_run.seq,
-                    to=State.ABORTED,
-                    actor=actor,
-                    reason="aborted after crash",
-                )
-                journal.transition_execution(
-                    db=self.db,
-                    execution_id=eid,
-                    to=State.ABORTED,
-                    actor=actor,
-                    reason=f"aborted by {actor} after a crash",
-                )
-            elif choice == "skip":
-                journal.transition_step(
-                    db=self.db,
-                    execution_id=eid,
-                    seq=open_run.seq,
-                    to=State.SKIPPED,
-                    actor=actor,
-                    reason=f"skipped by {actor} after a crash",
-                    cursor=open_run.step_index + 1,
-                )
-            else:
-                journal.transition_step(
-                    db=self.db,
-                    execution_id=eid,
-                    seq=open_run.seq,
-                    to=State.FAILED,
-                    name="Crashed",
-                    actor=actor,
-                    reason="process died; the step is run again",
-                    cursor=open_run.step_index,
-                )
-            if choice != "abort":
-                journal.transition_execution(
-                    db=self.db,
-                    execution_id=eid,
-                    to=State.RUNNING,
-                    name="Running",
-                    actor=actor,
-                    owner=self.owner,
-                    verb="resumed",
-                    payload={"decision": choice},
-                )
-        if choice == "abort":
-            self.reporter.execution_finished(execution_id=eid, state=State.ABORTED, reason=None)
-            return Outcome(eid, State.ABORTED, "Aborted", reason="aborted after a crash")
-        self.reporter.execution_started(execution_id=eid, procedure=procedure, resumed=True)
-        return await self._drive(ctx, runbook, procedure, actor=actor, depth=depth)
 
     def _reload(self, row: journal.ExecutionRow) -> tuple[Runbook, Procedure]:
         runbook: Runbook = self._load_runbook(Path(row.runbook_path))
@@ -481,7 +368,8 @@ class Engine:
                 try:
                     skip = bool(step.options.when) and not self._when(ctx, step)
                 except ExpressionError as exc:
-                    nxt = await self._fail_unrun(
+                    nxt = await _branching.fail_unrun(
+                        self,
                         ctx,
                         runbook,
                         procedure,
@@ -567,7 +455,8 @@ class Engine:
                             actor=actor,
                             reason=f"step {step.id!r} waits for a person",
                         )
-                    return await self._continue_waiting(
+                    return await _waiting.continue_waiting(
+                        self,
                         ctx,
                         runbook,
                         procedure,
@@ -605,52 +494,6 @@ class Engine:
                     reason=reason,
                 )
         return self._finish(eid, State.FAILED, actor, reason)
-
-    async def _fail_unrun(
-        self,
-        ctx: ExecutionContext,
-        runbook: Runbook,
-        procedure: Procedure,
-        step: Step,
-        index: int,
-        seq: int,
-        reason: str,
-        *,
-        actor: str,
-        depth: int,
-    ) -> int | Outcome:
-        """A step that fails before it runs (its ``when`` cannot be evaluated): journal it as
-        failed and apply its ``on_failure``."""
-        eid = ctx.execution_id
-        with self.db.transaction():
-            journal.start_step_run(
-                db=self.db,
-                execution_id=eid,
-                seq=seq,
-                step_id=step.id,
-                step_index=index,
-                kind=str(step.kind),
-                state=State.RUNNING,
-                name="Running",
-                actor=actor,
-            )
-            journal.transition_step(
-                db=self.db,
-                execution_id=eid,
-                seq=seq,
-                to=State.FAILED,
-                actor=actor,
-                reason=reason,
-                duration=0.0,
-            )
-        ctx.steps[step.id] = {"result": None, "state": "failed", "ok": False}
-        self.reporter.step_finished(StepReport(step, seq, State.FAILED, "Failed", 0.0, reason))
-        nxt = await self._after_failure(
-            ctx, runbook, procedure, step, index, actor=actor, depth=depth, reason=reason
-        )
-        if isinstance(nxt, int):
-            self._set_cursor(eid, nxt)
-        return nxt
 
     def _next_seq(self, eid: str) -> int:
         r = self.db.one("SELECT MAX(seq) AS m FROM step_runs WHERE execution_id = ?", (eid,))
@@ -723,8 +566,8 @@ class Engine:
         )
         started = time.perf_counter()
         if step.kind is StepKind.DECIDE:
-            return await self._decide(
-                ctx, runbook, procedure, step, index, seq, started, actor=actor, depth=depth
+            return await _branching.decide(
+                self, ctx, runbook, procedure, step, index, seq, started, actor=actor, depth=depth
             )
         self.reporter.step_started(step=step, seq=seq, detail={})
         log = self.log.bind(execution_id=eid, step_id=step.id, seq=seq)
@@ -798,7 +641,7 @@ class Engine:
         state = State.SUCCEEDED if result.ok else State.FAILED
         next_index = index + 1
         if not result.ok:
-            nxt = self._on_failure_target(procedure, step, index)
+            nxt = _branching.on_failure_target(self, procedure, step, index)
             next_index = nxt if nxt is not None else index
         journal.transition_step(
             db=self.db,
@@ -826,8 +669,16 @@ class Engine:
         )
         if result.ok:
             return next_index
-        return await self._after_failure(
-            ctx, runbook, procedure, step, index, actor=actor, depth=depth, reason=result.reason
+        return await _branching.after_failure(
+            self,
+            ctx,
+            runbook,
+            procedure,
+            step,
+            index,
+            actor=actor,
+            depth=depth,
+            reason=result.reason,
         )
 
     async def _watch_abort(self, eid: str, cancel: asyncio.Event) -> None:
@@ -837,477 +688,8 @@ class Engine:
             if self._abort_requested(eid):
                 cancel.set()
 
-    def _on_failure_target(self, procedure: Procedure, step: Step, index: int) -> int | None:
-        of = step.options.on_failure
-        if of.action == "continue":
-            return index + 1
-        if of.action == "goto" and of.target:
-            return next(i for i, s in enumerate(procedure.steps) if s.id == of.target)
-        return None
-
-    async def _after_failure(
-        self,
-        ctx: ExecutionContext,
-        runbook: Runbook,
-        procedure: Procedure,
-        step: Step,
-        index: int,
-        *,
-        actor: str,
-        depth: int,
-        reason: str | None,
-    ) -> int | Outcome:
-        of = step.options.on_failure
-        target = self._on_failure_target(procedure, step, index)
-        if target is not None:
-            return target
-        why = f"step {step.id!r} failed" + (f": {reason}" if reason else "")
-        if of.action == "run" and of.target:
-            child = await self._child(ctx, of.target, actor=actor, depth=depth)
-            why += f"; ran {of.target} (execution {child.execution_id}: {child.state})"
-        return self._finish(ctx.execution_id, State.FAILED, actor, ctx.redactor.redact(why))
-
-    async def _child(self, ctx: ExecutionContext, ref: str, *, actor: str, depth: int) -> Outcome:
-        if depth >= MAX_DEPTH:
-            raise UsageError(
-                f"procedures nested more than {MAX_DEPTH} deep (at {ref})",
-                hint="check decide/on_failure `run:` targets for a cycle",
-            )
-        runbook, procedure = self._resolve_ref(ref)
-        environment = load_environment(self.workspace, ctx.environment_name)
-        names = {p.name for p in procedure.params if p.type != "secret"}
-        params = {k: v for k, v in ctx.params.plain().items() if k in names}
-        for p in procedure.params:
-            if p.name not in params and p.default is not None and p.type != "secret":
-                params[p.name] = p.default
-        return await self.start(
-            runbook=runbook,
-            procedure=procedure,
-            environment=environment,
-            params=params,
-            started_by=ctx.started_by,
-            dry_run=ctx.dry_run,
-            parent_id=ctx.execution_id,
-            depth=depth + 1,
-        )
-
-    async def _decide(
-        self,
-        ctx: ExecutionContext,
-        runbook: Runbook,
-        procedure: Procedure,
-        step: Step,
-        index: int,
-        seq: int,
-        started: float,
-        *,
-        actor: str,
-        depth: int,
-    ) -> int | Outcome:
-        eid = ctx.execution_id
-        chosen = None
-        try:
-            variables = ctx.cel_vars()
-            for rule in step.decide:
-                if rule.condition is None or evaluate(rule.condition, variables) is True:
-                    chosen = rule
-                    break
-        except ExpressionError as exc:
-            if ctx.dry_run:
-                # A dry run has no results to decide on: say so and show the steps in order.
-                record = {"dry_run": True, "branch": "undecided (no results in a dry run)"}
-                journal.transition_step(
-                    db=self.db,
-                    execution_id=eid,
-                    seq=seq,
-                    to=State.SUCCEEDED,
-                    name="DryRun",
-                    actor=actor,
-                    result=record,
-                    reason=exc.message,
-                    cursor=index + 1,
-                    duration=time.perf_counter() - started,
-                )
-                ctx.steps[step.id] = {"result": record, "state": "succeeded", "ok": True}
-                self.reporter.step_finished(
-                    StepReport(step, seq, State.SUCCEEDED, "DryRun", 0.0, "undecided", record)
-                )
-                return index + 1
-            journal.transition_step(
-                db=self.db,
-                execution_id=eid,
-                seq=seq,
-                to=State.FAILED,
-                actor=actor,
-                reason=exc.message,
-                duration=time.perf_counter() - started,
-            )
-            return self._finish(eid, State.FAILED, actor, f"decide {step.id!r}: {exc.message}")
-        if chosen is None:
-            journal.transition_step(
-                db=self.db,
-                execution_id=eid,
-                seq=seq,
-                to=State.FAILED,
-                actor=actor,
-                reason="no branch matched and there is no else",
-                duration=time.perf_counter() - started,
-            )
-            return await self._after_failure(
-                ctx,
-                runbook,
-                procedure,
-                step,
-                index,
-                actor=actor,
-                depth=depth,
-                reason="no branch matched",
-            )
-        record = {
-            "branch": chosen.condition or "else",
-            "goto": chosen.goto,
-            "run": chosen.run,
-            "line": chosen.line,
-        }
-        next_index = index + 1
-        if chosen.goto:
-            next_index = next(i for i, s in enumerate(procedure.steps) if s.id == chosen.goto)
-        record["next_index"] = next_index
-        if chosen.run:
-            child = await self._child(ctx, chosen.run, actor=actor, depth=depth)
-            record["child"] = child.execution_id
-            record["child_state"] = str(child.state)
-            if child.state is State.WAITING:
-                return self._await_child(ctx, step, seq, record, child, actor=actor)
-            if child.state is not State.SUCCEEDED:
-                journal.transition_step(
-                    db=self.db,
-                    execution_id=eid,
-                    seq=seq,
-                    to=State.FAILED,
-                    actor=actor,
-                    result=record,
-                    reason=f"{chosen.run} ended {child.state}",
-                    duration=time.perf_counter() - started,
-                )
-                return await self._after_failure(
-                    ctx,
-                    runbook,
-                    procedure,
-                    step,
-                    index,
-                    actor=actor,
-                    depth=depth,
-                    reason=f"{chosen.run} ended {child.state}",
-                )
-        ctx.steps[step.id] = {"result": record, "state": "succeeded", "ok": True}
-        journal.transition_step(
-            db=self.db,
-            execution_id=eid,
-            seq=seq,
-            to=State.SUCCEEDED,
-            actor=actor,
-            result=record,
-            cursor=next_index,
-            duration=time.perf_counter() - started,
-        )
-        self.reporter.step_finished(
-            StepReport(
-                step,
-                seq,
-                State.SUCCEEDED,
-                "Succeeded",
-                time.perf_counter() - started,
-                f"branch: {record['branch']}",
-                record,
-            )
-        )
-        return next_index
-
-    # ------------------------------------------------------------- people: manual, approval
-    def _await_child(
-        self,
-        ctx: ExecutionContext,
-        step: Step,
-        seq: int,
-        record: dict[str, Any],
-        child: Outcome,
-        *,
-        actor: str,
-    ) -> Outcome:
-        """A decide branch ran a procedure that now waits for a person: park this execution
-        too (``AwaitingChild``); finishing the child continues it."""
-        eid = ctx.execution_id
-        why = f"waiting for {record['run']} (execution {child.execution_id}: {child.state_name})"
-        with self.db.transaction():
-            journal.transition_step(
-                db=self.db,
-                execution_id=eid,
-                seq=seq,
-                to=State.WAITING,
-                name="AwaitingChild",
-                actor=actor,
-                result=record,
-                reason=why,
-            )
-            journal.transition_execution(
-                db=self.db,
-                execution_id=eid,
-                to=State.WAITING,
-                name="AwaitingChild",
-                actor=actor,
-                reason=why,
-            )
-        self.reporter.step_waiting(step=step, seq=seq, execution_id=child.execution_id, why="child")
-        return Outcome(eid, State.WAITING, "AwaitingChild", waiting_step=step.id)
-
-    async def _continue_child(
-        self,
-        ctx: ExecutionContext,
-        runbook: Runbook,
-        procedure: Procedure,
-        seq: int,
-        step: Step,
-        *,
-        actor: str,
-        depth: int,
-    ) -> Outcome | None:
-        """Continue a parent parked at a decide step whose child procedure waited. Returns an
-        Outcome when the parent stays parked or finishes, None to carry on driving."""
-        eid = ctx.execution_id
-        run = next(r for r in journal.step_runs(db=self.db, execution_id=eid) if r.seq == seq)
-        record: dict[str, Any] = dict(run.result or {})
-        child_id = str(record.get("child", ""))
-        child = journal.get_execution(db=self.db, execution_id=child_id)
-        state = child.state
-        if state not in TERMINAL_STATES:
-            out = await self.resume(
-                execution_id=child_id, actor=actor, depth=depth + 1, continue_parent=False
-            )
-            state = out.state
-        if state not in TERMINAL_STATES:
-            self.reporter.step_waiting(step=step, seq=seq, execution_id=child_id, why="child")
-            return Outcome(eid, State.WAITING, "AwaitingChild", waiting_step=step.id)
-        record["child_state"] = str(state)
-        index = procedure.steps.index(step)
-        ok = state is State.SUCCEEDED
-        self._finish_waiting(
-            eid,
-            seq,
-            ok=ok,
-            result=record,
-            reason=None if ok else f"{record.get('run')} ended {state}",
-            cursor=int(record.get("next_index", index + 1)) if ok else None,
-            actor=actor,
-        )
-        ctx.steps[step.id] = {"result": record, "state": str(state), "ok": ok}
-        self.reporter.step_finished(
-            StepReport(
-                step,
-                seq,
-                State.SUCCEEDED if ok else State.FAILED,
-                "Succeeded" if ok else "Failed",
-                None,
-                f"{record.get('run')} ended {state}",
-                record,
-            )
-        )
-        if not ok:
-            nxt = await self._after_failure(
-                ctx,
-                runbook,
-                procedure,
-                step,
-                index,
-                actor=actor,
-                depth=depth,
-                reason=f"{record.get('run')} ended {state}",
-            )
-            if isinstance(nxt, Outcome):
-                return nxt
-            self._set_cursor(eid, nxt)
-        return None
-
-    def _finish_waiting(
-        self,
-        eid: str,
-        seq: int,
-        *,
-        ok: bool,
-        result: Any,
-        reason: str | None,
-        cursor: int | None,
-        actor: str,
-    ) -> None:
-        """A waiting step got its answer (attested, approved or rejected, its child ended):
-        the run is ours again and the step ends, in one transaction."""
-        with self.db.transaction():
-            journal.transition_execution(
-                db=self.db,
-                execution_id=eid,
-                to=State.RUNNING,
-                name="Running",
-                actor=actor,
-                owner=self.owner,
-                verb="resumed",
-            )
-            journal.transition_step(
-                db=self.db,
-                execution_id=eid,
-                seq=seq,
-                to=State.SUCCEEDED if ok else State.FAILED,
-                actor=actor,
-                result=result,
-                reason=reason,
-                cursor=cursor,
-            )
-
-    async def _continue_waiting(
-        self,
-        ctx: ExecutionContext,
-        runbook: Runbook,
-        procedure: Procedure,
-        row: journal.ExecutionRow,
-        seq: int,
-        step: Step,
-        *,
-        actor: str,
-        depth: int,
-        resumed: bool,
-    ) -> Outcome:
-        eid = ctx.execution_id
-        index = procedure.steps.index(step)
-        if step.kind is StepKind.DECIDE:
-            parked = await self._continue_child(
-                ctx, runbook, procedure, seq, step, actor=actor, depth=depth
-            )
-            if parked is not None:
-                return parked
-        elif step.kind is StepKind.MANUAL:
-            attested = self._attestation(eid, seq)
-            if attested is None and self.interaction is not None:
-                self.reporter.step_waiting(step=step, seq=seq, execution_id=eid, why="input")
-                answer = self.interaction.confirm_manual(step=step, execution_id=eid)
-                if answer is not None:
-                    self.attest(
-                        execution_id=eid,
-                        actor=answer.actor,
-                        items=answer.items,
-                        note=answer.note,
-                        _seq=seq,
-                        _step=step,
-                    )
-                    attested = {"actor": answer.actor}
-            if attested is None:
-                self.reporter.step_waiting(step=step, seq=seq, execution_id=eid, why="parked")
-                return Outcome(eid, State.WAITING, "AwaitingInput", waiting_step=step.id)
-            self._finish_waiting(
-                eid,
-                seq,
-                ok=True,
-                result={"attested_by": attested.get("actor")},
-                reason=None,
-                cursor=index + 1,
-                actor=actor,
-            )
-            self.reporter.step_finished(
-                StepReport(
-                    step,
-                    seq,
-                    State.SUCCEEDED,
-                    "Attested",
-                    None,
-                    f"attested by {attested.get('actor')}",
-                )
-            )
-        else:
-            assert step.approval is not None or step.kind is StepKind.APPROVAL
-            spec = step.approval or ApprovalSpec()
-            requested = self._requested_at(eid, seq)
-            digest = approvals.compute_digest(
-                runbook_hash=runbook.content_hash,
-                procedure_id=procedure.id,
-                params=row.params,
-                environment=row.environment,
-            )
-            st = approvals.status(
-                db=self.db,
-                execution_id=eid,
-                step_seq=seq,
-                spec=spec,
-                digest=digest,
-                requested_at=requested,
-            )
-            if st.verdict == "pending":
-                self.reporter.step_waiting(step=step, seq=seq, execution_id=eid, why="approval")
-                while (
-                    st.verdict == "pending"
-                    and self.interaction is not None
-                    and self.interaction.wait_for_approval
-                ):
-                    await asyncio.sleep(APPROVAL_POLL)
-                    st = approvals.status(
-                        db=self.db,
-                        execution_id=eid,
-                        step_seq=seq,
-                        spec=spec,
-                        digest=digest,
-                        requested_at=requested,
-                    )
-                if st.verdict == "pending":
-                    return Outcome(eid, State.WAITING, "AwaitingApproval", waiting_step=step.id)
-            ok = st.verdict == "approved"
-            reason = (
-                None
-                if ok
-                else (f"rejected by {st.rejected_by}" if st.rejected_by else "approval expired")
-            )
-            self._finish_waiting(
-                eid,
-                seq,
-                ok=ok,
-                result={"approved_by": list(st.approvers)},
-                reason=reason,
-                cursor=index + 1 if ok else index,
-                actor=actor,
-            )
-            ctx.steps[step.id] = {
-                "result": {"approved_by": list(st.approvers)},
-                "state": "succeeded" if ok else "failed",
-                "ok": ok,
-            }
-            self.reporter.step_finished(
-                StepReport(
-                    step,
-                    seq,
-                    State.SUCCEEDED if ok else State.FAILED,
-                    "Approved" if ok else "Rejected",
-                    None,
-                    reason or f"approved by {', '.join(st.approvers)}",
-                )
-            )
-            if not ok:
-                nxt = await self._after_failure(
-                    ctx, runbook, procedure, step, index, actor=actor, depth=depth, reason=reason
-                )
-                if isinstance(nxt, Outcome):
-                    return nxt
-                self._set_cursor(eid, nxt)
-        if resumed:
-            self.reporter.execution_started(execution_id=eid, procedure=procedure, resumed=True)
-        return await self._drive(ctx, runbook, procedure, actor=actor, depth=depth)
-
-    def _attestation(self, eid: str, seq: int) -> dict[str, Any] | None:
-        for ev in reversed(journal.events(db=self.db, execution_id=eid)):
-            if ev["action"] == "execution.step.attested" and ev["payload"].get("seq") == seq:
-                return {"actor": ev["actor"], **ev["payload"]}
-        return None
-
-    def _requested_at(self, eid: str, seq: int) -> str | None:
-        r = self.db.one(
-            "SELECT started_at FROM step_runs WHERE execution_id = ? AND seq = ?", (eid, seq)
-        )
-        return str(r["started_at"]) if r else None
+    def _await_child(self, *args: Any, **kwargs: Any) -> Any:
+        return _waiting.await_child(self, *args, **kwargs)
 
     def attest(
         self,

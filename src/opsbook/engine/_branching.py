@@ -1,0 +1,266 @@
+"""Where a run goes next: `decide` branches, child procedures, `on_failure`, and steps that
+fail before they run. Functions of the :class:`Engine`."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from opsbook.engine import _journal as journal
+from opsbook.engine import _waiting
+from opsbook.engine._base import MAX_DEPTH, Outcome
+from opsbook.engine._context import ExecutionContext
+from opsbook.engine._hooks import StepReport
+from opsbook.engine.states import State
+from opsbook.errors import ExpressionError, UsageError
+from opsbook.expressions import evaluate
+from opsbook.runbooks.model import Procedure, Runbook, Step
+from opsbook.workspace import load_environment
+
+if TYPE_CHECKING:
+    from opsbook.engine._executor import Engine
+
+
+async def fail_unrun(
+    engine: Engine,
+    ctx: ExecutionContext,
+    runbook: Runbook,
+    procedure: Procedure,
+    step: Step,
+    index: int,
+    seq: int,
+    reason: str,
+    *,
+    actor: str,
+    depth: int,
+) -> int | Outcome:
+    """A step that fails before it runs (its ``when`` cannot be evaluated): journal it as
+    failed and apply its ``on_failure``."""
+    eid = ctx.execution_id
+    with engine.db.transaction():
+        journal.start_step_run(
+            db=engine.db,
+            execution_id=eid,
+            seq=seq,
+            step_id=step.id,
+            step_index=index,
+            kind=str(step.kind),
+            state=State.RUNNING,
+            name="Running",
+            actor=actor,
+        )
+        journal.transition_step(
+            db=engine.db,
+            execution_id=eid,
+            seq=seq,
+            to=State.FAILED,
+            actor=actor,
+            reason=reason,
+            duration=0.0,
+        )
+    ctx.steps[step.id] = {"result": None, "state": "failed", "ok": False}
+    engine.reporter.step_finished(StepReport(step, seq, State.FAILED, "Failed", 0.0, reason))
+    nxt = await after_failure(
+        engine, ctx, runbook, procedure, step, index, actor=actor, depth=depth, reason=reason
+    )
+    if isinstance(nxt, int):
+        engine._set_cursor(eid, nxt)
+    return nxt
+
+
+def on_failure_target(engine: Engine, procedure: Procedure, step: Step, index: int) -> int | None:
+    of = step.options.on_failure
+    if of.action == "continue":
+        return index + 1
+    if of.action == "goto" and of.target:
+        return next(i for i, s in enumerate(procedure.steps) if s.id == of.target)
+    return None
+
+
+async def after_failure(
+    engine: Engine,
+    ctx: ExecutionContext,
+    runbook: Runbook,
+    procedure: Procedure,
+    step: Step,
+    index: int,
+    *,
+    actor: str,
+    depth: int,
+    reason: str | None,
+) -> int | Outcome:
+    of = step.options.on_failure
+    target = on_failure_target(engine, procedure, step, index)
+    if target is not None:
+        return target
+    why = f"step {step.id!r} failed" + (f": {reason}" if reason else "")
+    if of.action == "run" and of.target:
+        child = await run_child(engine, ctx, of.target, actor=actor, depth=depth)
+        why += f"; ran {of.target} (execution {child.execution_id}: {child.state})"
+    return engine._finish(ctx.execution_id, State.FAILED, actor, ctx.redactor.redact(why))
+
+
+async def run_child(
+    engine: Engine, ctx: ExecutionContext, ref: str, *, actor: str, depth: int
+) -> Outcome:
+    if depth >= MAX_DEPTH:
+        raise UsageError(
+            f"procedures nested more than {MAX_DEPTH} deep (at {ref})",
+            hint="check decide/on_failure `run:` targets for a cycle",
+        )
+    runbook, procedure = engine._resolve_ref(ref)
+    environment = load_environment(engine.workspace, ctx.environment_name)
+    names = {p.name for p in procedure.params if p.type != "secret"}
+    params = {k: v for k, v in ctx.params.plain().items() if k in names}
+    for p in procedure.params:
+        if p.name not in params and p.default is not None and p.type != "secret":
+            params[p.name] = p.default
+    return await engine.start(
+        runbook=runbook,
+        procedure=procedure,
+        environment=environment,
+        params=params,
+        started_by=ctx.started_by,
+        dry_run=ctx.dry_run,
+        parent_id=ctx.execution_id,
+        depth=depth + 1,
+    )
+
+
+async def decide(
+    engine: Engine,
+    ctx: ExecutionContext,
+    runbook: Runbook,
+    procedure: Procedure,
+    step: Step,
+    index: int,
+    seq: int,
+    started: float,
+    *,
+    actor: str,
+    depth: int,
+) -> int | Outcome:
+    eid = ctx.execution_id
+    chosen = None
+    try:
+        variables = ctx.cel_vars()
+        for rule in step.decide:
+            if rule.condition is None or evaluate(rule.condition, variables) is True:
+                chosen = rule
+                break
+    except ExpressionError as exc:
+        if ctx.dry_run:
+            # A dry run has no results to decide on: say so and show the steps in order.
+            record = {"dry_run": True, "branch": "undecided (no results in a dry run)"}
+            journal.transition_step(
+                db=engine.db,
+                execution_id=eid,
+                seq=seq,
+                to=State.SUCCEEDED,
+                name="DryRun",
+                actor=actor,
+                result=record,
+                reason=exc.message,
+                cursor=index + 1,
+                duration=time.perf_counter() - started,
+            )
+            ctx.steps[step.id] = {"result": record, "state": "succeeded", "ok": True}
+            engine.reporter.step_finished(
+                StepReport(step, seq, State.SUCCEEDED, "DryRun", 0.0, "undecided", record)
+            )
+            return index + 1
+        journal.transition_step(
+            db=engine.db,
+            execution_id=eid,
+            seq=seq,
+            to=State.FAILED,
+            actor=actor,
+            reason=exc.message,
+            duration=time.perf_counter() - started,
+        )
+        return engine._finish(eid, State.FAILED, actor, f"decide {step.id!r}: {exc.message}")
+    if chosen is None:
+        journal.transition_step(
+            db=engine.db,
+            execution_id=eid,
+            seq=seq,
+            to=State.FAILED,
+            actor=actor,
+            reason="no branch matched and there is no else",
+            duration=time.perf_counter() - started,
+        )
+        return await after_failure(
+            engine,
+            ctx,
+            runbook,
+            procedure,
+            step,
+            index,
+            actor=actor,
+            depth=depth,
+            reason="no branch matched",
+        )
+    record = {
+        "branch": chosen.condition or "else",
+        "goto": chosen.goto,
+        "run": chosen.run,
+        "line": chosen.line,
+    }
+    next_index = index + 1
+    if chosen.goto:
+        next_index = next(i for i, s in enumerate(procedure.steps) if s.id == chosen.goto)
+    record["next_index"] = next_index
+    if chosen.run:
+        child = await run_child(engine, ctx, chosen.run, actor=actor, depth=depth)
+        record["child"] = child.execution_id
+        record["child_state"] = str(child.state)
+        if child.state is State.WAITING:
+            return _waiting.await_child(engine, ctx, step, seq, record, child, actor=actor)
+        if child.state is not State.SUCCEEDED:
+            journal.transition_step(
+                db=engine.db,
+                execution_id=eid,
+                seq=seq,
+                to=State.FAILED,
+                actor=actor,
+                result=record,
+                reason=f"{chosen.run} ended {child.state}",
+                duration=time.perf_counter() - started,
+            )
+            return await after_failure(
+                engine,
+                ctx,
+                runbook,
+                procedure,
+                step,
+                index,
+                actor=actor,
+                depth=depth,
+                reason=f"{chosen.run} ended {child.state}",
+            )
+    ctx.steps[step.id] = {"result": record, "state": "succeeded", "ok": True}
+    journal.transition_step(
+        db=engine.db,
+        execution_id=eid,
+        seq=seq,
+        to=State.SUCCEEDED,
+        actor=actor,
+        result=record,
+        cursor=next_index,
+        duration=time.perf_counter() - started,
+    )
+    engine.reporter.step_finished(
+        StepReport(
+            step,
+            seq,
+            State.SUCCEEDED,
+            "Succeeded",
+            time.perf_counter() - started,
+            f"branch: {record['branch']}",
+            record,
+        )
+    )
+    return next_index
+
+
+# ------------------------------------------------------------- people: manual, approval
