@@ -490,3 +490,12 @@ def test_a_failure_shows_the_runbooks_troubleshooting_and_expect_sees_params(
     assert res.returncode == 1
     assert "✔ Check it" in res.stdout  # `params.service` is in scope for expect
     assert "Troubleshooting" in res.stdout and "widgetctl restart" in res.stdout
+
+
+def test_errors_are_json_when_json_was_asked_for(ob: Run) -> None:
+    res = ob("run", "nosuch#proc", "--json")
+    assert res.returncode == 2
+    err = json.loads(res.stderr)
+    assert err["error"] and "nosuch" in err["message"] and err["exit_code"] == 2
+    plain = ob("run", "nosuch#proc")
+    assert plain.stderr.startswith("error: ")

@@ -136,7 +136,13 @@ def run(argv: list[str] | None = None) -> None:
     try:
         rv: Any = app(args=argv, standalone_mode=False)
     except OpsbookError as exc:
-        sys.stderr.write(f"error: {exc.render()}\n")
+        if "--json" in (sys.argv[1:] if argv is None else argv):
+            import json  # noqa: PLC0415
+
+            # Scripts asked for JSON: the error is JSON too (on stderr, same exit code).
+            sys.stderr.write(json.dumps({**exc.to_dict(), "exit_code": exc.exit_code}) + "\n")
+        else:
+            sys.stderr.write(f"error: {exc.render()}\n")
         sys.exit(exc.exit_code)
     except usage as exc:
         exc.show()
