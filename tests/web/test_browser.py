@@ -89,7 +89,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
             check=False,
         )
         assert add.returncode == 0, add.stderr
-        yield {"url": url, "password": password.group(1), "artifacts": str(base)}
+        yield {"url": url, "password": password.group(1), "artifacts": str(base), "ws": str(ws)}
     finally:
         proc.terminate()
         try:
@@ -188,3 +188,39 @@ def test_run_attest_approve_and_verify_in_the_browser(server: dict[str, str], br
     except Exception as exc:
         shots = _shots(pages, server["artifacts"])
         raise AssertionError(f"browser flow failed: {exc}; screenshots: {shots}") from exc
+
+
+def test_morning_health_check_on_the_sandbox_from_the_browser(
+    server: dict[str, str], browser: Any
+) -> None:
+    """The issue's "done when": the morning health check runs on the sandbox from the console,
+    stops at its checklists for the operator, and finishes."""
+    env = {**os.environ, "OPSBOOK_WORKSPACE": server["ws"]}
+    up = subprocess.run(
+        [*OPSBOOK, "sandbox", "up"], capture_output=True, text=True, env=env, check=False
+    )
+    assert up.returncode == 0, up.stderr
+    page = browser.new_context().new_page()
+    page.set_default_timeout(30_000)
+    try:
+        sign_in(page, server["url"], "admin", server["password"])
+        page.goto(server["url"] + "/runbooks/system-monitoring/morning-health-check/run")
+        page.get_by_label("Environment").select_option("sandbox")
+        page.get_by_role("button", name="Start").click()
+        # Automated checks pass against the live sandbox, then each checklist is attested.
+        for _ in range(2):
+            page.get_by_role("button", name="Attest and continue").wait_for()
+            for box in page.get_by_role("checkbox").all():
+                box.check()
+            page.get_by_role("button", name="Attest and continue").click()
+            page.wait_for_load_state()
+        page.locator(".summary .state-succeeded").wait_for()
+        text = page.content()
+        assert "Every service answers its health check" in text
+    except Exception as exc:
+        shots = _shots({"health": page}, server["artifacts"])
+        raise AssertionError(f"browser flow failed: {exc}; screenshots: {shots}") from exc
+    finally:
+        subprocess.run(
+            [*OPSBOOK, "sandbox", "down"], capture_output=True, text=True, env=env, check=False
+        )
