@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def test_monitor_check_prints_a_table_and_stores_results(ob: Run, ws_root: Path)
     assert any(line.split()[:4] == ["payment", "payment-health", "http", "ok"] for line in lines)
     assert any("FAIL" in line and "account-port" in line for line in lines)
     assert "1/2 probes ok" in done.stdout
+    time.sleep(1.05)  # samples are kept per probe and second: the second check is a new one
     as_json = json.loads(ob("monitor", "check", "--json").stdout)
     assert as_json["ok"] is False and len(as_json["results"]) == 2
     db = open_database(f"sqlite:///{ws_root / '.opsbook' / 'opsbook.db'}")
