@@ -157,3 +157,25 @@ def test_report_sla_and_slo(ob: Run, ws_root: Path, tmp_path: Path) -> None:
 def test_help_stays_cheap(ob: Run) -> None:
     done = ob("--help")
     assert done.returncode == 0 and "monitor" in done.stdout and "alerts" in done.stdout
+
+
+def test_report_sla_as_pdf(ob: Run, ws_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sla.pdf"
+    done = ob("report", "sla", "--month", "2026-11", "--format", "pdf", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF-") and b"/Type /Page" in data
+    no_out = ob("report", "sla", "--month", "2026-11", "--format", "pdf")
+    assert no_out.returncode == 2 and "--out" in no_out.stderr
+    no_browser = ob(
+        "report",
+        "sla",
+        "--month",
+        "2026-11",
+        "--format",
+        "pdf",
+        "--out",
+        str(out),
+        env={"OPSBOOK_CHROMIUM": str(tmp_path / "no-such-browser")},
+    )
+    assert no_browser.returncode == 2 and "OPSBOOK_CHROMIUM" in no_browser.stderr

@@ -413,10 +413,11 @@ def _report(rep: typer.Typer) -> None:
         ctx: typer.Context,
         month: Annotated[str, typer.Option(help="Calendar month, YYYY-MM (UTC)")],
         env: EnvOpt = None,
-        fmt: Annotated[str, typer.Option("--format", help="md, html or json")] = "md",
+        fmt: Annotated[str, typer.Option("--format", help="md, html, pdf or json")] = "md",
         out: Annotated[Path | None, typer.Option(help="Write to this file")] = None,
     ) -> int:
-        """Availability per service for a calendar month, excluding approved maintenance."""
+        """Availability per service for a calendar month, excluding approved maintenance.
+        PDF is the HTML report printed by a headless Chromium (needs --out)."""
         import json  # noqa: PLC0415
 
         from opsbook.errors import UsageError  # noqa: PLC0415
@@ -424,14 +425,18 @@ def _report(rep: typer.Typer) -> None:
         from opsbook.monitoring.config import load_monitoring  # noqa: PLC0415
         from opsbook.monitoring.sla import sla_report  # noqa: PLC0415
 
-        if fmt not in ("md", "html", "json"):
-            raise UsageError(
-                f"--format {fmt!r} is not supported",
-                hint="use md or html (or json); pdf: print the html from a browser",
-            )
+        if fmt not in ("md", "html", "pdf", "json"):
+            raise UsageError(f"--format {fmt!r} is not supported", hint="use md, html, pdf or json")
+        if fmt == "pdf" and out is None:
+            raise UsageError("--format pdf writes a file", hint="add --out sla-2026-11.pdf")
         st: AppState = ctx.obj
         ws, name = _env(st, env)
         report = sla_report(open_db(ws, st.settings), config=load_monitoring(ws, name), month=month)
+        if fmt == "pdf" and out is not None:
+            from opsbook.monitoring.pdf import html_to_pdf  # noqa: PLC0415
+
+            typer.echo(f"wrote {html_to_pdf(render.sla_html(report), out)}")
+            return 0
         if fmt == "json":
             text = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
         else:

@@ -39,9 +39,10 @@ class IncidentNotifier:
         if isinstance(labels, str):
             labels = json.loads(labels)
         labels = {str(k): str(v) for k, v in dict(labels).items()}
-        severity = labels.get("incident_severity") or SEVERITY_FOR[
-            severity_class(str(alert.get("severity", "page")))
-        ]
+        severity = (
+            labels.get("incident_severity")
+            or SEVERITY_FOR[severity_class(str(alert.get("severity", "page")))]
+        )
         declare_from_alert(
             db=self.db,
             config=load_config(self.workspace),
@@ -52,4 +53,5 @@ class IncidentNotifier:
             summary=str(alert.get("summary") or ""),
             fingerprint=str(alert.get("fingerprint") or "") or None,
             starts_at=str(alert.get("starts_at") or "") or None,
+            runbook=str(alert.get("runbook") or "") or None,
         )
