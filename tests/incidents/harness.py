@@ -51,7 +51,8 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = message_from_bytes(envelope.content)
-        body = msg.get_payload(decode=True) or b""
+        payload = msg.get_payload(decode=True)
+        body = payload if isinstance(payload, bytes) else b""
         for rcpt in envelope.rcpt_tos:
             self.sink.mails.append(Mail(rcpt, str(msg["Subject"]), body.decode()))
         return "250 OK"

@@ -3,8 +3,6 @@ close, suggested procedures, start a procedure for the incident, review draft, r
 
 from __future__ import annotations
 
-import asyncio
-import os
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -72,30 +70,10 @@ def _may(ctx: AppContext, caller: Principal, permission: str, subject: str) -> N
 
 
 def _kick(ctx: AppContext, ids: tuple[int, ...]) -> None:
-    """Send queued pages now: wake the background outbox loop, or (no loop) deliver here."""
-    from opsbook.incidents import background  # noqa: PLC0415
+    """Send queued pages now (the background loop, or a task here)."""
+    from opsbook.incidents.background import deliver_soon  # noqa: PLC0415
 
-    if not ids:
-        return
-    if background.WAKE_KEY in ctx.cache:
-        background.wake(ctx)
-        return
-    from opsbook.incidents.config import load_config  # noqa: PLC0415
-    from opsbook.notify.deliver import deliver_pending  # noqa: PLC0415
-
-    config = load_config(ctx.workspace)
-    task = asyncio.create_task(
-        deliver_pending(
-            db=ctx.db,
-            settings=config.policy.notify,
-            key=config.webhook_key,
-            owner=f"api:{os.getpid()}",
-            ids=list(ids),
-        )
-    )
-    tasks: set[asyncio.Task[Any]] = ctx.cache.setdefault("incidents.deliveries", set())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    deliver_soon(ctx, ids)
 
 
 @router.post("", status_code=201, summary="Declare an incident (classified, team paged)")
@@ -218,15 +196,30 @@ async def update(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Update) -> di
                 db=ctx.db, config=config, ref=ref, actor=who, text=body.public, audience="public"
             )
         if body.publish is not None:
-            comms.approve_update(db=ctx.db, config=config, update_id=body.publish, actor=who)
-    if body.downgrade:
-        lifecycle.decide_downgrade(
-            db=ctx.db, ref=ref, actor=who, approve=body.downgrade == "approve", comment=body.reason
-        )
-    if body.severity:
-        lifecycle.change_severity(
-            db=ctx.db, ref=ref, actor=who, severity=body.severity, reason=body.reason
-        )
+            out = comms.approve_update(db=ctx.db, config=config, update_id=body.publish, actor=who)
+            _kick(ctx, tuple(out["notifications"]))  # emailed to status page subscribers
+    if body.downgrade or body.severity:
+        from opsbook.incidents.config import load_config  # noqa: PLC0415
+
+        contacts = load_config(ctx.workspace).contacts  # the resolve target follows
+        if body.downgrade:
+            lifecycle.decide_downgrade(
+                db=ctx.db,
+                ref=ref,
+                actor=who,
+                approve=body.downgrade == "approve",
+                comment=body.reason,
+                contacts=contacts,
+            )
+        if body.severity:
+            lifecycle.change_severity(
+                db=ctx.db,
+                ref=ref,
+                actor=who,
+                severity=body.severity,
+                reason=body.reason,
+                contacts=contacts,
+            )
     if body.status:
         lifecycle.set_status(
             db=ctx.db, ref=ref, actor=who, status=body.status, note=body.note or ""
@@ -263,11 +256,11 @@ async def close(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dict[
 @router.get("/{ref}/suggestions", summary="Runbook procedures that fit the incident")
 async def suggestions(ctx: Ctx, caller: Caller, ref: IncidentRef) -> list[dict[str, Any]]:
     from opsbook.incidents.service import get  # noqa: PLC0415
-    from opsbook.incidents.suggest import suggest  # noqa: PLC0415
+    from opsbook.incidents.suggest import suggest_for  # noqa: PLC0415
 
     _may(ctx, caller, "incidents:read", ref)
     inc = get(db=ctx.db, ref=ref)
-    return [s.to_dict() for s in suggest(catalogue=ctx.catalogue(), incident=inc)]
+    return [s.to_dict() for s in suggest_for(db=ctx.db, catalogue=ctx.catalogue(), incident=inc)]
 
 
 @router.post(
@@ -310,7 +303,21 @@ async def start_run(ctx: Ctx, caller: Caller, ref: IncidentRef, body: StartRun) 
     summary="Post-incident review draft (Markdown)",
 )
 async def review(ctx: Ctx, caller: Caller, ref: IncidentRef) -> PlainTextResponse:
+    _may(ctx, caller, "incidents:read", ref)
+    import asyncio  # noqa: PLC0415
+
+    # an open incident's impact is read from the sandbox now: off the event loop
+    text = await asyncio.to_thread(_draft_in_thread, ctx, ref)
+    return PlainTextResponse(text, media_type="text/markdown")
+
+
+def _draft_in_thread(ctx: AppContext, ref: str) -> str:
+    """A database connection of its own (one connection, one thread)."""
+    from opsbook.db import open_database  # noqa: PLC0415
     from opsbook.incidents.review import draft  # noqa: PLC0415
 
-    _may(ctx, caller, "incidents:read", ref)
-    return PlainTextResponse(draft(db=ctx.db, ref=ref), media_type="text/markdown")
+    db = open_database(ctx.db.url)
+    try:
+        return draft(db=db, ref=ref, workspace=ctx.workspace)
+    finally:
+        db.close()

@@ -73,6 +73,19 @@ def _deliver(db: Database, config: IncidentConfig, ids: tuple[int, ...]) -> list
     )
 
 
+def _snapshot(ws: Workspace, db: Database, incident_id: int) -> None:
+    """Read the sandbox's payment counters now (the start or end of the impact window)."""
+    import contextlib  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from opsbook.errors import OpsbookError  # noqa: PLC0415
+    from opsbook.incidents.impact import take_due  # noqa: PLC0415
+
+    # on failure the server takes it within a second, or the review says why it is missing
+    with contextlib.suppress(OpsbookError):
+        take_due(db=db, workspace=ws, owner=f"cli:{os.getpid()}", incident_id=incident_id)
+
+
 def _line(inc: Incident) -> str:
     ack = f", acknowledged by {inc.acknowledged_by}" if inc.acknowledged_at else ""
     drill = " [drill]" if inc.drill else ""
@@ -143,6 +156,7 @@ def declare(
         commander=commander,
     )
     deliveries = [] if no_page else _deliver(db, config, out.notifications)
+    _snapshot(ws, db, out.incident.id)
     if json_out:
         _show(
             out.incident,
@@ -263,7 +277,7 @@ def update(
         raise UsageError(
             "nothing to update", hint="pass --status, --severity, --note or --evidence"
         )
-    _, db, _ = _open(ctx)
+    ws, db, _ = _open(ctx)
     user = _user(ctx, as_user)
     if note:
         lifecycle.add_note(db=db, ref=ref, actor=user, text=note)
@@ -272,7 +286,7 @@ def update(
     if internal or public or publish is not None:
         from opsbook.incidents import comms  # noqa: PLC0415
 
-        config = _config(_open(ctx)[0])
+        config = _config(ws)
         if internal:
             comms.post_update(db=db, config=config, ref=ref, actor=user, text=internal)
         if public:
@@ -285,13 +299,26 @@ def update(
                     f" `opsbook incidents update {ref} --publish {up['id']}`\n"
                 )
         if publish is not None:
-            comms.approve_update(db=db, config=config, update_id=publish, actor=user)
+            out = comms.approve_update(db=db, config=config, update_id=publish, actor=user)
+            _deliver(db, config, tuple(out["notifications"]))  # to status page subscribers
     if approve_downgrade or reject_downgrade:
         lifecycle.decide_downgrade(
-            db=db, ref=ref, actor=user, approve=approve_downgrade, comment=reason
+            db=db,
+            ref=ref,
+            actor=user,
+            approve=approve_downgrade,
+            comment=reason,
+            contacts=_config(ws).contacts,
         )
     if severity:
-        lifecycle.change_severity(db=db, ref=ref, actor=user, severity=severity, reason=reason)
+        lifecycle.change_severity(
+            db=db,
+            ref=ref,
+            actor=user,
+            severity=severity,
+            reason=reason,
+            contacts=_config(ws).contacts,
+        )
     if status:
         lifecycle.set_status(db=db, ref=ref, actor=user, status=status, note=note or "")
     inc = get(db=db, ref=ref)
@@ -332,8 +359,10 @@ def resolve(
     """Resolve: stops escalation and update reminders."""
     from opsbook.incidents.lifecycle import resolve as resolve_incident  # noqa: PLC0415
 
-    _, db, _ = _open(ctx)
-    _show(resolve_incident(db=db, ref=ref, actor=_user(ctx, as_user), note=note), json_out)
+    ws, db, _ = _open(ctx)
+    inc = resolve_incident(db=db, ref=ref, actor=_user(ctx, as_user), note=note)
+    _snapshot(ws, db, inc.id)
+    _show(inc, json_out)
 
 
 @incidents_app.command("close")
@@ -372,7 +401,7 @@ def review(
     from opsbook.incidents import review as rv  # noqa: PLC0415
     from opsbook.incidents.service import get  # noqa: PLC0415
 
-    _, db, _ = _open(ctx)
+    ws, db, _ = _open(ctx)
     user = _user(ctx, as_user)
     if action:
         if not owner or not due:
@@ -382,7 +411,7 @@ def review(
         rv.complete_action(db=db, action_id=done, actor=user)
     if flag_runbook:
         rv.flag_runbook(db=db, ref=ref, actor=user, runbook=flag_runbook, reason=reason)
-    text = rv.draft(db=db, ref=ref)
+    text = rv.draft(db=db, ref=ref, workspace=ws)
     if out:
         Path(out).write_text(text, encoding="utf-8")
     if json_out:
@@ -424,10 +453,10 @@ def suggest(ctx: typer.Context, ref: RefArg, json_out: JsonOpt = False) -> None:
     """Runbook procedures that fit the incident (by service, type and alert)."""
     from opsbook.cli._common import catalogue  # noqa: PLC0415
     from opsbook.incidents.service import get  # noqa: PLC0415
-    from opsbook.incidents.suggest import suggest as suggest_for  # noqa: PLC0415
+    from opsbook.incidents.suggest import suggest_for  # noqa: PLC0415
 
     ws, db, _ = _open(ctx)
-    found = suggest_for(catalogue=catalogue(ws), incident=get(db=db, ref=ref))
+    found = suggest_for(db=db, catalogue=catalogue(ws), incident=get(db=db, ref=ref))
     if json_out:
         print_json([s.to_dict() for s in found])
         return

@@ -29,7 +29,7 @@ def wake(ctx: AppContext) -> None:
 
 async def run_background(ctx: AppContext) -> None:
     """Run until cancelled."""
-    from opsbook.incidents import escalation  # noqa: PLC0415
+    from opsbook.incidents import escalation, impact  # noqa: PLC0415
     from opsbook.incidents.config import load_config  # noqa: PLC0415
     from opsbook.logs import get_logger  # noqa: PLC0415
     from opsbook.notify import deliver  # noqa: PLC0415
@@ -40,6 +40,7 @@ async def run_background(ctx: AppContext) -> None:
     event = asyncio.Event()
     ctx.cache[WAKE_KEY] = event
     inflight: set[asyncio.Task[object]] = set()
+    snapshots: set[asyncio.Task[int]] = set()
     try:
         deliver.mark_stale(db=ctx.db)
     except OpsbookError as exc:
@@ -78,6 +79,12 @@ async def run_background(ctx: AppContext) -> None:
                 )
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
+            if not snapshots and _snapshots_due(ctx):  # customer-impact readings
+                snap = asyncio.create_task(
+                    impact.take_due_async(db=ctx.db, workspace=ctx.workspace, owner=owner)
+                )
+                snapshots.add(snap)
+                snap.add_done_callback(snapshots.discard)
             last_error = ""
         except OpsbookError as exc:  # a broken policy or contacts file: say so once, go on
             if exc.message != last_error:
@@ -85,6 +92,47 @@ async def run_background(ctx: AppContext) -> None:
             last_error = exc.message
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), tick)
+
+
+def deliver_soon(ctx: AppContext, ids: tuple[int, ...] | list[int]) -> None:
+    """Send queued notifications now: wake the background outbox loop, or (no loop, e.g. a
+    test app) deliver them in a task of the running event loop."""
+    if not ids:
+        return
+    if WAKE_KEY in ctx.cache:
+        wake(ctx)
+        return
+    from opsbook.incidents.config import load_config  # noqa: PLC0415
+    from opsbook.notify.deliver import deliver_pending  # noqa: PLC0415
+
+    config = load_config(ctx.workspace)
+    task = asyncio.create_task(
+        deliver_pending(
+            db=ctx.db,
+            settings=config.policy.notify,
+            key=config.webhook_key,
+            owner=f"api:{os.getpid()}",
+            ids=list(ids),
+        )
+    )
+    tasks: set[asyncio.Task[object]] = ctx.cache.setdefault("incidents.deliveries", set())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+def _snapshots_due(ctx: AppContext) -> bool:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from opsbook.incidents.model import fmt_ts  # noqa: PLC0415
+
+    return (
+        ctx.db.one(
+            "SELECT id FROM incident_timers WHERE state = 'pending'"
+            " AND kind IN ('snapshot_start', 'snapshot_end') AND due_at <= ? LIMIT 1",
+            (fmt_ts(datetime.now(UTC)),),
+        )
+        is not None
+    )
 
 
 def _pending(ctx: AppContext) -> bool:

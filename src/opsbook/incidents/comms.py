@@ -130,7 +130,23 @@ def approve_update(
             ts=ts,
         )
         _rearm(db, config, inc.id, inc.severity, when)
-    return {"id": update_id, "state": "published", "approved_by": actor}
+        mails: tuple[int, ...] = ()
+        if not inc.drill:
+            from opsbook.incidents.subscribers import queue_update  # noqa: PLC0415
+
+            mails = queue_update(
+                db=db,
+                incident=inc,
+                text=str(row["text"]),
+                services=config.policy.services,
+                status_url=f"{config.policy.notify.public_url}/status",
+            )
+    return {
+        "id": update_id,
+        "state": "published",
+        "approved_by": actor,
+        "notifications": list(mails),
+    }
 
 
 def public_updates(*, db: Database, incident_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
@@ -143,3 +159,12 @@ def public_updates(*, db: Database, incident_ids: list[int]) -> dict[int, list[d
             (iid,),
         )
     return out
+
+
+def updates_of(*, db: Database, incident_id: int) -> list[dict[str, Any]]:
+    """Every internal and customer-facing update of one incident, newest first (console)."""
+    return db.query(
+        "SELECT id, text, audience, state, created_by, created_at, approved_by, published_at"
+        " FROM status_updates WHERE incident_id = ? ORDER BY id DESC",
+        (incident_id,),
+    )

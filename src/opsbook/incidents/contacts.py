@@ -9,11 +9,12 @@ webhook URL), ``webhook`` (generic JSON, HMAC-signed) and ``phone`` (SMS, when a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from opsbook.errors import NotFoundError
-from opsbook.incidents._yamlfile import YamlDoc, load_yaml
+from opsbook.incidents._yamlfile import YamlDoc, duration, load_yaml
 from opsbook.incidents.policy import NotifySettings
 from opsbook.workspace import Workspace
 
@@ -52,6 +53,8 @@ class Level:
 class Contacts:
     levels: tuple[Level, ...]
     repeat: int  # how many times the last level is paged again before escalation stops
+    #: severity (SEV1..SEV4) -> seconds: not resolved by then, the next level is paged once
+    resolve_timeout: Mapping[str, float] = field(default_factory=dict)
 
     def level(self, name: str) -> Level:
         for lv in self.levels:
@@ -133,7 +136,7 @@ def parse_contacts(doc: YamlDoc, notify: NotifySettings) -> Contacts:
                 "escalate_to",
                 hint=f"use one of {', '.join(names)}",
             )
-    contacts = Contacts(tuple(levels), _repeat(doc, data))
+    contacts = Contacts(tuple(levels), _repeat(doc, data), _resolve_timeout(doc, data))
     _check_loops(doc, contacts)
     return contacts
 
@@ -149,6 +152,46 @@ def _repeat(doc: YamlDoc, data: dict[str, Any]) -> int:
             hint="repeat: 2",
         )
     return value
+
+
+def _resolve_timeout(doc: YamlDoc, data: dict[str, Any]) -> dict[str, float]:
+    """``escalation_policy.resolve_timeout: {SEV-1: 30m, …}`` (keys as ``SEV1``, ``SEV-1``
+    or ``1``); severities left out have no resolve target."""
+    from opsbook.errors import ValidationError  # noqa: PLC0415
+    from opsbook.incidents.model import severity_of  # noqa: PLC0415
+
+    policy = data.get("escalation_policy") or {}
+    raw = policy.get("resolve_timeout") if isinstance(policy, dict) else None
+    if raw is None:
+        return {}
+    where = ("escalation_policy", "resolve_timeout")
+    if not isinstance(raw, dict):
+        raise doc.error(
+            "escalation_policy.resolve_timeout must map severities to durations",
+            *where,
+            hint="resolve_timeout: {SEV-1: 30m, SEV-2: 1h, SEV-3: 4h, SEV-4: 1d}",
+        )
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        try:
+            sev = severity_of(str(key))
+        except ValidationError as exc:
+            raise doc.error(
+                f"escalation_policy.resolve_timeout: unknown severity {key!r}",
+                *where,
+                str(key),
+                hint="use SEV-1, SEV-2, SEV-3 or SEV-4",
+            ) from exc
+        seconds = duration(doc, value, *where, str(key))
+        if seconds <= 0:
+            raise doc.error(
+                f"escalation_policy.resolve_timeout.{key} must be longer than 0",
+                *where,
+                str(key),
+                hint="e.g. 1h",
+            )
+        out[sev] = seconds
+    return out
 
 
 def _check_loops(doc: YamlDoc, contacts: Contacts) -> None:

@@ -33,6 +33,7 @@ class Fired:
     due_at: str
     fired_at: str
     outcome: str  # paged:<level> | repeated:<level> | exhausted | reminded | skipped
+    #              | resolve:<level> (resolve target passed) | postponed (severity lowered)
     notifications: tuple[int, ...] = ()
 
     @property
@@ -184,6 +185,16 @@ def start(
         due=now + timedelta(seconds=sp.update_every),
         now=ts,
     )
+    add_timer(db=db, incident_id=incident.id, kind="snapshot_start", due=now, now=ts)
+    target = contacts.resolve_timeout.get(incident.severity)
+    if target:  # one-shot: not resolved by then, the next level is paged once
+        add_timer(
+            db=db,
+            incident_id=incident.id,
+            kind="resolve",
+            due=now + timedelta(seconds=target),
+            now=ts,
+        )
     return tuple(ids)
 
 
@@ -218,6 +229,18 @@ def fire(
         sp = policy.severity(inc.severity)
         if not inc.is_open or (timer["kind"] == "escalate" and inc.acknowledged_at):
             outcome = "skipped"
+        elif timer["kind"] == "resolve":
+            from opsbook.incidents.overdue import resolve_overdue  # noqa: PLC0415
+
+            outcome, ids = resolve_overdue(
+                db=db,
+                timer_id=int(timer["id"]),
+                inc=inc,
+                policy=policy,
+                contacts=contacts,
+                key=key,
+                when=when,
+            )
         elif timer["kind"] == "escalate":
             names = [lv.name for lv in contacts.levels]
             current = names[min(int(timer["level"]), len(names) - 1)]
@@ -305,6 +328,7 @@ def due_timers(
 ) -> list[dict[str, Any]]:
     return db.query(
         "SELECT * FROM incident_timers WHERE state = 'pending' AND due_at <= ?"
+        " AND kind NOT IN ('snapshot_start', 'snapshot_end')"  # opsbook.incidents.impact
         " ORDER BY due_at, id LIMIT ?",
         (fmt_ts(now or datetime.now(UTC)), limit),
     )

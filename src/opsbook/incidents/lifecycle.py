@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsbook import audit
 from opsbook.db import Database
@@ -28,9 +28,16 @@ from opsbook.incidents.model import (
 )
 from opsbook.incidents.service import get
 
+if TYPE_CHECKING:
+    from opsbook.incidents.contacts import Contacts
+
 
 def _now(now: datetime | None) -> str:
     return fmt_ts(now or datetime.now(UTC))
+
+
+def now_dt(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
 
 
 def _change(
@@ -124,6 +131,10 @@ def set_status(
             if not inc.acknowledged_at:
                 sets["acknowledged_at"], sets["acknowledged_by"] = ts, actor
             escalation.cancel_timers(db=db, incident_id=inc.id)
+            # the end of the customer-impact window (opsbook.incidents.impact)
+            escalation.add_timer(
+                db=db, incident_id=inc.id, kind="snapshot_end", due=now_dt(now), now=ts
+            )
         if status == "closed":
             sets["closed_at"] = ts
         if inc.status == "resolved" and status != "closed":  # reopened
@@ -159,9 +170,11 @@ def change_severity(
     severity: str,
     reason: str = "",
     now: datetime | None = None,
+    contacts: Contacts | None = None,
 ) -> Incident:
     """Raise at once; lower at once for SEV3/SEV4; lowering a SEV1/SEV2 becomes a request
-    that someone else approves (:func:`decide_downgrade`)."""
+    that someone else approves (:func:`decide_downgrade`). With ``contacts``, the resolve
+    target follows the new severity (opsbook.incidents.overdue.retarget)."""
     ts = _now(now)
     sev = severity_of(severity)
     with db.transaction():
@@ -180,7 +193,7 @@ def change_severity(
                 ts,
                 {"pending_severity": sev, "pending_by": actor, "pending_reason": reason},
             )
-        return _change(
+        out = _change(
             db,
             inc,
             actor,
@@ -189,6 +202,8 @@ def change_severity(
             ts,
             {"severity": sev, "pending_severity": None, "pending_by": None},
         )
+        _retarget(db, out, contacts, now)
+        return out
 
 
 def decide_downgrade(
@@ -199,6 +214,7 @@ def decide_downgrade(
     approve: bool,
     comment: str = "",
     now: datetime | None = None,
+    contacts: Contacts | None = None,
 ) -> Incident:
     """Four-eyes: the person who asked for the downgrade can never approve it."""
     ts = _now(now)
@@ -238,7 +254,16 @@ def decide_downgrade(
         if approve:
             sets["severity"] = inc.pending_severity
         kind = "severity.downgrade_approved" if approve else "severity.downgrade_rejected"
-        return _change(db, inc, actor, kind, payload, ts, sets)
+        out = _change(db, inc, actor, kind, payload, ts, sets)
+        _retarget(db, out, contacts, now)
+        return out
+
+
+def _retarget(db: Database, inc: Incident, contacts: Contacts | None, now: datetime | None) -> None:
+    if contacts is not None:
+        from opsbook.incidents.overdue import retarget  # noqa: PLC0415
+
+        retarget(db=db, inc=inc, contacts=contacts, now=now_dt(now))
 
 
 def assign(

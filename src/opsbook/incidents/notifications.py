@@ -64,9 +64,9 @@ def attempts(*, db: Database, notification_id: int) -> list[dict[str, Any]]:
 def list_notifications(
     *, db: Database, incident: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
-    sql, args = "SELECT * FROM notifications", []
+    sql, args = "SELECT * FROM notifications WHERE kind != 'subscription'", []
     if incident:
-        sql += " WHERE incident_id = ?"
+        sql += " AND incident_id = ?"
         args.append(id_of(incident))
     rows = db.query(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
     out = []

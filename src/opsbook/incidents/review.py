@@ -8,7 +8,7 @@ resolve = resolved − detected.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsbook import audit
 from opsbook.audit._log import utcnow
@@ -17,6 +17,9 @@ from opsbook.errors import NotFoundError, ValidationError
 from opsbook.incidents._events import add_event
 from opsbook.incidents.model import Incident, TimelineEntry, parse_ts, seconds_between
 from opsbook.incidents.service import get, timeline
+
+if TYPE_CHECKING:
+    from opsbook.workspace import Workspace
 
 
 def add_action(
@@ -141,6 +144,15 @@ def _describe(e: TimelineEntry) -> str:
         return f"{k.capitalize()}: {p.get('text')}"
     if k == "role.assigned":
         return f"{p.get('person')} is {p.get('role')}"
+    if k == "impact.snapshot":
+        pays = p.get("payments") or {}
+        got = ", ".join(
+            f"{svc} {int(v['succeeded'])} ok/{int(v['failed'])} failed"
+            if "error" not in v
+            else f"{svc} unreachable"
+            for svc, v in sorted(pays.items())
+        )
+        return f"Payments counters at the {p.get('point')}: " + (got or str(p.get("why_not")))
     if k == "alert.attached":
         return f"Alert {p.get('alert')} on {p.get('service')} attached"
     return f"{k} {', '.join(f'{a}={b}' for a, b in p.items() if b not in (None, '', [], {}))}"
@@ -155,9 +167,21 @@ def metrics_of(inc: Incident) -> dict[str, float | None]:
     }
 
 
-def draft(*, db: Database, ref: str | int, today: date | None = None) -> str:
-    """The review draft in Markdown, from the stored incident and its whole timeline."""
+def draft(
+    *,
+    db: Database,
+    ref: str | int,
+    today: date | None = None,
+    workspace: Workspace | None = None,
+) -> str:
+    """The review draft in Markdown, from the stored incident and its whole timeline. The
+    payments affected come from the sandbox metrics readings on the timeline
+    (opsbook.incidents.impact); with ``workspace``, an open incident is measured up to now."""
+    from opsbook.incidents.impact import impact_lines, take_due  # noqa: PLC0415
+
     inc = get(db=db, ref=ref)
+    if workspace is not None:  # a reading still due (resolved a moment ago): take it now
+        take_due(db=db, workspace=workspace, owner="review", incident_id=inc.id)
     events = timeline(db=db, incident=inc)
     m = metrics_of(inc)
     today = today or datetime.now(UTC).date()
@@ -187,7 +211,7 @@ def draft(*, db: Database, ref: str | int, today: date | None = None) -> str:
         f"- Impact started: {started}",
         f"- Duration (detected to resolved): {_dur(seconds_between(inc.detected_at, end))}",
         f"- Impact: {inc.impact or 'not classified'}; urgency: {inc.urgency or 'not classified'}",
-        "- Customers and payments affected: (fill in from the sandbox/platform metrics)",
+        *impact_lines(inc=inc, events=events, workspace=workspace),
         "",
         "## Detection and response times",
         "",

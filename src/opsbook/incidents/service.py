@@ -60,6 +60,7 @@ def declare(
     commander: str | None = None,
     source: str = "cli",
     alert_key: str | None = None,
+    alert_runbook: str | None = None,
     now: datetime | None = None,
 ) -> Declared:
     """Open an incident, classify it (impact × urgency → severity, raised by the policy's
@@ -143,6 +144,8 @@ def declare(
             "source": source,
             "alert_key": alert_key,
         }
+        if alert_runbook:  # the procedure the alert links: suggested first
+            payload["runbook"] = alert_runbook
         add_event(db=db, incident_id=iid, actor=actor, kind="declared", payload=payload, ts=ts)
         if commander:
             add_event(
@@ -181,10 +184,12 @@ def declare_from_alert(
     starts_at: str | None = None,
     actor: str = "system:monitoring",
     now: datetime | None = None,
+    runbook: str | None = None,
 ) -> Declared:
     """Open an incident for a firing alert, or attach the alert to the open incident that
     already has it (same ``fingerprint``, default ``alert_name/service``): an alert that keeps
-    firing never opens a second incident. ``labels['type']`` sets the incident type."""
+    firing never opens a second incident. ``labels['type']`` sets the incident type;
+    ``runbook`` (the procedure the alert links) is suggested first for the incident."""
     labels = dict(labels or {})
     key = fingerprint or f"{alert_name}/{service}"
     with db.transaction():
@@ -202,6 +207,8 @@ def declare_from_alert(
                 "labels": labels,
                 "summary": summary,
             }
+            if runbook:
+                payload["runbook"] = runbook
             add_event(
                 db=db, incident_id=inc.id, actor=actor, kind="alert.attached", payload=payload
             )
@@ -222,6 +229,7 @@ def declare_from_alert(
             summary=summary,
             source="alert",
             alert_key=key,
+            alert_runbook=runbook,
             impact_start=starts_at,
             detected=starts_at,
             now=now,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from opsbook.incidents.model import Incident
 
 if TYPE_CHECKING:
+    from opsbook.db import Database
     from opsbook.runbooks.catalogue import Catalogue
 
 #: Words that make a procedure fit an incident type.
@@ -36,8 +37,44 @@ class Suggestion:
         }
 
 
+def alert_hints(*, db: Database, incident: Incident) -> tuple[str | None, tuple[str, ...]]:
+    """The incident's alert name and the procedures its alerts link (``runbook`` in the
+    ``declared`` and ``alert.attached`` events), for :func:`suggest`."""
+    import json  # noqa: PLC0415
+
+    key = incident.alert_key or ""
+    alert = key.split("/", 1)[0] if "/" in key else None  # ALERT/SERVICE, not a fingerprint
+    linked: list[str] = []
+    for row in db.query(
+        "SELECT payload FROM incident_events WHERE incident_id = ?"
+        " AND kind IN ('declared', 'alert.attached') ORDER BY id",
+        (incident.id,),
+    ):
+        payload = json.loads(row["payload"])
+        alert = alert or payload.get("alert")
+        if payload.get("runbook") and str(payload["runbook"]) not in linked:
+            linked.append(str(payload["runbook"]))
+    return alert, tuple(linked)
+
+
+def suggest_for(*, db: Database, catalogue: Catalogue, incident: Incident) -> list[Suggestion]:
+    """:func:`suggest` with the alert name and linked procedures from the timeline."""
+    alert, linked = alert_hints(db=db, incident=incident)
+    return suggest(catalogue=catalogue, incident=incident, alert=alert, linked=linked)
+
+
+def _links(ref: str, runbook_id: str, linked: tuple[str, ...]) -> bool:
+    """``troubleshooting#service-connectivity`` (or a URL ending in it) links that procedure."""
+    return any(link in (ref, runbook_id) or link.endswith("/" + ref) for link in linked)
+
+
 def suggest(
-    *, catalogue: Catalogue, incident: Incident, alert: str | None = None, limit: int = 5
+    *,
+    catalogue: Catalogue,
+    incident: Incident,
+    alert: str | None = None,
+    linked: tuple[str, ...] = (),
+    limit: int = 5,
 ) -> list[Suggestion]:
     out: list[Suggestion] = []
     words = TYPE_WORDS.get(incident.type, ())
@@ -47,6 +84,9 @@ def suggest(
                 continue
             text = f"{proc.id} {proc.title} {proc.description}".lower()
             score, why = 0, []
+            if _links(f"{rb.id}#{proc.id}", rb.id, linked):
+                score += 10
+                why.append("linked from the alert")
             hits = [s for s in incident.services if s in rb.meta.services or s in text]
             if hits:
                 score += 2 * len(hits)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -93,6 +94,8 @@ def render(
 ) -> HTMLResponse:
     session = session_of(request)
     flash = request.cookies.get(FLASH_COOKIE)
+    if flash is not None:
+        flash = unquote(flash)
     nav = [
         (
             href,
@@ -123,5 +126,8 @@ def render(
 
 
 def with_flash(response: Response, message: str) -> Response:
-    response.set_cookie(FLASH_COOKIE, message[:300], max_age=60, httponly=True, samesite="lax")
+    # Percent-encoded: a cookie value must be latin-1 (a name like "Łukasz" or an arrow is not).
+    response.set_cookie(
+        FLASH_COOKIE, quote(message[:300], safe=""), max_age=60, httponly=True, samesite="lax"
+    )
     return response
