@@ -288,7 +288,8 @@ def update(
 
         config = _config(ws)
         if internal:
-            comms.post_update(db=db, config=config, ref=ref, actor=user, text=internal)
+            up = comms.post_update(db=db, config=config, ref=ref, actor=user, text=internal)
+            _deliver(db, config, tuple(up["notifications"]))  # to the people paged so far
         if public:
             up = comms.post_update(
                 db=db, config=config, ref=ref, actor=user, text=public, audience="public"

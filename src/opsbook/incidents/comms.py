@@ -59,7 +59,7 @@ def post_update(
         inc = get(db=db, ref=ref)
         if not inc.is_open:
             raise ConflictError(f"{inc.ref} is {inc.status}", hint="updates are for open incidents")
-        body = TEMPLATE.format(ref=inc.ref, severity=inc.severity, status=inc.status, text=text)
+        body = render_update(config, inc, audience=audience, text=text)
         state = "published" if audience == "internal" else "pending"
         uid = db.insert(
             "INSERT INTO status_updates (incident_id, text, audience, state, created_by,"
@@ -83,9 +83,63 @@ def post_update(
             payload=payload,
             ts=ts,
         )
+        sent: list[int] = []
         if state == "published":
             _rearm(db, config, inc.id, inc.severity, when)
-    return {"id": uid, **payload}
+            sent = _tell_responders(db, inc, body)
+    # ``notifications``: queued messages to the people already paged (send them, or let
+    # `opsbook serve` do it).
+    return {"id": uid, **payload, "notifications": sent}
+
+
+def render_update(config: IncidentConfig, inc: Any, *, audience: str, text: str) -> str:
+    """The update's text through the policy's template for its audience."""
+    values = {
+        "ref": inc.ref,
+        "severity": inc.severity,
+        "status": inc.status,
+        "title": inc.title,
+        "services": ", ".join(inc.services) or "-",
+        "commander": (inc.roles or {}).get("commander") or "not assigned",
+        "text": text,
+    }
+    return config.policy.templates.get(audience, TEMPLATE).format_map(values)
+
+
+def _tell_responders(db: Database, inc: Any, body: str) -> list[int]:
+    """Queue an internal update to everyone this incident has paged (once per person)."""
+    import json  # noqa: PLC0415
+
+    from opsbook.incidents.contacts import Channel, Recipient  # noqa: PLC0415
+    from opsbook.notify import deliver  # noqa: PLC0415
+    from opsbook.notify.channels import Message  # noqa: PLC0415
+
+    seen: dict[str, Recipient] = {}
+    for row in db.query(
+        "SELECT recipient FROM notifications WHERE incident_id = ? AND kind = 'page' ORDER BY id",
+        (inc.id,),
+    ):
+        r = json.loads(row["recipient"])
+        if r.get("key") in seen:
+            continue
+        seen[str(r["key"])] = Recipient(
+            key=str(r["key"]),
+            name=str(r.get("name", r["key"])),
+            level=str(r.get("level", "")),
+            channels=tuple(Channel(str(c["kind"]), str(c["target"])) for c in r["channels"]),
+        )
+    msg = Message(
+        subject=f"[{inc.ref}] update: {inc.title}",
+        text=body,
+        event="incident.update",
+        incident={"ref": inc.ref, "severity": inc.severity, "status": inc.status},
+    )
+    return [
+        deliver.queue(
+            db=db, recipient=r, message=msg, kind="update", incident_id=inc.id, level=r.level
+        )
+        for r in seen.values()
+    ]
 
 
 def approve_update(

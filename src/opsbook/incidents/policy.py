@@ -3,7 +3,7 @@ matrix, rules that raise a severity, services, and notification settings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,14 @@ class Classification:
     reasons: tuple[str, ...]
 
 
+#: Placeholders an update template may use.
+TEMPLATE_FIELDS = ("ref", "severity", "status", "title", "services", "commander", "text")
+DEFAULT_TEMPLATES = {
+    "internal": "{ref} {severity} ({status}) — {text}",
+    "public": "{text}",
+}
+
+
 @dataclass(frozen=True)
 class Policy:
     path: Path
@@ -69,6 +77,7 @@ class Policy:
     rules: tuple[Rule, ...]
     services: dict[str, str]  # id -> display name (status page components)
     notify: NotifySettings
+    templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
 
     def classify(
         self, *, impact: str, urgency: str, type_: str, services: tuple[str, ...]
@@ -172,7 +181,41 @@ def parse_policy(doc: YamlDoc) -> Policy:
         rules=rules,
         services=services,
         notify=_notify(doc, data.get("notifications") or {}),
+        templates=_templates(doc, data.get("templates") or {}),
     )
+
+
+def _templates(doc: YamlDoc, raw: Any) -> dict[str, str]:
+    """``templates: {internal: …, public: …}``: text with ``{placeholders}``, checked now so a
+    typo is a file:line error and not a failed update during an incident."""
+    import string  # noqa: PLC0415
+
+    if not isinstance(raw, dict):
+        raise doc.error("templates must be a mapping", "templates", hint="internal: '{text}'")
+    out = dict(DEFAULT_TEMPLATES)
+    for name, text in raw.items():
+        if name not in DEFAULT_TEMPLATES or not isinstance(text, str):
+            raise doc.error(
+                f"templates.{name}: expected internal or public with a text",
+                "templates",
+                hint="e.g. internal: '{ref} {severity}: {text}'",
+            )
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        except ValueError as exc:
+            raise doc.error(
+                f"templates.{name}: {exc}", "templates", name, hint="write {{ for a brace"
+            ) from None
+        unknown = [f for f in fields if f not in TEMPLATE_FIELDS]
+        if unknown:
+            raise doc.error(
+                f"templates.{name}: unknown placeholder {{{unknown[0]}}}",
+                "templates",
+                name,
+                hint="use " + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS),
+            )
+        out[str(name)] = text
+    return out
 
 
 def _mapping(

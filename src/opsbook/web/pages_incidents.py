@@ -261,7 +261,7 @@ async def post_update(request: Request, ref: str) -> Response:
     def change(who: Principal, form: Form) -> str:
         ctx = context_of(request)
         audience = form.get("audience") or "internal"
-        comms.post_update(
+        up = comms.post_update(
             db=ctx.db,
             config=load_config(ctx.workspace),
             ref=ref,
@@ -271,7 +271,10 @@ async def post_update(request: Request, ref: str) -> Response:
         )
         if audience == "public":
             return "Customer update drafted: the incident commander publishes it."
-        return "Internal update posted."
+        from opsbook.incidents.background import deliver_soon  # noqa: PLC0415
+
+        deliver_soon(ctx, list(up["notifications"]))
+        return f"Internal update posted and sent to {len(up['notifications'])} responder(s)."
 
     return await _act(request, ref, change)
 
