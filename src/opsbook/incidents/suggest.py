@@ -94,7 +94,8 @@ def suggest(
             found = [w for w in words if w in text]
             if found:
                 score += 3
-                why.append(f"fits a {incident.type} incident ({found[0]})")
+                article = "an" if incident.type[:1] in "aeiou" else "a"
+                why.append(f"fits {article} {incident.type} incident ({found[0]})")
             if alert and alert.lower() in text:
                 score += 4
                 why.append(f"mentions alert {alert}")
