@@ -237,6 +237,9 @@ def main() -> int:
     env = {**os.environ, "OPSBOOK_WORKSPACE": str(ws)}
     subprocess.run([*OPSBOOK, "init", str(ws)], check=True, capture_output=True, env=env)
     (ws / ".opsbook").mkdir(exist_ok=True)
+    # No sandbox runs in this benchmark: probing it would only time out in the background.
+    with (ws / "opsbook.toml").open("a") as f:
+        f.write("\n[monitoring]\nenvironments = []\n")
     token = populate(ws)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
