@@ -98,7 +98,8 @@ ob audit export --out "$ws/evidence"
 
 say "opsbook serve  (REST API, console and /metrics; started briefly to show it answers)"
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-ob serve --port "$port" >"$ws/.opsbook/serve-demo.log" 2>&1 &
+# Not through the `ob` function: `$!` must be the server itself, so that it can be stopped.
+.venv/bin/opsbook --workspace "$ws" serve --port "$port" >"$ws/.opsbook/serve-demo.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
   if .venv/bin/python -c "import httpx,sys; sys.exit(0 if httpx.get('http://127.0.0.1:$port/api/v1/health', timeout=1).status_code < 500 else 1)" 2>/dev/null; then break; fi

@@ -196,3 +196,21 @@ def test_the_ledger_can_live_in_postgresql(workspace_root: Path, pg_ledger_url: 
     ledger = Ledger(pg_ledger_url)
     assert ledger.account(4)["balance_cents"] == 1_000_00 + 250 and ledger.check().ok
     ledger.close()
+
+
+def test_a_sandbox_whose_data_directory_is_deleted_stops_itself(workspace_root: Path) -> None:
+    """`rm -rf` of a workspace without `sandbox down` must not leave a sandbox running forever."""
+    import shutil
+
+    ws = make_workspace(workspace_root, sandbox_env())
+    lifecycle.up(workspace=ws)
+    data_dir = workspace_root / ".opsbook" / "sandbox"
+    mine = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(data_dir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert mine
+    shutil.rmtree(data_dir)
+    _, alive = psutil.wait_procs(mine, timeout=30)
+    assert not alive, [p.pid for p in alive]

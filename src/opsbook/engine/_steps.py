@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.engine import expectations as expect
-from opsbook.engine import templating
 from opsbook.engine._context import ExecutionContext
 from opsbook.engine.runners import get_runner
 from opsbook.engine.runners.base import RunContext, RunnerInput, RunnerResult
 from opsbook.errors import ExpressionError
 from opsbook.expressions import evaluate
 from opsbook.runbooks.model import Step, StepKind
+
+#: What makes a text a template (Jinja2's markers); anything else is used as written.
+TEMPLATE_MARKERS = ("{{", "{%", "{#")
 
 MAX_BACKOFF = 60.0
 
@@ -73,26 +75,31 @@ async def run_executable(
     reasons: list[str] = []
     max_attempts = 0
     for item in items:
-        tvars = ctx.template_vars(item)
+        tvars: dict[str, Any] = {}  # built on first use: most bodies have no template
+
+        def render(text: str, kind: StepKind, item: Any = item, tv: dict[str, Any] = tvars) -> str:
+            if not any(m in text for m in TEMPLATE_MARKERS):
+                return text
+            from opsbook.engine import templating  # noqa: PLC0415
+
+            if not tv:
+                tv.update(ctx.template_vars(item))
+            return templating.render(text, context=tv, kind=kind, secrets=ctx.resolver)
+
         args: dict[str, Any] = {}
         body = ""
         if step.kind is StepKind.ACTION:
+            from opsbook.engine import templating  # noqa: PLC0415
+
             args = templating.render_value(
-                dict(step.action_args), context=tvars, secrets=ctx.resolver
+                dict(step.action_args), context=ctx.template_vars(item), secrets=ctx.resolver
             )
         else:
-            body = templating.render(
-                step.block.body, context=tvars, kind=step.kind, secrets=ctx.resolver
-            )
-        env = {
-            k: templating.render(v, context=tvars, kind=StepKind.HTTP, secrets=ctx.resolver)
-            for k, v in step.options.env.items()
-        }
+            body = render(step.block.body, step.kind)
+        env = {k: render(v, StepKind.HTTP) for k, v in step.options.env.items()}
         cwd = None
         if step.options.cwd:
-            cwd = workspace / templating.render(
-                step.options.cwd, context=tvars, kind=StepKind.HTTP, secrets=ctx.resolver
-            )
+            cwd = workspace / render(step.options.cwd, StepKind.HTTP)
         command = _describe(step.kind, body, args)
         if ctx.dry_run and not runner.supports_dry_run:
             records.append(

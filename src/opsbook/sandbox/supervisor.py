@@ -86,6 +86,8 @@ class Supervisor:
         return [*out, self.network] if self.network else out
 
     def save(self) -> None:
+        if not self.data_dir.exists():  # deleted under us: nothing to record (see _orphan_watch)
+            return
         running = [
             r.record()
             for r in self.all_replicas()
@@ -402,7 +404,11 @@ class Supervisor:
         self.phase = "ready"
         self.save()
         self.log("info", "sandbox ready", pid=os.getpid(), control_port=self.control_port)
-        tasks = [asyncio.create_task(self.probe_loop()), asyncio.create_task(ops.expiry_loop(self))]
+        tasks = [
+            asyncio.create_task(self.probe_loop()),
+            asyncio.create_task(ops.expiry_loop(self)),
+            asyncio.create_task(_orphan_watch(self)),
+        ]
         await self.stopping.wait()
         self.phase = "stopping"
         self.save()
@@ -413,6 +419,18 @@ class Supervisor:
         self.save()
         self.log("info", "sandbox stopped")
         return 0
+
+
+ORPHAN_CHECK = 5.0  # seconds between checks that the sandbox's data directory still exists
+
+
+async def _orphan_watch(supervisor: Supervisor) -> None:
+    """Its data directory deleted (the workspace removed without `sandbox down`): nobody can
+    reach this sandbox any more, so it stops itself instead of running forever."""
+    while not supervisor.stopping.is_set():
+        await asyncio.sleep(ORPHAN_CHECK)
+        if not supervisor.config.data_path.exists():
+            supervisor.stopping.set()
 
 
 def _status_of(body: bytes, code: int) -> str:
