@@ -133,6 +133,9 @@ def run(argv: list[str] | None = None) -> None:
     aborts = tuple(getattr(m, "Abort", typer.Abort) for m in mods)
     exits = tuple(getattr(m, "Exit", typer.Exit) for m in mods)
     click_errors = tuple(m.ClickException for m in mods)
+    import gc  # noqa: PLC0415
+
+    gc.freeze()  # what is imported lives until exit: the collector need not walk it again
     try:
         rv: Any = app(args=argv, standalone_mode=False)
     except OpsbookError as exc:
