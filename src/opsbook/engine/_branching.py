@@ -4,7 +4,7 @@ fail before they run. Functions of the :class:`Engine`."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opsbook.engine import _journal as journal
 from opsbook.engine import _waiting
@@ -169,25 +169,16 @@ async def decide(
                 StepReport(step, seq, State.SUCCEEDED, "DryRun", 0.0, "undecided", record)
             )
             return index + 1
-        journal.transition_step(
-            db=engine.db,
-            execution_id=eid,
-            seq=seq,
-            to=State.FAILED,
-            actor=actor,
-            reason=exc.message,
-            duration=time.perf_counter() - started,
-        )
+        _fail_step(engine, eid, seq, reason=exc.message, started=started, actor=actor)
         return engine._finish(eid, State.FAILED, actor, f"decide {step.id!r}: {exc.message}")
     if chosen is None:
-        journal.transition_step(
-            db=engine.db,
-            execution_id=eid,
-            seq=seq,
-            to=State.FAILED,
-            actor=actor,
+        _fail_step(
+            engine,
+            eid,
+            seq,
             reason="no branch matched and there is no else",
-            duration=time.perf_counter() - started,
+            started=started,
+            actor=actor,
         )
         return await after_failure(
             engine,
@@ -217,15 +208,14 @@ async def decide(
         if child.state is State.WAITING:
             return _waiting.await_child(engine, ctx, step, seq, record, child, actor=actor)
         if child.state is not State.SUCCEEDED:
-            journal.transition_step(
-                db=engine.db,
-                execution_id=eid,
-                seq=seq,
-                to=State.FAILED,
+            _fail_step(
+                engine,
+                eid,
+                seq,
+                reason=f"{chosen.run} ended {child.state}",
+                started=started,
                 actor=actor,
                 result=record,
-                reason=f"{chosen.run} ended {child.state}",
-                duration=time.perf_counter() - started,
             )
             return await after_failure(
                 engine,
@@ -264,3 +254,26 @@ async def decide(
 
 
 # ------------------------------------------------------------- people: manual, approval
+
+
+def _fail_step(
+    engine: Engine,
+    eid: str,
+    seq: int,
+    *,
+    reason: str,
+    started: float,
+    actor: str,
+    result: Any = None,
+) -> None:
+    """End a running decide step as failed (the caller decides what happens next)."""
+    journal.transition_step(
+        db=engine.db,
+        execution_id=eid,
+        seq=seq,
+        to=State.FAILED,
+        actor=actor,
+        result=result,
+        reason=reason,
+        duration=time.perf_counter() - started,
+    )
