@@ -154,7 +154,10 @@ def test_declare_and_respond_from_the_console(world: World) -> None:
             f"/incidents/{ref}/updates",
             data={"csrf": csrf, "audience": "internal", "text": "rolling back"},
         )
-        assert _flash(c, r) == "Internal update posted."
+        # Sent to everyone the incident has paged so far (one message per person).
+        assert re.fullmatch(
+            r"Internal update posted and sent to [1-9]\d* responder\(s\)\.", _flash(c, r)
+        )
         r = c.post(
             f"/incidents/{ref}/updates",
             data={"csrf": csrf, "audience": "public", "text": "Card payments are failing"},
