@@ -73,7 +73,12 @@ def resolve(ws: Workspace, ref: str) -> tuple[Runbook, Procedure]:
     """``RUNBOOK#PROCEDURE`` in the workspace, parsing only the runbook it names."""
     from opsbook.runbooks.catalogue import resolve_in  # noqa: PLC0415
 
-    return resolve_in(ws.runbooks_dir, ref)
+    return resolve_in(ws.runbooks_dir, ref, cache_dir=runbook_cache(ws))
+
+
+def runbook_cache(ws: Workspace) -> Path:
+    """Where parsed runbooks are cached (see :mod:`opsbook.runbooks.cache`)."""
+    return ws.state_dir / "cache" / "runbooks"
 
 
 def catalogue(ws: Workspace) -> Catalogue:
@@ -92,7 +97,7 @@ def make_engine(
 ) -> Engine:
     from opsbook import logs  # noqa: PLC0415
     from opsbook.engine._executor import Engine  # noqa: PLC0415
-    from opsbook.runbooks.parser import parse_file  # noqa: PLC0415
+    from opsbook.runbooks.cache import parse_cached  # noqa: PLC0415
     from opsbook.users.access import roles_resolver  # noqa: PLC0415
 
     resolver, redactor = secrets_for(ws, settings)
@@ -108,7 +113,7 @@ def make_engine(
         redactor=redactor,
         reporter=reporter,
         interaction=interaction,
-        load_runbook=parse_file,
+        load_runbook=lambda path: parse_cached(path, cache_dir=runbook_cache(ws)),
         resolve_ref=resolve_ref,
         roles_of=roles_resolver(db=db, fallback=ws.roles_of),
     )

@@ -15,7 +15,6 @@ from pathlib import Path
 from opsbook.errors import Location, NotFoundError, RunbookFormatError, WorkspaceError
 from opsbook.runbooks._frontmatter import has_front_matter, key_line
 from opsbook.runbooks.model import Procedure, Runbook
-from opsbook.runbooks.parser import parse_file
 
 #: Index files a runbooks directory may hold without front matter (skipped silently).
 INDEX_NAMES = ("readme.md", "index.md")
@@ -97,6 +96,8 @@ def load_catalogue(runbooks_dir: Path) -> Catalogue:
             f"no runbooks directory at {runbooks_dir}",
             hint="create it, or run `opsbook init` to write a workspace with the banking runbooks",
         )
+    from opsbook.runbooks.parser import parse_file  # noqa: PLC0415
+
     runbooks: list[Runbook] = []
     for path in runbook_files(runbooks_dir):
         rb = parse_file(path)
@@ -140,7 +141,9 @@ def _front_matter_id(path: Path) -> str | None:
     return None
 
 
-def resolve_in(runbooks_dir: Path, ref: str) -> tuple[Runbook, Procedure]:
+def resolve_in(
+    runbooks_dir: Path, ref: str, *, cache_dir: Path | None = None
+) -> tuple[Runbook, Procedure]:
     """``RUNBOOK#PROCEDURE`` parsing only the runbook it names, so running one procedure is
     quick and a broken unrelated runbook does not stop it. Anything unclear (no match, an id
     used twice) falls back to the whole catalogue for its complete error message."""
@@ -150,7 +153,9 @@ def resolve_in(runbooks_dir: Path, ref: str) -> tuple[Runbook, Procedure]:
         by_id = [f for f in files if _front_matter_id(f) == rb_id]
         matches = by_id or [f for f in files if f.stem == rb_id]
         if len(matches) == 1:
-            rb = parse_file(matches[0])
+            from opsbook.runbooks.cache import parse_cached  # noqa: PLC0415
+
+            rb = parse_cached(matches[0], cache_dir=cache_dir)
             if rb.id == rb_id or (not by_id and matches[0].stem == rb_id):
                 return Catalogue((rb,)).resolve(ref)
     return load_catalogue(runbooks_dir).resolve(ref)
