@@ -320,22 +320,8 @@ def abort_execution(
     if row.state in TERMINAL_STATES:
         raise ConflictError(f"execution {row.id} has already finished ({row.state})")
     why = reason or f"aborted by {principal.username}"
-    if row.state is State.RUNNING and row.id in ctx.tasks:
-        # Driven by this process: ask the run to stop; it notices within half a second.
-        with ctx.db.transaction():
-            ctx.db.execute(
-                "UPDATE executions SET abort_requested = ? WHERE id = ?",
-                (principal.username, row.id),
-            )
-            journal.note_event(
-                db=ctx.db,
-                execution_id=row.id,
-                action="execution.abort.requested",
-                actor=principal.username,
-                payload={"reason": why},
-            )
-    else:
-        ctx.engine().abort(execution_id=row.id, actor=principal.username, reason=why)
+    # A run driven by a live process (this one included) is asked to stop; the engine decides.
+    ctx.engine().abort(execution_id=row.id, actor=principal.username, reason=why)
     ctx.changes.notify()
     return journal.get_execution(db=ctx.db, execution_id=row.id)
 
