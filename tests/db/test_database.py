@@ -77,3 +77,30 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path: Path
     ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+
+
+def test_change_marker_moves_on_own_writes_and_other_connections_commits(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'opsbook.db'}"
+    db, other = open_database(url), open_database(url)
+    try:
+        first = db.change_marker()
+        assert first is not None and db.change_marker() == first  # reading changes nothing
+        db.execute("UPDATE audit_head SET last_hash = 'a' WHERE id = 1")  # own autocommit
+        second = db.change_marker()
+        assert second != first
+        with other.transaction():
+            other.execute("UPDATE audit_head SET last_hash = 'b' WHERE id = 1")
+        third = db.change_marker()
+        assert third not in (first, second)
+        with db.transaction():
+            assert db.change_marker() is None  # uncommitted work is never a stable state
+    finally:
+        db.close()
+        other.close()
+
+
+@pytest.mark.postgres
+def test_postgres_has_no_change_marker(pg_db) -> None:  # type: ignore[no-untyped-def]
+    assert pg_db.change_marker() is None

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opsbook.api.readcache import ReadCache
 from opsbook.api.settings import ServerSettings
 from opsbook.config import Settings
 from opsbook.db import Database
@@ -84,6 +85,14 @@ class AppContext:
     cache: dict[str, Any] = field(default_factory=dict)  # e.g. OIDC provider metadata
     _loaded: LoadedCatalogue | None = None
     _checked: float = 0.0
+    _reads: ReadCache | None = None
+
+    @property
+    def reads(self) -> ReadCache:
+        """Read answers reused until the database changes (see :mod:`opsbook.api.readcache`)."""
+        if self._reads is None:
+            self._reads = ReadCache(self.db)
+        return self._reads
 
     # -- policies --------------------------------------------------------------------------
     @property

@@ -58,6 +58,11 @@ def _decode(cursor: str, n: int) -> list[Any]:
         ) from exc
 
 
+def require_read(*, ctx: AppContext, principal: Principal) -> None:
+    """PermissionDenied (audited) unless ``principal`` may read executions."""
+    require(db=ctx.db, principal=principal, permission="executions:read", subject="executions")
+
+
 def list_executions(
     *,
     ctx: AppContext,
@@ -71,7 +76,7 @@ def list_executions(
     cursor: str | None = None,
 ) -> Page:
     """Newest first, keyset-paged on (created_at, id)."""
-    require(db=ctx.db, principal=principal, permission="executions:read", subject="executions")
+    require_read(ctx=ctx, principal=principal)
     _check_limit(limit)
     if state is not None and state not in STATES:
         raise ValidationError(

@@ -39,14 +39,16 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def build_router() -> APIRouter:
-    api = APIRouter(prefix=PREFIX, responses=PROBLEMS)
-    # Hottest routes first: routing tries routes in order (FastAPI's matching costs ~20 µs a
-    # route). The executions list is what the console polls; the Alertmanager webhook takes
-    # bursts of deliveries.
-    api.include_router(routes_executions.router)
-    api.include_router(routes_monitoring.router)
-    api.include_router(routes_catalogue.router)
-    api.include_router(routes_admin.router)
-    api.include_router(routes_incidents.router)
-    return api
+def api_routers() -> list[APIRouter]:
+    """The API's routers, each to be added under ``PREFIX`` with ``PROBLEMS`` documented.
+
+    Hottest routes first: routing tries routes in order. The executions list is what the
+    console polls; the Alertmanager webhook takes bursts of deliveries.
+    """
+    return [
+        routes_executions.router,
+        routes_monitoring.router,
+        routes_catalogue.router,
+        routes_admin.router,
+        routes_incidents.router,
+    ]

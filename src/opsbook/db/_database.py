@@ -88,6 +88,23 @@ class Database:
     def in_transaction(self) -> bool:
         return self._depth > 0
 
+    def change_marker(self) -> tuple[int, int] | None:
+        """A value that differs once anything has been written to the database since it was
+        last taken, or None when that cannot be known cheaply (PostgreSQL) or the caller is
+        inside a transaction (its writes are not committed yet).
+
+        SQLite: ``PRAGMA data_version`` moves when another connection commits, and the
+        connection's ``total_changes`` when this one writes (a rolled-back write moves it
+        too, which only costs a needless re-read).
+        """
+        if self.dialect != "sqlite" or self._depth:
+            return None
+        try:
+            version = self.raw.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return None
+        return int(version), int(self.raw.total_changes)
+
     def _begin(self) -> None:
         try:
             if self.dialect == "sqlite":

@@ -20,10 +20,11 @@ from starlette.staticfiles import StaticFiles
 from opsbook import __version__
 from opsbook.api import operations, problems
 from opsbook.api.context import AppContext
-from opsbook.api.router import build_router
+from opsbook.api.router import PREFIX, PROBLEMS, api_routers
 from opsbook.errors import OpsbookError
 from opsbook.logs import get_logger
 from opsbook.server.metrics import Metrics, MetricsMiddleware, SecurityHeaders
+from opsbook.server.routing import add_routes
 from opsbook.users import sessions
 from opsbook.users.errors import AuthenticationError
 from opsbook.web import actions, admin, pages, pages_incidents, pages_monitoring, signin
@@ -145,9 +146,11 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    app.include_router(build_router())
+    # Flat routes, not included routers: routing cost is most of a cheap request (ADR 0008).
+    for router in api_routers():
+        add_routes(app, router, prefix=PREFIX, responses=PROBLEMS)
     for module in (signin, pages, actions, admin, pages_monitoring, pages_incidents):
-        app.include_router(module.router)
+        add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     metrics = Metrics(ctx)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)

@@ -1,0 +1,85 @@
+"""ReadCache: answers are reused only while the database is unchanged (ADR 0008)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+
+from opsbook.api.readcache import ReadCache
+from opsbook.db import open_database
+from tests.api.harness import Served
+
+
+def test_reuses_until_any_write_then_recomputes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'opsbook.db'}"
+    db, other = open_database(url), open_database(url)
+    reads = ReadCache(db, size=2)
+    calls: list[str] = []
+
+    def count() -> int:
+        calls.append("x")
+        return int(db.one("SELECT COUNT(*) AS n FROM events")["n"])  # type: ignore[index]
+
+    try:
+        assert reads.get("n", count) == 0
+        assert reads.get("n", count) == 0
+        assert len(calls) == 1 and reads.hits == 1
+        with other.transaction():  # another process's commit
+            other.execute(
+                "INSERT INTO events (ts, actor, action, subject, payload, payload_digest,"
+                " prev_hash, hash) VALUES ('t', 'a', 'b', 'c', '{}', 'd', 'p', 'h')"
+            )
+        assert reads.get("n", count) == 1
+        db.execute("DELETE FROM events")  # this connection's own write
+        assert reads.get("n", count) == 0
+        assert len(calls) == 3
+        # bounded: the least recently used key goes first
+        reads.get("a", lambda: 1)
+        reads.get("b", lambda: 2)
+        assert reads.get("n", lambda: -1) == -1
+    finally:
+        db.close()
+        other.close()
+
+
+def test_nothing_is_cached_inside_a_transaction(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'opsbook.db'}")
+    reads = ReadCache(db)
+    try:
+        with db.transaction():
+            assert reads.get("k", lambda: 1) == 1
+            assert reads.get("k", lambda: 2) == 2
+    finally:
+        db.close()
+
+
+def test_execution_list_shows_a_run_recorded_by_another_process(
+    served: Served, tmp_path: Path
+) -> None:
+    viewer = served.user("vera", ["viewer"])
+    before = viewer.get("/api/v1/executions", params={"limit": 5}).json()
+    hits = served.ctx.reads.hits
+    assert viewer.get("/api/v1/executions", params={"limit": 5}).json() == before
+    assert served.ctx.reads.hits == hits + 1  # nothing changed: the page was reused
+    eid = uuid.uuid4().hex[:12]
+    ts = "2999-01-01T00:00:00.000000Z"  # newest of all
+    with served.db.transaction():  # the test's own connection: "another process"
+        served.db.execute(
+            "INSERT INTO executions (id, runbook_id, runbook_path, runbook_hash, procedure_id,"
+            " environment, params, digest, state, state_name, cursor, dry_run, started_by,"
+            " created_at, updated_at) VALUES (?, 'checks', 'runbooks/checks.md', ?, 'quick',"
+            " 'sandbox', '{}', ?, 'succeeded', 'Succeeded', 0, 0, 'cli-user', ?, ?)",
+            (eid, "0" * 64, "d" * 64, ts, ts),
+        )
+    after = viewer.get("/api/v1/executions", params={"limit": 5}).json()
+    assert after["items"][0]["id"] == eid
+
+
+def test_every_request_is_still_checked(served: Served) -> None:
+    reader = served.user("rita", ["viewer"])
+    assert reader.get("/api/v1/executions").status_code == 200
+    no_read = served.api(served.token("rita", scopes=["audit"]))
+    assert no_read.get("/api/v1/executions").status_code == 403
+    assert httpx.get(served.url + "/api/v1/executions").status_code == 401
