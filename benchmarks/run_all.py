@@ -18,7 +18,11 @@ def main() -> int:
         print(f"== {script.name}", flush=True)
         proc = subprocess.run(
             [sys.executable, str(script)],
-            check=False, capture_output=True, text=True, cwd=HERE, timeout=900
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=HERE,
+            timeout=900,
         )
         sys.stdout.write(proc.stdout)
         if proc.returncode != 0:

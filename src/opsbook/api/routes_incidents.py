@@ -190,9 +190,7 @@ async def update(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Update) -> di
 
         config = load_config(ctx.workspace)
         if body.internal:
-            up = comms.post_update(
-                db=ctx.db, config=config, ref=ref, actor=who, text=body.internal
-            )
+            up = comms.post_update(db=ctx.db, config=config, ref=ref, actor=who, text=body.internal)
             _kick(ctx, tuple(up["notifications"]))  # to the people paged so far
         if body.public:
             comms.post_update(
