@@ -63,6 +63,11 @@ def test_webhook_needs_the_ingest_permission(served: Served) -> None:
     assert served.db.query("SELECT id FROM mon_alerts WHERE fingerprint LIKE 'a2%'") == []
 
 
+def test_the_server_checkpoints_from_its_own_thread(served: Served) -> None:
+    mode = served.ctx.db.raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    assert mode == 0  # commits on the event loop never wait for a checkpoint
+
+
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [

@@ -186,3 +186,24 @@ def test_silences_can_be_ended_early_and_need_a_reason(db: Database) -> None:
     with pytest.raises(ConflictError):
         alerts.expire_silence(db, silence_id=int(s["id"]), actor="carol")
     assert db.one("SELECT actor FROM events WHERE action = 'silence.expired'") == {"actor": "carol"}
+
+
+def test_times_are_normalised_once_per_text_and_zero_end_means_none() -> None:
+    from opsbook.monitoring.webhook import parse_webhook
+
+    body = payload(4, starts="2026-11-26T08:00:00+01:00")
+    body["alerts"][1]["endsAt"] = "2026-11-26T07:30:00.123Z"
+    body["alerts"][2]["startsAt"] = "2026-11-26T07:00:00Z"
+    body["alerts"][3]["endsAt"] = None
+    _, got = parse_webhook(body)
+    assert [a.starts_at for a in got] == ["2026-11-26T07:00:00Z"] * 4
+    assert [a.ends_at for a in got] == [None, "2026-11-26T07:30:00Z", None, None]
+    body["alerts"][3]["endsAt"] = "2026-11-26 07:30"  # no time zone: refused, field named
+    with pytest.raises(ValidationError) as info:
+        parse_webhook(body)
+    assert info.value.field == "alerts[3].endsAt"
+    body["alerts"][3]["endsAt"] = None
+    body["alerts"][2]["annotations"] = {"summary": "x" * 5000}
+    with pytest.raises(ValidationError) as info:
+        parse_webhook(body)
+    assert info.value.field == "alerts[2].annotations.summary"

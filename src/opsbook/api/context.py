@@ -26,6 +26,7 @@ from opsbook.users.access import roles_resolver
 from opsbook.workspace import Workspace
 
 if TYPE_CHECKING:
+    from opsbook.db.checkpoints import Checkpointer
     from opsbook.engine._executor import Engine
     from opsbook.engine._hooks import Reporter
     from opsbook.engine.secrets import Redactor, SecretResolver
@@ -86,6 +87,7 @@ class AppContext:
     _loaded: LoadedCatalogue | None = None
     _checked: float = 0.0
     _reads: ReadCache | None = None
+    _checkpointer: Checkpointer | None = None
 
     @property
     def reads(self) -> ReadCache:
@@ -93,6 +95,20 @@ class AppContext:
         if self._reads is None:
             self._reads = ReadCache(self.db)
         return self._reads
+
+    # -- database threads ------------------------------------------------------------------
+    def start_checkpoints(self) -> None:
+        """SQLite's WAL checkpoints from a thread, not inside a request's commit."""
+        from opsbook.db.checkpoints import Checkpointer  # noqa: PLC0415
+
+        if self._checkpointer is None:
+            self._checkpointer = Checkpointer(self.db)
+            self._checkpointer.start()
+
+    def stop_database_threads(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
 
     # -- policies --------------------------------------------------------------------------
     @property

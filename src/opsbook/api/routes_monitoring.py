@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 from starlette.requests import Request
@@ -207,20 +208,16 @@ async def alertmanager_webhook(request: Request) -> Response:
     require(db=ctx.db, principal=caller, permission="alerts:ingest", subject="alerts:alertmanager")
     raw = await _read_limited(request)
     try:
-        body = json.loads(raw)
-    except ValueError as exc:
+        body = orjson.loads(raw)
+    except ValueError as exc:  # orjson.JSONDecodeError is one
         raise ValidationError(
             f"the body is not JSON: {exc}", field="body", hint="send the webhook's JSON"
         ) from exc
     # Checked field by field by the service (the AmWebhook schema documents the same rules).
     result = ingest_alertmanager(
-        db=ctx.db,
-        workspace=ctx.workspace,
-        body=body,
-        actor=caller.username,
-        cache=ctx.cache,
+        db=ctx.db, workspace=ctx.workspace, body=body, actor=caller.username, cache=ctx.cache
     )
-    return Response(json.dumps(result.to_dict()), media_type="application/json")
+    return Response(orjson.dumps(result.to_dict()), media_type="application/json")
 
 
 # -- alerts and silences --------------------------------------------------------------------

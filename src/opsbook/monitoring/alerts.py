@@ -9,13 +9,19 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from opsbook import audit
 from opsbook.db import Database
 from opsbook.errors import ConflictError, NotFoundError, ValidationError
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+def _encode(value: Mapping[str, str]) -> str:
+    """Compact JSON, UTF-8 kept (what ``json`` writes with ``ensure_ascii=False``), ~10x
+    faster for the two small maps of every stored alert."""
+    return orjson.dumps(value).decode()
 
 
 def iso(dt: datetime) -> str:
@@ -34,8 +40,9 @@ def parse_time(value: str, *, field: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class IncomingAlert:
+class IncomingAlert(NamedTuple):
+    """One alert as received (a tuple: a webhook delivery builds a hundred at a time)."""
+
     fingerprint: str
     status: str
     labels: Mapping[str, str]
@@ -186,8 +193,8 @@ def _insert_row(a: IncomingAlert, *, source: str, runbook: str | None, now: str)
         labels.get("severity", "warning"),
         a.status,
         ann.get("summary") or ann.get("description"),
-        _ENCODE(labels),
-        _ENCODE(ann),
+        _encode(labels),
+        _encode(ann),
         ann.get("runbook_url") or runbook,
         a.starts_at,
         a.ends_at if a.status == "resolved" else None,

@@ -26,6 +26,20 @@ def _str_map(value: Any, *, field: str) -> dict[str, str]:
     return value
 
 
+def _norm_time(
+    obj: dict[str, Any], key: str, index: int, seen: dict[str, str], *, required: bool
+) -> str | None:
+    """The alert's time normalised (UTC, seconds, ``Z``), remembered in ``seen`` by its text.
+    For ``endsAt`` (not required), Alertmanager's zero time ``0001-01-01T00:00:00Z`` means
+    "no end yet": None (remembered as "")."""
+    parsed = _time(obj, key, f"alerts[{index}].{key}", required)
+    if parsed is None:
+        return None
+    norm = "" if not required and parsed.year <= 1 else iso(parsed)
+    seen[obj[key]] = norm
+    return norm or None
+
+
 def _fail(field: str, message: str, hint: str = "see Alertmanager's webhook payload") -> NoReturn:
     raise ValidationError(f"{field}: {message}", field=field, hint=hint)
 
@@ -84,32 +98,56 @@ def parse_webhook(body: Any) -> tuple[dict[str, Any], list[IncomingAlert]]:
             "set max_alerts in the webhook_config",
         )
     out: list[IncomingAlert] = []
+    # One delivery repeats its times (a group fires together; every firing alert's endsAt is
+    # Alertmanager's zero time), so each distinct text is parsed and normalised once.
+    starts_seen: dict[str, str] = {}
+    ends_seen: dict[str, str] = {}
     for i, a in enumerate(raw):
-        f = f"alerts[{i}]"
-        if not isinstance(a, dict):
-            _fail(f, "must be an object")
+        # The checks are written out (no helper calls) for the common, valid case: this loop
+        # is most of the event loop's work for a delivery. Anything unusual goes through the
+        # helpers, which name the offending field.
+        if type(a) is not dict:
+            _fail(f"alerts[{i}]", "must be an object")
         status = a.get("status")
-        if status not in ("firing", "resolved"):
-            _fail(f"{f}.status", "must be firing or resolved")
-        labels = _str_map(a.get("labels"), field=f"{f}.labels")
+        if status != "firing" and status != "resolved":  # noqa: PLR1714 - hot loop
+            _fail(f"alerts[{i}].status", "must be firing or resolved")
+        labels = a.get("labels")
+        if type(labels) is dict:
+            for v in labels.values():
+                if type(v) is not str or len(v) > _STR_MAX:
+                    labels = _str_map(labels, field=f"alerts[{i}].labels")
+        else:
+            labels = _str_map(labels, field=f"alerts[{i}].labels")
         if not labels.get("alertname"):
-            _fail(f"{f}.labels.alertname", "is missing", "every alert has a name")
-        annotations = _str_map(a.get("annotations", {}), field=f"{f}.annotations")
-        starts = _time(a, "startsAt", f"{f}.startsAt", True)
-        ends = _time(a, "endsAt", f"{f}.endsAt", False)
-        _opt_str(a, "generatorURL", f"{f}.generatorURL", 4096, False)
+            _fail(f"alerts[{i}].labels.alertname", "is missing", "every alert has a name")
+        annotations = a.get("annotations", {})
+        if type(annotations) is dict:
+            for v in annotations.values():
+                if type(v) is not str or len(v) > _STR_MAX:
+                    annotations = _str_map(annotations, field=f"alerts[{i}].annotations")
+        else:
+            annotations = _str_map(annotations, field=f"alerts[{i}].annotations")
+        text = a.get("startsAt")
+        starts = starts_seen.get(text) if type(text) is str else None
+        if starts is None:
+            starts = _norm_time(a, "startsAt", i, starts_seen, required=True)
+        text = a.get("endsAt")
+        if text is None:
+            ends = None
+        elif type(text) is str and text in ends_seen:
+            ends = ends_seen[text] or None
+        else:
+            ends = _norm_time(a, "endsAt", i, ends_seen, required=False)
+        url = a.get("generatorURL")
+        if url is not None and (type(url) is not str or len(url) > 4096):
+            _opt_str(a, "generatorURL", f"alerts[{i}].generatorURL", 4096, False)
         fp = a.get("fingerprint")
-        if fp is not None and (not isinstance(fp, str) or not 0 < len(fp) <= 128):
-            _fail(f"{f}.fingerprint", "must be a string of 1 to 128 characters")
+        if fp is not None and (type(fp) is not str or not 0 < len(fp) <= 128):
+            _fail(f"alerts[{i}].fingerprint", "must be a string of 1 to 128 characters")
         assert starts is not None
         out.append(
             IncomingAlert(
-                fp or label_fingerprint(labels),
-                status,
-                labels,
-                annotations,
-                iso(starts),
-                iso(ends) if ends is not None and ends.year > 1 else None,
+                fp or label_fingerprint(labels), status, labels, annotations, starts, ends
             )
         )
     meta = {"receiver": receiver, "groupKey": (group_key or "")[:512], "truncatedAlerts": truncated}

@@ -110,6 +110,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sessions.purge_expired(db=ctx.db)
+        ctx.start_checkpoints()
         tasks: list[asyncio.Task[None]] = []
         if background and ctx.server.schedules:
             from opsbook.server.schedules import run_schedules  # noqa: PLC0415
@@ -133,6 +134,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await operations.drain(ctx, DRAIN_SECONDS)
+            ctx.stop_database_threads()
 
     app = FastAPI(
         title="opsbook",
