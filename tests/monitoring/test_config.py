@@ -166,3 +166,14 @@ def test_sloth_specs_are_validated(tmp_path: Path) -> None:
     path.write_text(SLOTH, encoding="utf-8")
     with pytest.raises(ValidationError, match="unknown service"):
         parse_sloth(path, ("account",))
+
+
+def test_sloth_sli_needs_both_queries(tmp_path: Path) -> None:
+    path = tmp_path / "half.yaml"
+    path.write_text(
+        "\n".join(line for line in SLOTH.splitlines() if "total_query" not in line),
+        encoding="utf-8",
+    )
+    with pytest.raises(ValidationError, match="both error_query and total_query") as info:
+        parse_sloth(path, ("payment",))
+    assert info.value.location and info.value.location.line == 5

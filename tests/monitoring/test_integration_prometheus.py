@@ -203,3 +203,110 @@ services:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed")
+def test_sloth_slo_is_evaluated_by_real_prometheus(tmp_path: Path) -> None:
+    import threading
+
+    from prometheus_client import Counter
+
+    from opsbook.monitoring import slo_prometheus
+    from opsbook.monitoring.service import slo_statuses
+
+    registry = CollectorRegistry()
+    requests = Counter("http_requests", "", ["service", "status"], registry=registry)
+    stop_traffic = threading.Event()
+
+    def traffic() -> None:  # 100 requests every 0.1 s, 5 of them failing: 5% errors
+        while not stop_traffic.wait(0.1):
+            requests.labels("payment", "200").inc(95)
+            requests.labels("payment", "500").inc(5)
+
+    feeder = threading.Thread(target=traffic, daemon=True)
+    feeder.start()
+    exporter_port = free_port()
+    server, thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: payment
+    static_configs: [{{targets: ["127.0.0.1:{exporter_port}"]}}]
+""",
+        encoding="utf-8",
+    )
+    assert PROMETHEUS
+    log = tmp_path / "prometheus.log"
+    proc = start(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        log,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base + "/-/ready", proc, log)
+        ws = make_ws(
+            tmp_path / "ws",
+            f"""\
+name: sandbox
+monitoring: {{prometheus: "{base}", sloth: [payment-slo.yaml]}}
+services:
+  - name: payment
+    probes:
+      - {{name: payment-health, http: {{url: "{base}/-/ready"}}}}
+""",
+        )
+        (ws.root / "payment-slo.yaml").write_text(
+            """\
+version: "prometheus/v1"
+service: "payment"
+slos:
+  - name: "requests-availability"
+    objective: 99.9
+    sli:
+      events:
+        error_query: sum(rate(http_requests_total{service="payment",status=~"5.."}[{{.window}}]))
+        total_query: sum(rate(http_requests_total{service="payment"}[{{.window}}]))
+""",
+            encoding="utf-8",
+        )
+        config_m = load_monitoring(ws, "sandbox")
+        (s,) = config_m.slos
+        query = slo_prometheus.http_query(base)
+
+        def evaluated() -> Any:
+            status = slo_prometheus.evaluate(s, query=query, now=int(time.time()))
+            return status if status.checks[0].long_rate is not None else None
+
+        status = until(evaluated, 60)
+        one_hour = next(c for c in status.checks if c.long == 3600)
+        assert one_hour.long_rate == pytest.approx(50.0, rel=0.2)  # 5% errors / 0.1% budget
+        assert status.alert == "page"
+        cache = slo_prometheus.PrometheusSlos()
+        cache.refresh(config_m, now=int(time.time()))
+        assert cache.get("sandbox", s)[0] is not None
+        from opsbook.db import open_database
+
+        db = open_database(f"sqlite:///{tmp_path / 'state.db'}")
+        try:
+            (row,) = slo_statuses(db=db, config=config_m)  # the CLI path, queried now
+        finally:
+            db.close()
+        assert row["evaluated_by"] == "prometheus" and row["error"] is None
+        assert row["alert"] == "page"
+        bad = slo_prometheus.http_query(base)
+        with pytest.raises(RuntimeError, match="Prometheus"):
+            bad("sum(rate(", int(time.time()))
+    finally:
+        stop_traffic.set()
+        stop(proc)
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

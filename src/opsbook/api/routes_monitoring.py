@@ -299,12 +299,13 @@ async def probes(ctx: Ctx, caller: Caller, environment: EnvName = None) -> Any:
 
 @router.get("/monitoring/slos", response_model=list[dict[str, Any]], summary="SLO budgets")
 async def slos(ctx: Ctx, caller: Caller, environment: EnvName = None) -> Any:
+    from opsbook.monitoring.background import prometheus_slos  # noqa: PLC0415
     from opsbook.monitoring.config import load_monitoring  # noqa: PLC0415
     from opsbook.monitoring.service import slo_statuses  # noqa: PLC0415
 
     require(db=ctx.db, principal=caller, permission="monitoring:read", subject="slos")
     config = load_monitoring(ctx.workspace, environment or ctx.workspace.default_environment)
-    return slo_statuses(db=ctx.db, config=config)
+    return slo_statuses(db=ctx.db, config=config, prometheus=prometheus_slos(ctx))
 
 
 @router.get("/monitoring/sla", response_model=dict[str, Any], summary="SLA report of a month")

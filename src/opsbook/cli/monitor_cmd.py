@@ -138,11 +138,15 @@ def _monitor(mon: typer.Typer) -> None:
                     str(s["name"]),
                     str(s["service"]),
                     f"{s['objective']:g}%",
+                    str(s.get("evaluated_by") or ("prometheus" if s.get("error_query") else "-")),
                     "—" if rem is None else f"{rem * 100:.1f}%",
                     str(s.get("alert") or "-"),
                 ]
             )
-        _table(["SLO", "SERVICE", "OBJECTIVE", "BUDGET LEFT", "ALERT"], rows)
+        _table(["SLO", "SERVICE", "OBJECTIVE", "SLI", "BUDGET LEFT", "ALERT"], rows)
+        for s in data:
+            if s.get("error"):
+                typer.echo(f"{s['name']}: {s['error']}", err=True)
         return 0
 
     @mon.command("kpis")

@@ -21,12 +21,23 @@ if TYPE_CHECKING:
     from opsbook.monitoring.escalation import Notifier
     from opsbook.monitoring.rules import RuleState
     from opsbook.monitoring.scheduler import Scheduler
+    from opsbook.monitoring.slo_prometheus import PrometheusSlos
 
 FLUSH = 1.0  # seconds between writes of probe results
 HOUSEKEEPING = 30.0  # seconds between SLO rules, escalation, reports
 KPI_INTERVAL = 60.0
 RELOAD_CHECK = 10.0
 MORNING_PROCEDURE = ("system-monitoring", "morning-health-check")
+
+
+def prometheus_slos(ctx: AppContext) -> PrometheusSlos:
+    """The server's last evaluation of PromQL (Sloth) SLOs, refreshed by housekeeping."""
+    from opsbook.monitoring.slo_prometheus import PrometheusSlos  # noqa: PLC0415
+
+    found = ctx.cache.get("monitoring.prometheus_slos")
+    if not isinstance(found, PrometheusSlos):
+        found = ctx.cache["monitoring.prometheus_slos"] = PrometheusSlos()
+    return found
 
 
 @dataclass
@@ -156,8 +167,13 @@ async def _housekeeping(mon: Monitor, client: Any) -> None:
     now = datetime.now(UTC)
     ts = int(now.timestamp())
     levels = escalation.load_levels(_contacts(mon.ctx))
+    prometheus = prometheus_slos(mon.ctx)
     for em in mon.envs.values():
-        fired = rules.slo_alerts(db, config=em.config, state=mon.state, now=now)
+        if any(s.error_query for s in em.config.slos):  # PromQL SLOs: HTTP, off the loop
+            await asyncio.to_thread(prometheus.refresh, em.config, now=ts)
+        fired = rules.slo_alerts(
+            db, config=em.config, state=mon.state, now=now, prometheus=prometheus
+        )
         if em.config.metrics_urls and time.monotonic() - em.last_kpi >= KPI_INTERVAL:
             em.last_kpi = time.monotonic()
             values = await em.kpi_scraper.scrape(client)
@@ -216,6 +232,7 @@ def make_health_reports(ctx: AppContext, *, now: datetime | None = None) -> list
             results=latest_results(db, config),
             now=now,
             execution_id=str(row["id"]),
+            prometheus=prometheus_slos(ctx),
         )
         health.store_report(
             db, execution_id=str(row["id"]), environment=config.environment, data=data

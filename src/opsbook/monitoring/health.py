@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsbook.db import Database
 from opsbook.errors import NotFoundError
-from opsbook.monitoring import alerts, slo, store
+from opsbook.monitoring import alerts, store
 from opsbook.monitoring.config import MonitoringConfig
 from opsbook.monitoring.probes import ProbeResult
 from opsbook.monitoring.render import health_html, health_markdown
+
+if TYPE_CHECKING:
+    from opsbook.monitoring.slo_prometheus import PrometheusSlos
 
 
 def health_data(
@@ -24,7 +27,10 @@ def health_data(
     now: datetime | None = None,
     execution_id: str | None = None,
     resources: Mapping[str, Any] | None = None,
+    prometheus: PrometheusSlos | None = None,
 ) -> dict[str, Any]:
+    """The morning health check's data. PromQL SLOs come from ``prometheus`` (the server's
+    last evaluation) when given, else from Prometheus now."""
     when = now or datetime.now(UTC)
     end = (int(when.timestamp()) // 3600 + 1) * 3600
     start = end - 24 * 3600
@@ -59,13 +65,9 @@ def health_data(
             }
         )
     ts = int(when.timestamp())
-    slos = [
-        slo.evaluate(
-            s, error_ratio=slo.probe_error_ratio(db, environment=config.environment, slo=s), now=ts
-        ).to_dict()
-        for s in config.slos
-        if not s.error_query
-    ]
+    from opsbook.monitoring.service import slo_statuses  # noqa: PLC0415
+
+    slos = slo_statuses(db=db, config=config, now=ts, prometheus=prometheus)
     night = alerts.list_alerts(db, status=None, since=when - timedelta(hours=24), now=when)
     ok = all(p["ok"] for p in probes) and not any(
         a["status"] == "firing" and not a["acked_by"] for a in night

@@ -12,13 +12,17 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from opsbook.db import Database
+from opsbook.monitoring.slo_prometheus import PrometheusSlos
 from opsbook.workspace import Workspace
 
 
 class MonitoringCollector(Collector):
-    def __init__(self, *, db: Database, workspace: Workspace) -> None:
+    def __init__(
+        self, *, db: Database, workspace: Workspace, prometheus: PrometheusSlos | None = None
+    ) -> None:
         self.db = db
         self.workspace = workspace
+        self.prometheus = prometheus or PrometheusSlos()  # never queried from here
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from opsbook.errors import OpsbookError  # noqa: PLC0415
@@ -61,7 +65,7 @@ class MonitoringCollector(Collector):
                 config = load_monitoring(self.workspace, env)
             except OpsbookError:
                 continue
-            for s in slo_statuses(db=self.db, config=config):
+            for s in slo_statuses(db=self.db, config=config, prometheus=self.prometheus):
                 left = s.get("budget_remaining")
                 if isinstance(left, int | float):
                     budget.add_metric([env, str(s["service"]), str(s["name"])], float(left))

@@ -7,11 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from opsbook.db import Database
 from opsbook.monitoring import alerts, slo
 from opsbook.monitoring.config import MonitoringConfig
 from opsbook.monitoring.probes import ProbeResult
+
+if TYPE_CHECKING:
+    from opsbook.monitoring.slo_prometheus import PrometheusSlos
 
 ACTOR = "system:monitoring"
 
@@ -89,16 +93,29 @@ def probe_alerts(
 
 
 def slo_alerts(
-    db: Database, *, config: MonitoringConfig, state: RuleState, now: datetime
+    db: Database,
+    *,
+    config: MonitoringConfig,
+    state: RuleState,
+    now: datetime,
+    prometheus: PrometheusSlos | None = None,
 ) -> list[alerts.IncomingAlert]:
+    """Burn-rate alerts of every SLO: probe SLOs evaluated now, PromQL (Sloth) SLOs from
+    ``prometheus``'s last evaluation (skipped while there is none)."""
     out = []
     ts = int(now.timestamp())
     for s in config.slos:
-        if s.error_query:  # Sloth SLOs on Prometheus queries: Prometheus evaluates those
-            continue
-        status = slo.evaluate(
-            s, error_ratio=slo.probe_error_ratio(db, environment=config.environment, slo=s), now=ts
-        )
+        if s.error_query:
+            found = prometheus.get(config.environment, s)[0] if prometheus else None
+            if found is None:
+                continue
+            status = found
+        else:
+            status = slo.evaluate(
+                s,
+                error_ratio=slo.probe_error_ratio(db, environment=config.environment, slo=s),
+                now=ts,
+            )
         key = f"slo:{config.environment}:{s.name}"
         level = status.alert
         labels = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsbook.db import Database
 from opsbook.monitoring import alerts, slo
@@ -13,6 +13,9 @@ from opsbook.monitoring.config import MonitoringConfig, load_monitoring
 from opsbook.monitoring.probes import ProbeResult, run_all
 from opsbook.monitoring.webhook import parse_webhook
 from opsbook.workspace import Workspace
+
+if TYPE_CHECKING:
+    from opsbook.monitoring.slo_prometheus import PrometheusSlos
 
 
 async def check(
@@ -29,29 +32,37 @@ async def check(
 
 
 def slo_statuses(
-    *, db: Database, config: MonitoringConfig, now: int | None = None
+    *,
+    db: Database,
+    config: MonitoringConfig,
+    now: int | None = None,
+    prometheus: PrometheusSlos | None = None,
 ) -> list[dict[str, Any]]:
-    """Budget and burn rates of every probe-based SLO of ``config``."""
+    """Budget and burn rates of every SLO of ``config``. PromQL (Sloth) SLOs come from
+    ``prometheus``, the server's last evaluation, when given (so a request never waits for
+    Prometheus), else they are evaluated now against ``monitoring.prometheus``."""
+    from opsbook.monitoring import slo_prometheus  # noqa: PLC0415
+
     ts = now if now is not None else int(time.time())
     out = []
     for s in config.slos:
         if s.error_query:
-            out.append(
-                {
-                    "name": s.name,
-                    "service": s.service,
-                    "objective": s.objective,
-                    "error_budget": s.budget,
-                    "evaluated_by": "prometheus",
-                    "error_query": s.error_query,
-                    "total_query": s.total_query,
-                }
-            )
+            if prometheus is not None:
+                status, error = prometheus.get(config.environment, s)
+            elif not config.prometheus:
+                status, error = None, slo_prometheus.NO_PROMETHEUS
+            else:
+                try:
+                    query = slo_prometheus.http_query(config.prometheus)
+                    status, error = slo_prometheus.evaluate(s, query=query, now=ts), None
+                except RuntimeError as exc:
+                    status, error = None, str(exc)
+            out.append(slo_prometheus.status_dict(s, status=status, error=error))
             continue
         status = slo.evaluate(
             s, error_ratio=slo.probe_error_ratio(db, environment=config.environment, slo=s), now=ts
         )
-        out.append(status.to_dict())
+        out.append({**status.to_dict(), "evaluated_by": "probes"})
     return out
 
 

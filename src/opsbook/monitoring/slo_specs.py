@@ -83,13 +83,23 @@ def parse_sloth(path: Path, services: tuple[str, ...] | None = None) -> tuple[Sl
             raw = raw * 100
         objective = _objective(raw, path=path, node=node, name=name)
         events = (node.get("sli") or {}).get("events") or {}
+        error_query = events.get("error_query") or events.get("errorQuery")
+        total_query = events.get("total_query") or events.get("totalQuery")
+        if bool(error_query) != bool(total_query) or not all(
+            isinstance(q, str) for q in (error_query, total_query) if q
+        ):
+            raise ValidationError(
+                f"SLO {name!r}: sli.events needs both error_query and total_query (PromQL text)",
+                location=_loc(path, node),
+                hint='e.g. error_query: sum(rate(http_requests_total{code=~"5.."}[{{.window}}]))',
+            )
         out.append(
             Slo(
                 name=f"{service}-{name}",
                 service=service,
                 objective=objective,
-                error_query=events.get("error_query") or events.get("errorQuery"),
-                total_query=events.get("total_query") or events.get("totalQuery"),
+                error_query=error_query,
+                total_query=total_query,
             )
         )
     return tuple(out)

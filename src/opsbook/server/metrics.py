@@ -50,9 +50,12 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Executions(ctx))
+        from opsbook.monitoring.background import prometheus_slos  # noqa: PLC0415
         from opsbook.monitoring.metrics import MonitoringCollector  # noqa: PLC0415
 
-        self.registry.register(MonitoringCollector(db=ctx.db, workspace=ctx.workspace))
+        self.registry.register(
+            MonitoringCollector(db=ctx.db, workspace=ctx.workspace, prometheus=prometheus_slos(ctx))
+        )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

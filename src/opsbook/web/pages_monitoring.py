@@ -22,6 +22,7 @@ Env = Annotated[str, Query(max_length=100, pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.
 @router.get("/monitoring", response_class=HTMLResponse)
 async def monitoring(request: Request, env: Env = "") -> Response:
     from opsbook.monitoring import alerts, health, store  # noqa: PLC0415
+    from opsbook.monitoring.background import prometheus_slos  # noqa: PLC0415
     from opsbook.monitoring.config import load_monitoring  # noqa: PLC0415
     from opsbook.monitoring.service import slo_statuses  # noqa: PLC0415
 
@@ -32,7 +33,11 @@ async def monitoring(request: Request, env: Env = "") -> Response:
     error = None
     slos: list[dict[str, Any]] = []
     try:
-        slos = slo_statuses(db=ctx.db, config=load_monitoring(ctx.workspace, name))
+        slos = slo_statuses(
+            db=ctx.db,
+            config=load_monitoring(ctx.workspace, name),
+            prometheus=prometheus_slos(ctx),
+        )
     except OpsbookError as exc:
         error = exc
     monitor = ctx.cache.get("monitoring.monitor")
