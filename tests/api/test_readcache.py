@@ -83,3 +83,26 @@ def test_every_request_is_still_checked(served: Served) -> None:
     no_read = served.api(served.token("rita", scopes=["audit"]))
     assert no_read.get("/api/v1/executions").status_code == 403
     assert httpx.get(served.url + "/api/v1/executions").status_code == 401
+
+
+def test_runbook_list_follows_the_files(served: Served) -> None:
+    import time
+
+    reader = served.user("rob", ["viewer"])
+    before = reader.get("/api/v1/runbooks").json()
+    assert reader.get("/api/v1/runbooks").json() == before  # the kept answer
+    source = (served.ws.runbooks_dir / "checks.md").read_text(encoding="utf-8")
+    extra = served.ws.runbooks_dir / "extra.md"
+    extra.write_text(source.replace("id: checks", "id: extra", 1), encoding="utf-8")
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ids = [r["id"] for r in reader.get("/api/v1/runbooks").json()]
+            if "extra" in ids:
+                break
+            time.sleep(0.2)
+        assert "extra" in ids and len(ids) == len(before) + 1
+        tagged = reader.get("/api/v1/runbooks", params={"q": "no such words anywhere"}).json()
+        assert tagged == []
+    finally:
+        extra.unlink()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -66,11 +66,26 @@ class BrokenRunbook:
     error: OpsbookError
 
 
+ANSWERS_PER_CATALOGUE = 128
+
+
 @dataclass
 class LoadedCatalogue:
     catalogue: Catalogue
     broken: tuple[BrokenRunbook, ...]
     stamp: tuple[tuple[str, int, int], ...]
+    #: Finished answers computed from this catalogue (e.g. a search), gone with it when a
+    #: runbook file changes.
+    answers: dict[Hashable, bytes] = field(default_factory=dict)
+
+    def answer(self, key: Hashable, compute: Callable[[], bytes]) -> bytes:
+        found = self.answers.get(key)
+        if found is None:
+            found = compute()
+            if len(self.answers) >= ANSWERS_PER_CATALOGUE:
+                self.answers.clear()
+            self.answers[key] = found
+        return found
 
 
 @dataclass

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
+from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import TypeAdapter
+from starlette.responses import Response
 
 from opsbook.api import catalogue, schemas
 from opsbook.api.deps import Caller, Ctx
@@ -22,8 +25,22 @@ async def list_runbooks(
     caller: Caller,
     q: Annotated[str | None, Query(max_length=200, description="Words to search for")] = None,
     tag: Annotated[str | None, Query(max_length=100)] = None,
-) -> list[dict[str, Any]]:
-    return catalogue.search_runbooks(ctx=ctx, principal=caller, q=q, tag=tag)
+) -> Response:
+    require(db=ctx.db, principal=caller, permission="runbooks:read", subject="runbooks")
+
+    def render() -> bytes:
+        found = catalogue.search_runbooks(ctx=ctx, principal=caller, q=q, tag=tag)
+        adapter = _summaries_adapter()
+        return adapter.dump_json(adapter.validate_python(found))
+
+    # The same for every reader until a runbook file changes: kept with the catalogue.
+    body = ctx.loaded().answer(("runbooks", q, tag), render)
+    return Response(body, media_type="application/json")
+
+
+@cache
+def _summaries_adapter() -> TypeAdapter[list[schemas.RunbookSummary]]:
+    return TypeAdapter(list[schemas.RunbookSummary])
 
 
 @router.get("/runbooks/{runbook_id}", response_model=schemas.RunbookDetail)

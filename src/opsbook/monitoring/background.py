@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ HOUSEKEEPING = 30.0  # seconds between SLO rules, escalation, reports
 KPI_INTERVAL = 60.0
 RELOAD_CHECK = 10.0
 MORNING_PROCEDURE = ("system-monitoring", "morning-health-check")
+REPORT_WITHIN = timedelta(minutes=15)  # a finished morning check gets its report this soon
+REPORTS_PER_PASS = 2
 
 
 def prometheus_slos(ctx: AppContext) -> PrometheusSlos:
@@ -207,18 +209,26 @@ def _contacts(ctx: AppContext) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def make_health_reports(ctx: AppContext, *, now: datetime | None = None) -> list[str]:
-    """A report for every finished morning health check that has none yet."""
+def make_health_reports(
+    ctx: AppContext, *, now: datetime | None = None, limit: int = REPORTS_PER_PASS
+) -> list[str]:
+    """A report for each morning health check that finished in the last ``REPORT_WITHIN``
+    and has none yet, at most ``limit`` a pass (each takes ~25 ms of the event loop).
+
+    The report describes the platform when the check ran, so an older run without one is
+    not given one now (``opsbook monitor health-report --execution ID`` builds it by hand)."""
     from opsbook.errors import OpsbookError  # noqa: PLC0415
     from opsbook.monitoring import health  # noqa: PLC0415
     from opsbook.monitoring.config import load_monitoring  # noqa: PLC0415
 
     db = ctx.db
+    when = now or datetime.now(UTC)
+    since = (when - REPORT_WITHIN).isoformat(timespec="microseconds").replace("+00:00", "Z")
     rows = db.query(
         "SELECT e.id, e.environment FROM executions e LEFT JOIN mon_health_reports h"
         " ON h.execution_id = e.id WHERE e.runbook_id = ? AND e.procedure_id = ?"
-        " AND e.finished_at IS NOT NULL AND h.execution_id IS NULL ORDER BY e.created_at LIMIT 10",
-        MORNING_PROCEDURE,
+        " AND e.finished_at >= ? AND h.execution_id IS NULL ORDER BY e.created_at LIMIT ?",
+        (*MORNING_PROCEDURE, since, limit),
     )
     made = []
     for row in rows:
