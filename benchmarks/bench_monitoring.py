@@ -12,9 +12,9 @@ Goals:
 
 One `opsbook serve` process (embedded default: SQLite, one uvicorn worker) on a free port; the
 load generator is Python (httpx, 4 concurrent senders) for both targets. Three alternating
-rounds each, best round each, with the target not being measured paused (SIGSTOP). Prints one JSON line
-per metric; exits 1 if a goal is missed. Without Alertmanager the ingest line says so and
-only opsbook's own goals are checked.
+rounds each, best round each, with the target not being measured paused (SIGSTOP). Prints
+one JSON line per metric; exits 1 if a goal is missed. Without Alertmanager the ingest line
+says so and only opsbook's own goals are checked.
 """
 
 from __future__ import annotations
