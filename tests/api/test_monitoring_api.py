@@ -136,6 +136,22 @@ def test_alerts_ack_and_silences(served: Served, ingest: httpx.Client) -> None:
     assert next(a for a in listed if a["id"] == alert["id"])["silenced"] == created.json()["id"]
     bad = op.post("/api/v1/silences", json={"matchers": {}, "duration_minutes": 60, "comment": "x"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "matchers"
+    assert created.json()["matchers"] == ["pod=p0"]
+    regex = op.post(
+        "/api/v1/silences",
+        json={
+            "matchers": ["alertname=HighErrorRate", 'pod=~"p[0-9]+"'],
+            "duration_minutes": 5,
+            "comment": "regex",
+        },
+    )
+    assert regex.status_code == 201, regex.text
+    assert regex.json()["matchers"] == ["alertname=HighErrorRate", "pod=~p[0-9]+"]
+    broken = op.post(
+        "/api/v1/silences", json={"matchers": ["pod=~("], "duration_minutes": 5, "comment": "x"}
+    )
+    assert broken.status_code == 422 and broken.json()["field"] == "matchers[0]"
+    assert op.delete(f"/api/v1/silences/{regex.json()['id']}").status_code == 204
     sid = created.json()["id"]
     assert op.delete(f"/api/v1/silences/{sid}").status_code == 204
     assert op.get("/api/v1/silences").json() == []

@@ -122,6 +122,9 @@ def test_alerts_list_ack_silence(ob: Run, ws_root: Path) -> None:
     assert "(silenced)" in ob("alerts", "list").stdout
     assert "maintenance CHG-7" in ob("alerts", "silences").stdout
     assert ob("alerts", "silence", "--match", "x", "--for", "2h", "--comment", "c").returncode == 2
+    bad_regex = ob("alerts", "silence", "--match", "pod=~(", "--for", "2h", "--comment", "c")
+    assert bad_regex.returncode == 2 and "--match" in bad_regex.stderr
+    assert "Traceback" not in bad_regex.stderr
     assert ob("alerts", "expire", str(sid), "--as", "bob").returncode == 0
     assert "(silenced)" not in ob("alerts", "list").stdout
 

@@ -207,3 +207,26 @@ def test_times_are_normalised_once_per_text_and_zero_end_means_none() -> None:
     with pytest.raises(ValidationError) as info:
         parse_webhook(body)
     assert info.value.field == "alerts[2].annotations.summary"
+
+
+def test_silences_take_regex_and_negative_matchers(db: Database, tmp_path: Path) -> None:
+    post(db, tmp_path, payload(3))  # pods p0, p1, p2
+    s = alerts.create_silence(
+        db,
+        matchers=["service=payment", 'pod=~"p[12]"', "severity!=info"],
+        duration=timedelta(hours=1),
+        actor="bob",
+        comment="pods 1 and 2 are being replaced",
+        now=NOW,
+    )
+    assert s["matchers"] == ["service=payment", "pod=~p[12]", "severity!=info"]
+    rows = alerts.list_alerts(db, now=NOW + timedelta(minutes=5))
+    silenced = sorted(r["labels"]["pod"] for r in rows if r["silenced"] == s["id"])
+    assert silenced == ["p1", "p2"]
+    event = db.one("SELECT payload FROM events WHERE action = 'silence.created'")
+    assert event and json.loads(event["payload"])["matchers"] == s["matchers"]
+    with pytest.raises(ValidationError) as info:
+        alerts.create_silence(
+            db, matchers=["pod=~("], duration=timedelta(hours=1), actor="bob", comment="x"
+        )
+    assert info.value.field == "matchers[0]"

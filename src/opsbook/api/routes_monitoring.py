@@ -100,8 +100,15 @@ class AckIn(BaseModel):
 
 class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    matchers: dict[Annotated[str, Field(min_length=1, max_length=100)], Label] = Field(
-        min_length=1, max_length=20, description="label: value, all must match"
+    matchers: (
+        dict[Annotated[str, Field(min_length=1, max_length=100)], Label]
+        | list[Annotated[str, Field(min_length=2, max_length=1200)]]
+    ) = Field(
+        min_length=1,
+        max_length=20,
+        description="All must match: {label: value} equalities, or matcher texts as amtool"
+        " writes them: label=value, label!=value, label=~regex, label!~regex (a regex must"
+        ' match the whole value), e.g. ["service=payment", "pod=~"pay-.*""]',
     )
     duration_minutes: int = Field(ge=1, le=43200)
     comment: str = Field(min_length=1, max_length=1000, pattern=r"\S")
@@ -109,7 +116,7 @@ class SilenceIn(BaseModel):
 
 class SilenceOut(BaseModel):
     id: int
-    matchers: dict[str, str]
+    matchers: list[str] = Field(description="Matcher texts, e.g. service=payment, pod=~pay-.*")
     starts_at: str
     ends_at: str
     created_by: str

@@ -337,7 +337,14 @@ def _alerts(al: typer.Typer) -> None:
     @al.command("silence")
     def silence(
         ctx: typer.Context,
-        match: Annotated[list[str], typer.Option("--match", help="label=value (repeatable)")],
+        match: Annotated[
+            list[str],
+            typer.Option(
+                "--match",
+                help="label=value, label!=value, label=~regex or label!~regex (repeatable;"
+                " all must match)",
+            ),
+        ],
         for_: Annotated[str, typer.Option("--for", help="How long, e.g. 2h")],
         comment: Annotated[str, typer.Option(help="Why (required)")],
         as_user: AsOpt = None,
@@ -346,20 +353,14 @@ def _alerts(al: typer.Typer) -> None:
         """Silence the alerts matching every --match until it expires."""
         from datetime import timedelta  # noqa: PLC0415
 
-        from opsbook.errors import UsageError  # noqa: PLC0415
-        from opsbook.monitoring import alerts  # noqa: PLC0415
+        from opsbook.monitoring import alerts, matchers  # noqa: PLC0415
 
-        matchers = {}
-        for m in match:
-            key, sep, value = m.partition("=")
-            if not sep or not key:
-                raise UsageError(f"--match {m!r} is not label=value", hint="e.g. service=payment")
-            matchers[key.strip()] = value.strip()
+        rules = [str(matchers.parse(m, field="--match")) for m in match]  # names the option
         st: AppState = ctx.obj
         db = open_db(st.workspace(), st.settings)
         row = alerts.create_silence(
             db,
-            matchers=matchers,
+            matchers=rules,
             duration=timedelta(seconds=_seconds(for_, "--for")),
             actor=st.user(as_user),
             comment=comment,
@@ -389,7 +390,7 @@ def _alerts(al: typer.Typer) -> None:
             [
                 [
                     str(r["id"]),
-                    " ".join(f"{k}={v}" for k, v in r["matchers"].items()),
+                    " ".join(r["matchers"]),
                     str(r["ends_at"]),
                     str(r["created_by"]),
                     str(r["comment"]),

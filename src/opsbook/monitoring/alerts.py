@@ -16,6 +16,7 @@ import orjson
 from opsbook import audit
 from opsbook.db import Database
 from opsbook.errors import ConflictError, NotFoundError, ValidationError
+from opsbook.monitoring import matchers as _matchers
 
 
 def _encode(value: Mapping[str, str]) -> str:
@@ -219,9 +220,13 @@ def active_silences(db: Database, *, now: datetime | None = None) -> list[dict[s
     rows = db.query(
         "SELECT * FROM mon_silences WHERE starts_at <= ? AND ends_at > ? ORDER BY id", (when, when)
     )
-    for r in rows:
-        r["matchers"] = json.loads(r["matchers"])
-    return rows
+    return [_silence(r) for r in rows]
+
+
+def _silence(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored silence for output: its matchers as texts (``service=~pay.*``)."""
+    row["matchers"] = [str(m) for m in _matchers.loads(row["matchers"])]
+    return row
 
 
 def silenced_by(alert: Mapping[str, Any], silences: Sequence[Mapping[str, Any]]) -> int | None:
@@ -230,7 +235,7 @@ def silenced_by(alert: Mapping[str, Any], silences: Sequence[Mapping[str, Any]])
         if alert.get(key) is not None:
             labels.setdefault(key, str(alert[key]))
     for s in silences:
-        if all(labels.get(k) == v for k, v in s["matchers"].items()):
+        if _matchers.all_match(s["matchers"], labels):
             return int(s["id"])
     return None
 
@@ -301,14 +306,16 @@ def acknowledge(
 def create_silence(
     db: Database,
     *,
-    matchers: Mapping[str, str],
+    matchers: Mapping[str, str] | Sequence[str],
     duration: timedelta,
     actor: str,
     comment: str,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """A silence of the alerts whose labels equal every matcher, until it expires."""
-    if not matchers:
+    """A silence of the alerts that satisfy every matcher, until it expires. ``matchers``
+    is a ``{label: value}`` map (equalities) or matcher texts (``service=~"pay.*"``)."""
+    rules = _matchers.from_input(matchers, field="matchers")
+    if not rules:
         raise ValidationError(
             "a silence needs at least one matcher",
             field="matchers",
@@ -332,7 +339,7 @@ def create_silence(
             "INSERT INTO mon_silences (matchers, starts_at, ends_at, created_by, comment,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (
-                json.dumps(dict(matchers), sort_keys=True),
+                _matchers.dumps(rules),
                 iso(start),
                 iso(start + duration),
                 actor,
@@ -346,7 +353,7 @@ def create_silence(
             action="silence.created",
             subject=f"silence:{sid}",
             payload={
-                "matchers": dict(matchers),
+                "matchers": [str(m) for m in rules],
                 "ends_at": iso(start + duration),
                 "comment": comment,
             },
@@ -354,8 +361,7 @@ def create_silence(
         )
     row = db.one("SELECT * FROM mon_silences WHERE id = ?", (sid,))
     assert row is not None
-    row["matchers"] = json.loads(row["matchers"])
-    return row
+    return _silence(row)
 
 
 def expire_silence(
@@ -385,6 +391,4 @@ def list_silences(
     if not include_expired:
         return active_silences(db, now=now)
     rows = db.query("SELECT * FROM mon_silences ORDER BY id DESC LIMIT 200")
-    for r in rows:
-        r["matchers"] = json.loads(r["matchers"])
-    return rows
+    return [_silence(r) for r in rows]
