@@ -27,7 +27,15 @@ from opsbook.server.metrics import Metrics, MetricsMiddleware, SecurityHeaders
 from opsbook.server.routing import add_routes
 from opsbook.users import sessions
 from opsbook.users.errors import AuthenticationError
-from opsbook.web import actions, admin, pages, pages_incidents, pages_monitoring, signin
+from opsbook.web import (
+    actions,
+    actions_monitoring,
+    admin,
+    pages,
+    pages_incidents,
+    pages_monitoring,
+    signin,
+)
 from opsbook.web.render import render
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
@@ -151,7 +159,8 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     # Flat routes, not included routers: routing cost is most of a cheap request (ADR 0008).
     for router in api_routers():
         add_routes(app, router, prefix=PREFIX, responses=PROBLEMS)
-    for module in (signin, pages, actions, admin, pages_monitoring, pages_incidents):
+    web = (signin, pages, actions, admin, pages_monitoring, actions_monitoring, pages_incidents)
+    for module in web:
         add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     metrics = Metrics(ctx)

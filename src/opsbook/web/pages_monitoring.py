@@ -55,6 +55,7 @@ async def monitoring(request: Request, env: Env = "") -> Response:
         month=datetime.now(UTC).strftime("%Y-%m"),
         error=error,
         config_errors=dict(monitor.errors) if monitor is not None else {},
+        can_manage=who.can("alerts:manage"),
     )
 
 
