@@ -5,6 +5,7 @@ probe queries a Prometheus that scrapes a real exporter. Skipped when the binari
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import time
@@ -143,11 +144,10 @@ receivers:
         stop(proc)
 
 
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed")
-def test_promql_probe_against_real_prometheus(tmp_path: Path) -> None:
-    registry = CollectorRegistry()
-    depth = Gauge("bank_notification_queue_depth", "", registry=registry)
-    depth.set(3)
+@contextlib.contextmanager
+def prometheus_scraping(tmp_path: Path, registry: CollectorRegistry, job: str) -> Iterator[str]:
+    """A real Prometheus (Debian package) scraping ``registry`` every second, exported on a
+    real HTTP port; yields Prometheus' base URL."""
     exporter_port = free_port()
     server, thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
     port = free_port()
@@ -156,7 +156,7 @@ def test_promql_probe_against_real_prometheus(tmp_path: Path) -> None:
         f"""
 global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 scrape_configs:
-  - job_name: notification
+  - job_name: {job}
     static_configs: [{{targets: ["127.0.0.1:{exporter_port}"]}}]
 """,
         encoding="utf-8",
@@ -175,6 +175,20 @@ scrape_configs:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(base + "/-/ready", proc, log)
+        yield base
+    finally:
+        stop(proc)
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed")
+def test_promql_probe_against_real_prometheus(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    depth = Gauge("bank_notification_queue_depth", "", registry=registry)
+    depth.set(3)
+    with prometheus_scraping(tmp_path, registry, "notification") as base:
         ws = make_ws(
             tmp_path / "ws",
             f"""\
@@ -198,11 +212,6 @@ services:
         assert result.fields["value"] == 3
         depth.set(50)
         until(lambda: not asyncio.run(run_all(config_m, root=ws.root))[0].ok, 30)
-    finally:
-        stop(proc)
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed")
@@ -225,36 +234,11 @@ def test_sloth_slo_is_evaluated_by_real_prometheus(tmp_path: Path) -> None:
 
     feeder = threading.Thread(target=traffic, daemon=True)
     feeder.start()
-    exporter_port = free_port()
-    server, thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-scrape_configs:
-  - job_name: payment
-    static_configs: [{{targets: ["127.0.0.1:{exporter_port}"]}}]
-""",
-        encoding="utf-8",
-    )
-    assert PROMETHEUS
-    log = tmp_path / "prometheus.log"
-    proc = start(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        log,
-    )
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base + "/-/ready", proc, log)
-        ws = make_ws(
-            tmp_path / "ws",
-            f"""\
+        with prometheus_scraping(tmp_path, registry, "payment") as base:
+            ws = make_ws(
+                tmp_path / "ws",
+                f"""\
 name: sandbox
 monitoring: {{prometheus: "{base}", sloth: [payment-slo.yaml]}}
 services:
@@ -262,9 +246,9 @@ services:
     probes:
       - {{name: payment-health, http: {{url: "{base}/-/ready"}}}}
 """,
-        )
-        (ws.root / "payment-slo.yaml").write_text(
-            """\
+            )
+            (ws.root / "payment-slo.yaml").write_text(
+                """\
 version: "prometheus/v1"
 service: "payment"
 slos:
@@ -275,38 +259,34 @@ slos:
         error_query: sum(rate(http_requests_total{service="payment",status=~"5.."}[{{.window}}]))
         total_query: sum(rate(http_requests_total{service="payment"}[{{.window}}]))
 """,
-            encoding="utf-8",
-        )
-        config_m = load_monitoring(ws, "sandbox")
-        (s,) = config_m.slos
-        query = slo_prometheus.http_query(base)
+                encoding="utf-8",
+            )
+            config_m = load_monitoring(ws, "sandbox")
+            (s,) = config_m.slos
+            query = slo_prometheus.http_query(base)
 
-        def evaluated() -> Any:
-            status = slo_prometheus.evaluate(s, query=query, now=int(time.time()))
-            return status if status.checks[0].long_rate is not None else None
+            def evaluated() -> Any:
+                status = slo_prometheus.evaluate(s, query=query, now=int(time.time()))
+                return status if status.checks[0].long_rate is not None else None
 
-        status = until(evaluated, 60)
-        one_hour = next(c for c in status.checks if c.long == 3600)
-        assert one_hour.long_rate == pytest.approx(50.0, rel=0.2)  # 5% errors / 0.1% budget
-        assert status.alert == "page"
-        cache = slo_prometheus.PrometheusSlos()
-        cache.refresh(config_m, now=int(time.time()))
-        assert cache.get("sandbox", s)[0] is not None
-        from opsbook.db import open_database
+            status = until(evaluated, 60)
+            one_hour = next(c for c in status.checks if c.long == 3600)
+            assert one_hour.long_rate == pytest.approx(50.0, rel=0.2)  # 5% errors / 0.1% budget
+            assert status.alert == "page"
+            cache = slo_prometheus.PrometheusSlos()
+            cache.refresh(config_m, now=int(time.time()))
+            assert cache.get("sandbox", s)[0] is not None
+            from opsbook.db import open_database
 
-        db = open_database(f"sqlite:///{tmp_path / 'state.db'}")
-        try:
-            (row,) = slo_statuses(db=db, config=config_m)  # the CLI path, queried now
-        finally:
-            db.close()
-        assert row["evaluated_by"] == "prometheus" and row["error"] is None
-        assert row["alert"] == "page"
-        bad = slo_prometheus.http_query(base)
-        with pytest.raises(RuntimeError, match="Prometheus"):
-            bad("sum(rate(", int(time.time()))
+            db = open_database(f"sqlite:///{tmp_path / 'state.db'}")
+            try:
+                (row,) = slo_statuses(db=db, config=config_m)  # the CLI path, queried now
+            finally:
+                db.close()
+            assert row["evaluated_by"] == "prometheus" and row["error"] is None
+            assert row["alert"] == "page"
+            bad = slo_prometheus.http_query(base)
+            with pytest.raises(RuntimeError, match="Prometheus"):
+                bad("sum(rate(", int(time.time()))
     finally:
         stop_traffic.set()
-        stop(proc)
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
