@@ -23,6 +23,7 @@ from opsbook.monitoring.probes import run_all
 from tests.api.harness import Served, serve
 from tests.conftest import free_port
 from tests.monitoring.conftest import make_ws
+from tests.monitoring.test_config import SLOTH
 
 pytestmark = pytest.mark.slow
 
@@ -248,17 +249,7 @@ services:
 """,
             )
             (ws.root / "payment-slo.yaml").write_text(
-                """\
-version: "prometheus/v1"
-service: "payment"
-slos:
-  - name: "requests-availability"
-    objective: 99.9
-    sli:
-      events:
-        error_query: sum(rate(http_requests_total{service="payment",status=~"5.."}[{{.window}}]))
-        total_query: sum(rate(http_requests_total{service="payment"}[{{.window}}]))
-""",
+                SLOTH,  # 99.9 % of http_requests_total{service="payment"} not 5xx
                 encoding="utf-8",
             )
             config_m = load_monitoring(ws, "sandbox")

@@ -26,6 +26,18 @@ def _str_map(value: Any, *, field: str) -> dict[str, str]:
     return value
 
 
+def _alert_map(value: Any, index: int, key: str) -> dict[str, str]:
+    """An alert's labels or annotations: checked in one pass when valid (the usual case),
+    else by ``_str_map``, which names the offending entry."""
+    if type(value) is dict:
+        for v in value.values():
+            if type(v) is not str or len(v) > _STR_MAX:
+                break
+        else:
+            return value
+    return _str_map(value, field=f"alerts[{index}].{key}")
+
+
 def _norm_time(
     obj: dict[str, Any], key: str, index: int, seen: dict[str, str], *, required: bool
 ) -> str | None:
@@ -111,22 +123,10 @@ def parse_webhook(body: Any) -> tuple[dict[str, Any], list[IncomingAlert]]:
         status = a.get("status")
         if status != "firing" and status != "resolved":  # noqa: PLR1714 - hot loop
             _fail(f"alerts[{i}].status", "must be firing or resolved")
-        labels = a.get("labels")
-        if type(labels) is dict:
-            for v in labels.values():
-                if type(v) is not str or len(v) > _STR_MAX:
-                    labels = _str_map(labels, field=f"alerts[{i}].labels")
-        else:
-            labels = _str_map(labels, field=f"alerts[{i}].labels")
+        labels = _alert_map(a.get("labels"), i, "labels")
         if not labels.get("alertname"):
             _fail(f"alerts[{i}].labels.alertname", "is missing", "every alert has a name")
-        annotations = a.get("annotations", {})
-        if type(annotations) is dict:
-            for v in annotations.values():
-                if type(v) is not str or len(v) > _STR_MAX:
-                    annotations = _str_map(annotations, field=f"alerts[{i}].annotations")
-        else:
-            annotations = _str_map(annotations, field=f"alerts[{i}].annotations")
+        annotations = _alert_map(a.get("annotations", {}), i, "annotations")
         text = a.get("startsAt")
         starts = starts_seen.get(text) if type(text) is str else None
         if starts is None:

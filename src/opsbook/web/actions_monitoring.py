@@ -20,13 +20,11 @@ from opsbook.web.render import with_flash
 
 router = APIRouter(include_in_schema=False)
 MANAGE = "alerts:manage"
-_ASCII = str.maketrans({"→": "->", "—": "-", "–": "-", "…": "..."})
 
 
 def _back(message: str) -> Response:
-    """To the Monitoring page with ``message`` (the flash cookie takes only ASCII)."""
-    text = message.translate(_ASCII).encode("ascii", "replace").decode()
-    return with_flash(RedirectResponse("/monitoring#alerts", status_code=303), text)
+    """To the Monitoring page with ``message`` (``with_flash`` encodes any text)."""
+    return with_flash(RedirectResponse("/monitoring#alerts", status_code=303), message)
 
 
 async def _act(
