@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query
@@ -19,6 +19,10 @@ from opsbook.api.deps import Caller, Ctx
 from opsbook.api.problems import MEDIA_TYPE
 from opsbook.errors import OpsbookError, ValidationError
 from opsbook.users.access import require
+
+if TYPE_CHECKING:
+    from opsbook.api.context import AppContext
+    from opsbook.monitoring.ingest_batch import IngestBatch
 
 router = APIRouter(tags=["monitoring"])
 
@@ -195,6 +199,18 @@ async def _read_limited(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _ingest_batch(ctx: AppContext) -> IngestBatch:
+    from opsbook.monitoring.ingest_batch import IngestBatch  # noqa: PLC0415
+    from opsbook.monitoring.service import runbook_resolver  # noqa: PLC0415
+
+    found = ctx.cache.get("monitoring.ingest_batch")
+    if not isinstance(found, IngestBatch):
+        found = ctx.cache["monitoring.ingest_batch"] = IngestBatch(
+            db=ctx.db, runbook_for=lambda: runbook_resolver(ctx.workspace, ctx.cache)
+        )
+    return found
+
+
 @router.post(
     "/alerts/alertmanager",
     response_model=IngestOut,
@@ -208,7 +224,7 @@ async def _read_limited(request: Request) -> bytes:
     responses={413: _problem("The body is larger than 1 MiB")},
 )
 async def alertmanager_webhook(request: Request) -> Response:
-    from opsbook.monitoring.service import ingest_alertmanager  # noqa: PLC0415
+    from opsbook.monitoring.webhook import parse_webhook  # noqa: PLC0415
 
     ctx = context_of(request)
     caller = principal_of(request)
@@ -220,10 +236,10 @@ async def alertmanager_webhook(request: Request) -> Response:
         raise ValidationError(
             f"the body is not JSON: {exc}", field="body", hint="send the webhook's JSON"
         ) from exc
-    # Checked field by field by the service (the AmWebhook schema documents the same rules).
-    result = ingest_alertmanager(
-        db=ctx.db, workspace=ctx.workspace, body=body, actor=caller.username, cache=ctx.cache
-    )
+    # Checked field by field here (the AmWebhook schema documents the same rules), then
+    # stored with the deliveries that arrived in the same turn of the event loop.
+    meta, incoming = parse_webhook(body)
+    result = await _ingest_batch(ctx).submit(incoming=incoming, meta=meta, actor=caller.username)
     return Response(orjson.dumps(result.to_dict()), media_type="application/json")
 
 
