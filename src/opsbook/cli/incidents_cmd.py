@@ -1,6 +1,6 @@
 """`opsbook incidents …` and `opsbook notify …`: incident response from the command line.
 
-Exit codes: 0 done, 1 a page that could not be delivered (`notify test`), 2 bad input, an
+Exit codes: 0 done, 1 a page that could not be delivered (`declare`, `notify test`), 2 bad input, an
 unknown incident/contact or a change the incident's state does not allow.
 """
 
@@ -157,24 +157,49 @@ def declare(
     )
     deliveries = [] if no_page else _deliver(db, config, out.notifications)
     _snapshot(ws, db, out.incident.id)
+    pages = _pages(db, deliveries)
     if json_out:
         _show(
             out.incident,
             True,
-            {
-                "reasons": list(out.reasons),
-                "pages": [d.__dict__ for d in deliveries],
-                "queued": list(out.notifications),
-            },
+            {"reasons": list(out.reasons), "pages": pages, "queued": list(out.notifications)},
         )
-        return
-    sys.stdout.write(_line(out.incident) + "\n")
-    for r in out.reasons:
-        sys.stdout.write(f"  {r}\n")
+    else:
+        sys.stdout.write(_line(out.incident) + "\n")
+        for r in out.reasons:
+            sys.stdout.write(f"  {r}\n")
+        for p in pages:
+            sys.stdout.write(
+                f"  page {p['recipient']}: {p['outcome']}"
+                + (f" by {p['channel']}" if p["channel"] else "")
+                + (f" ({p['error']})" if p["outcome"] != "sent" and p["error"] else "")
+                + "\n"
+            )
+    _fail_on_undelivered(pages)
+
+
+def _pages(db: Database, deliveries: list[Any]) -> list[dict[str, Any]]:
+    """Each page sent now, with the reason it failed (its attempts' distinct errors)."""
+    from opsbook.incidents.notifications import attempts  # noqa: PLC0415
+    from opsbook.incidents.review import failure_reason  # noqa: PLC0415
+
+    out = []
     for d in deliveries:
-        sys.stdout.write(
-            f"  page {d.recipient}: {d.outcome}" + (f" by {d.channel}" if d.channel else "") + "\n"
+        errors = [a["error"] for a in attempts(db=db, notification_id=d.notification_id)]
+        out.append({**d.__dict__, "error": failure_reason(errors) or None})
+    return out
+
+
+def _fail_on_undelivered(pages: list[dict[str, Any]]) -> None:
+    """Exit 1 when a page was not delivered: the incident stands, but nobody may know."""
+    bad = [p for p in pages if p["outcome"] == "failed"]
+    if bad:
+        sys.stderr.write(
+            f"error: {len(bad)} of {len(pages)} page(s) not delivered"
+            f" ({', '.join(p['recipient'] for p in bad)}); call them, and run `opsbook doctor`"
+            " to check the notification channels (incident_policy.yaml notify, contacts.yaml)\n"
         )
+        raise typer.Exit(1)
 
 
 @incidents_app.command("list")

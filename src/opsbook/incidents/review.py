@@ -116,6 +116,13 @@ def _hm(ts: str) -> str:
     return parse_ts(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def failure_reason(errors: object) -> str:
+    """Why a page failed, from its attempts' errors: each distinct reason once, in order."""
+    if not isinstance(errors, list):
+        return ""
+    return "; ".join(dict.fromkeys(str(e) for e in errors if e))
+
+
 def _describe(e: TimelineEntry) -> str:
     p = e.payload
     k = e.kind
@@ -125,9 +132,11 @@ def _describe(e: TimelineEntry) -> str:
         return f"Paged {p.get('level')} ({', '.join(p.get('recipients', []))}): {p.get('reason')}"
     if k.startswith("notification."):
         via = f" by {p.get('channel')}" if p.get("channel") else ""
-        return (
+        text = (
             f"Page to {p.get('recipient')} {k.split('.', 1)[1]}{via} ({p.get('attempts')} attempts)"
         )
+        why = failure_reason(p.get("errors"))
+        return f"{text}: {why}" if why and k != "notification.sent" else text
     if k == "status.changed":
         return f"Status {p.get('from')} → {p.get('to')}" + (
             f": {p['note']}" if p.get("note") else ""

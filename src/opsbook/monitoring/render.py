@@ -6,14 +6,29 @@ from html import escape
 from typing import Any
 
 from opsbook.monitoring import charts
-from opsbook.monitoring.sla import ServiceSla, SlaReport
+from opsbook.monitoring.sla import MIN_MEASURED, ServiceSla, SlaReport
 
-_CSS = (
+#: The reports' style rules: inline in files (``--out``, PDF) so they stand alone; the console
+#: links the same rules as ``/static/report.css`` (its Content-Security-Policy refuses inline
+#: style). tests/web/test_report_pages.py keeps the two equal.
+REPORT_CSS = (
     "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
     "text-align:left}th{background:#f3f3f3}.ok{color:#2e7d32}.bad{color:#c62828}"
     "section{margin:2em 0}"
 )
+_INLINE = f"<style>{REPORT_CSS}</style>"
+
+
+def _style(stylesheet: str | None) -> str:
+    if stylesheet is None:
+        return _INLINE
+    return f'<link rel="stylesheet" href="{escape(stylesheet)}">'
+
+
+def linked(html: str, stylesheet: str) -> str:
+    """A (stored) report with its inline style rules replaced by a link to ``stylesheet``."""
+    return html.replace(_INLINE, _style(stylesheet), 1)
 
 
 def pct(v: float | None, digits: int = 3) -> str:
@@ -21,7 +36,7 @@ def pct(v: float | None, digits: int = 3) -> str:
 
 
 def _met(s: ServiceSla) -> str:
-    return {None: "—", True: "met", False: "MISSED"}[s.met]
+    return s.verdict
 
 
 def sla_markdown(report: SlaReport) -> str:
@@ -31,8 +46,10 @@ def sla_markdown(report: SlaReport) -> str:
         f"Period {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d} (UTC), generated "
         f"{report.generated:%Y-%m-%d %H:%M} UTC. Availability is time-weighted from probe "
         "results; approved maintenance windows are excluded, unapproved ones are not. "
-        "*Measured* is how much of the month so far has probe results: availability and "
-        "budget are over that time only.",
+        "*Measured* is how much of the month so far has probe results: availability is over "
+        f"that time only, and below {MIN_MEASURED:.0%} the SLA column says *not enough data* "
+        "instead of a verdict. *Budget consumed* is the downtime against the whole month's "
+        "error budget. A service with an alert still firing gets no verdict.",
         "",
         "| Service | Objective | Availability | Measured | Downtime (min) | Budget consumed |"
         " Excluded (min) | SLA | Daily |",
@@ -71,7 +88,8 @@ def sla_markdown(report: SlaReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sla_html(report: SlaReport) -> str:
+def sla_html(report: SlaReport, *, stylesheet: str | None = None) -> str:
+    """The report as one HTML page: style rules inline, or linked from ``stylesheet``."""
     rows = []
     sections = []
     for s in report.services:
@@ -109,7 +127,7 @@ def sla_html(report: SlaReport) -> str:
     return (
         '<!doctype html><html><head><meta charset="utf-8">'
         f"<title>SLA report {escape(report.month)} {escape(report.environment)}</title>"
-        f"<style>{_CSS}</style></head><body>"
+        f"{_style(stylesheet)}</head><body>"
         f"<h1>SLA report {escape(report.month)} — {escape(report.environment)}</h1>"
         f"<p>Period {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d} (UTC). Availability is "
         "time-weighted from probe results; approved maintenance windows are excluded.</p>"
@@ -202,7 +220,7 @@ def health_html(data: dict[str, Any]) -> str:
     return (
         '<!doctype html><html><head><meta charset="utf-8">'
         f"<title>Morning health check {escape(data['environment'])}</title>"
-        f"<style>{_CSS}</style></head><body>"
+        f"{_INLINE}</head><body>"
         f"<h1>Morning health check — {escape(data['environment'])}</h1>"
         f"<p>Generated {escape(data['generated'])} UTC.</p><h2>Probes</h2>"
         "<table><tr><th>Service</th><th>Probe</th><th>Now</th><th>Last 24 h</th>"

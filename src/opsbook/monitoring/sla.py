@@ -1,6 +1,10 @@
 """SLA reports: availability per service per calendar month (UTC), time-weighted from the
 minute rollups of the service's probes, excluding only *approved* maintenance windows; the
-downtime periods, the alerts of the month and the error budget consumed."""
+downtime periods, the alerts of the month and the error budget consumed.
+
+A verdict (met / MISSED) is only given on enough data: probe results for at least
+``MIN_MEASURED`` of the reporting window (the month so far, less approved maintenance), and no
+alert of the service firing (the probes may not see what the alert sees, e.g. an error rate)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from typing import Any
 from opsbook.db import Database
 from opsbook.errors import ValidationError
 from opsbook.monitoring.config import Maintenance, MonitoringConfig
+
+#: The share of the reporting window that must have probe results for a verdict.
+MIN_MEASURED = 0.9
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,15 @@ class ServiceSla:
     downtimes: tuple[Downtime, ...]
     alerts: tuple[dict[str, Any], ...] = ()
     unapproved: tuple[Maintenance, ...] = ()
+    month_minutes: int = 0  # the whole month, less approved maintenance: the budget's base
+    window_minutes: int = 0  # the month so far, less approved maintenance
+
+    @property
+    def measured_share(self) -> float | None:
+        """Share of the reporting window with probe results."""
+        if not self.window_minutes:
+            return None
+        return min(1.0, self.covered_minutes / self.window_minutes)
 
     @property
     def availability(self) -> float | None:
@@ -41,18 +57,42 @@ class ServiceSla:
 
     @property
     def budget_consumed(self) -> float | None:
-        """Share of the month's error budget used (1.0 = all of it)."""
-        if self.objective is None or not self.covered_minutes:
+        """Share of the month's error budget used so far (1.0 = all of it): the downtime
+        measured against the budget of the whole month, never of the minutes measured (two
+        measured minutes must not turn one bad minute into 12,500 %)."""
+        base = self.month_minutes or self.covered_minutes
+        if self.objective is None or not self.covered_minutes or not base:
             return None
-        budget = (1.0 - self.objective / 100.0) * self.covered_minutes
-        return self.downtime_minutes / budget
+        budget = (1.0 - self.objective / 100.0) * base
+        return self.downtime_minutes / budget if budget > 0 else None
+
+    @property
+    def firing(self) -> tuple[str, ...]:
+        """Names of the service's alerts of the month that are still firing."""
+        return tuple(
+            dict.fromkeys(str(a["alertname"]) for a in self.alerts if a["status"] == "firing")
+        )
+
+    @property
+    def verdict(self) -> str:
+        """ "met", "MISSED", "not enough data", "no verdict: ALERT firing", or "—" (no
+        objective)."""
+        a = self.availability
+        if self.objective is None:
+            return "—"
+        share = self.measured_share
+        if a is None or share is None or share < MIN_MEASURED:
+            return "not enough data"
+        if a * 100 < self.objective:
+            return "MISSED"
+        if self.firing:
+            return f"no verdict: {', '.join(self.firing)} firing"
+        return "met"
 
     @property
     def met(self) -> bool | None:
-        a = self.availability
-        if a is None or self.objective is None:
-            return None
-        return a * 100 >= self.objective
+        """True/False only with a verdict (see :attr:`verdict`)."""
+        return {"met": True, "MISSED": False}.get(self.verdict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,7 +100,11 @@ class ServiceSla:
             "objective": self.objective,
             "availability": self.availability,
             "met": self.met,
+            "verdict": self.verdict,
             "covered_minutes": self.covered_minutes,
+            "window_minutes": self.window_minutes,
+            "measured_share": self.measured_share,
+            "firing_alerts": list(self.firing),
             "downtime_minutes": round(self.downtime_minutes, 2),
             "excluded_minutes": self.excluded_minutes,
             "budget_consumed": self.budget_consumed,
@@ -131,15 +175,17 @@ def sla_report(
     generated = now or datetime.now(UTC)
     end_eff = min(end, generated) if generated > start else end
     m0, m1 = int(start.timestamp()) // 60, -(-int(end_eff.timestamp()) // 60)  # ceil: now counts
+    m_end = int(end.timestamp()) // 60
     services = []
     for service in config.services:
         windows = [m for m in config.maintenance if not m.services or service in m.services]
         approved = [m for m in windows if m.approved and m.end > start and m.start < end]
         unapproved = tuple(m for m in windows if not m.approved and m.end > start and m.start < end)
         excl_sql, excl_params = "", []
-        excluded = 0
+        excluded = month_excluded = 0
         for m in approved:
             a = max(int(m.start.timestamp()) // 60, m0)
+            month_excluded += max(0, min(-(-int(m.end.timestamp()) // 60), m_end) - a)
             b = min(-(-int(m.end.timestamp()) // 60), m1)
             if b > a:
                 excluded += b - a
@@ -205,6 +251,8 @@ def sla_report(
                 downtimes=tuple(downtimes),
                 alerts=alerts,
                 unapproved=unapproved,
+                month_minutes=max(0, (m_end - m0) - month_excluded),
+                window_minutes=max(0, (m1 - m0) - excluded),
             )
         )
     return SlaReport(config.environment, month, start, end, generated, tuple(services))

@@ -83,8 +83,18 @@ async def dashboard(request: Request) -> Response:
         recent=recent,
         services=services,
         environment=env_name,
-        incidents_note="Incidents are not tracked in this workspace yet.",
+        incidents=_open_incidents(ctx, who),
     )
+
+
+def _open_incidents(ctx: Any, who: Any) -> list[Any] | None:
+    """The open incidents, most severe first (None: the user may not read incidents)."""
+    from opsbook.incidents.service import list_incidents  # noqa: PLC0415
+
+    if not who.can("incidents:read"):
+        return None
+    rows = list_incidents(db=ctx.db, open_only=True, limit=50)
+    return sorted(rows, key=lambda i: (i.severity, i.declared_at))
 
 
 @router.get("/runbooks", response_class=HTMLResponse)

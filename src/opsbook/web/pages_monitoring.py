@@ -16,6 +16,8 @@ from opsbook.users.access import require
 from opsbook.web.render import render
 
 router = APIRouter(include_in_schema=False)
+#: The reports' style rules (monitoring.render.REPORT_CSS): the CSP refuses inline style.
+REPORT_CSS = "/static/report.css"
 Env = Annotated[str, Query(max_length=100, pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
@@ -74,14 +76,17 @@ async def sla_page(
     who = principal_of(request)
     require(db=ctx.db, principal=who, permission="monitoring:read", subject="sla")
     config = load_monitoring(ctx.workspace, env or ctx.workspace.default_environment)
-    return HTMLResponse(sla_html(sla_report(ctx.db, config=config, month=month)))
+    report = sla_report(ctx.db, config=config, month=month)
+    return HTMLResponse(sla_html(report, stylesheet=REPORT_CSS))
 
 
 @router.get("/monitoring/health/{execution_id}", response_class=HTMLResponse)
 async def health_page(request: Request, execution_id: str) -> Response:
     from opsbook.monitoring.health import get_report  # noqa: PLC0415
+    from opsbook.monitoring.render import linked  # noqa: PLC0415
 
     ctx = context_of(request)
     who = principal_of(request)
     require(db=ctx.db, principal=who, permission="monitoring:read", subject="health-reports")
-    return HTMLResponse(str(get_report(ctx.db, execution_id=execution_id[:32])["html"]))
+    stored = str(get_report(ctx.db, execution_id=execution_id[:32])["html"])
+    return HTMLResponse(linked(stored, REPORT_CSS))

@@ -12,6 +12,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Literal
 
 from opsbook.errors import OpsbookError
+from opsbook.workspace.doctor_channels import channel_checks
 
 if TYPE_CHECKING:
     from opsbook.config import Settings
@@ -35,6 +36,7 @@ def run_checks(*, workspace: Workspace, settings: Settings, env_name: str) -> li
     """Every check, in order; none raises."""
     checks = [_runbooks(workspace), *_database(workspace, settings)]
     checks.extend(_environment(workspace, env_name))
+    checks.extend(Check(n, s, d, h) for n, s, d, h in channel_checks(workspace))
     return checks
 
 
