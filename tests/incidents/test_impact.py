@@ -119,7 +119,7 @@ def test_an_unreachable_sandbox_says_so(env: Env) -> None:
     lifecycle.resolve(db=env.db, ref=ref, actor="bob")
     _take(env)
     md = draft(db=env.db, ref=ref, workspace=env.ws)
-    assert "  - payment: not measured — metrics unreachable (ConnectError" in md
+    assert "  - payment: not measured: metrics unreachable (connection refused)" in md
 
 
 def test_not_the_sandbox_says_so(env: Env) -> None:

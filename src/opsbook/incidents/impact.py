@@ -13,6 +13,7 @@ it cannot, it says why (not the sandbox, unreachable, no reading, counters reset
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -77,9 +78,27 @@ def read_payments(urls: dict[str, str], *, timeout: float = TIMEOUT) -> dict[str
                             counts[status] += s.value
                             seen = True
                 out[service] = {**counts, "seen": seen}
+            except httpx.HTTPStatusError as exc:
+                out[service] = {"error": f"HTTP {exc.response.status_code}"}
             except (httpx.HTTPError, ValueError) as exc:
-                out[service] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+                out[service] = {"error": short_error(f"{type(exc).__name__}: {exc}")}
     return out
+
+
+_HTTP_STATUS = re.compile(r"\b([1-5]\d\d) [A-Z][A-Za-z ]+'? for url")
+
+
+def short_error(text: str) -> str:
+    """One short line for why a reading failed (also for readings stored with httpx's raw,
+    two-line message): ``HTTP 503``, ``connection refused``, else its first line."""
+    status = _HTTP_STATUS.search(text)
+    if status:
+        return f"HTTP {status.group(1)}"
+    if "connection refused" in text.lower():
+        return "connection refused"
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    kind, _, rest = first.partition(": ")
+    return (first if rest.strip() else kind.strip())[:200]
 
 
 def _due(db: Database, incident_id: int | None) -> list[dict[str, Any]]:
@@ -208,8 +227,8 @@ def impact_lines(
         if not before.get("seen", True) and not after.get("seen", True):
             continue  # not a payment service (no bank_payments_total samples)
         if "error" in before or "error" in after:
-            why = before.get("error") or after.get("error")
-            lines.append(f"  - {service}: not measured — metrics unreachable ({why})")
+            why = short_error(str(before.get("error") or after.get("error")))
+            lines.append(f"  - {service}: not measured: metrics unreachable ({why})")
             continue
         ok = after["succeeded"] - before["succeeded"]
         bad = after["failed"] - before["failed"]

@@ -67,7 +67,10 @@ def health_data(
     ts = int(when.timestamp())
     from opsbook.monitoring.service import slo_statuses  # noqa: PLC0415
 
-    slos = slo_statuses(db=db, config=config, now=ts, prometheus=prometheus)
+    slos = [
+        {**s, "budget_note": _budget_note(s)}
+        for s in slo_statuses(db=db, config=config, now=ts, prometheus=prometheus)
+    ]
     night = alerts.list_alerts(db, status=None, since=when - timedelta(hours=24), now=when)
     ok = all(p["ok"] for p in probes) and not any(
         a["status"] == "firing" and not a["acked_by"] for a in night
@@ -84,10 +87,41 @@ def health_data(
             for a in night
         ],
         "resources": dict(resources or {}),
-        "backups": "backup freshness is not measured yet: "
-        "check backup-recovery#backup-verification",
+        "backups": _backups(db, environment=config.environment, now=when),
         "ok": ok,
     }
+
+
+def _budget_note(slo: Mapping[str, Any]) -> str | None:
+    """Why an SLO has no remaining budget figure (None when it has one)."""
+    if slo.get("budget_remaining") is not None:
+        return None
+    if slo.get("error"):
+        return f"Prometheus: {slo['error']}"
+    return f"no probe results for {slo['service']} in the last {slo['period_days']} days"
+
+
+BACKUP_CHECK = ("backup-recovery", "backup-verification")
+
+
+def _backups(db: Database, *, environment: str, now: datetime) -> str:
+    """What the report can say about backups: opsbook keeps no backup records, so only
+    whether the backup verification procedure ran in the last 24 h."""
+    head = (
+        "Not measured: opsbook keeps no backup records yet, so this report cannot say whether "
+        "last night's backups ran. "
+    )
+    row = db.one(
+        "SELECT id, state, finished_at, updated_at FROM executions WHERE runbook_id = ?"
+        " AND procedure_id = ? AND environment = ? AND updated_at >= ?"
+        " ORDER BY updated_at DESC LIMIT 1",
+        (*BACKUP_CHECK, environment, alerts.iso(now - timedelta(hours=24))),
+    )
+    ref = "#".join(BACKUP_CHECK)
+    if row is None:
+        return head + f"There was no {ref} run in the last 24 h: run it."
+    at = str(row["finished_at"] or row["updated_at"])[:16].replace("T", " ")
+    return head + f"The last {ref} {row['state']} at {at} UTC (execution {str(row['id'])[:8]})."
 
 
 def store_report(

@@ -164,6 +164,7 @@ def health_markdown(data: dict[str, Any]) -> str:
     lines += ["", "## Error budgets", ""]
     lines += [
         f"- {s['name']} ({s['objective']:g}%): remaining {pct(s['budget_remaining'], 1)}"
+        + (f" ({s['budget_note']})" if s.get("budget_note") else "")
         + (f", **{s['alert']} alert**" if s["alert"] else "")
         for s in data["slos"]
     ] or ["- no SLOs declared"]
@@ -202,6 +203,7 @@ def health_html(data: dict[str, Any]) -> str:
         "".join(
             f"<li>{escape(s['name'])} ({s['objective']:g}%): "
             f"remaining {pct(s['budget_remaining'], 1)}"
+            + (f" ({escape(s['budget_note'])})" if s.get("budget_note") else "")
             + (f' <b class="bad">{escape(s["alert"])} alert</b>' if s["alert"] else "")
             + "</li>"
             for s in data["slos"]
