@@ -3,7 +3,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ class Database:
         self.raw = raw
         self.dialect = dialect
         self._depth = 0
+        #: Called after each committed transaction (the WAL checkpointer's backstop).
+        self.after_commit: Callable[[], None] | None = None
 
     # -- statements ------------------------------------------------------------------------
     def _sql(self, sql: str) -> str:
@@ -119,6 +121,8 @@ class Database:
             self.raw.execute("COMMIT")
         except Exception as exc:
             raise _wrap(exc, "COMMIT") from exc
+        if self.after_commit is not None:
+            self.after_commit()
 
     def _rollback(self) -> None:
         with contextlib.suppress(Exception):  # nothing to roll back is fine

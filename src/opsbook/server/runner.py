@@ -81,4 +81,19 @@ def serve(
 
     gc.collect()
     gc.freeze()
-    uvicorn.Server(config).run()
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
+    # it found: with the default one the process would die before closing the database.
+    import signal  # noqa: PLC0415
+
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        # The last connection to close checkpoints what is left and removes the -wal and
+        # -shm files (the lifespan's shutdown has already stopped the checkpoint thread).
+        ctx.db.close()
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise SystemExit(0)  # asked to stop, and stopped cleanly
