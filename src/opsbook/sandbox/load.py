@@ -16,8 +16,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opsbook.errors import OpsbookError
+
 MIX = (("transfer", 60), ("balance", 15), ("payment", 15), ("open_account", 5), ("login", 5))
 FUND_ACCOUNTS = 20
+PREPARE_TRIES = 5  # per account: a platform with the error-rate fault fails some requests
+#: What an exception that carries no message means, by class name.
+_MEANING = {
+    "ReadError": "the connection closed before the answer arrived",
+    "WriteError": "the connection closed while the request was sent",
+    "RemoteProtocolError": "the server closed the connection without an answer",
+    "ConnectError": "cannot connect",
+    "ReadTimeout": "no answer in time",
+    "ConnectTimeout": "no connection in time",
+    "PoolTimeout": "no free connection in time",
+}
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: reason`` on one line, with a reason even when the exception has none."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split()) or _MEANING.get(name, "")
+    return f"{name}: {text}" if text else name
 
 
 @dataclass(frozen=True)
@@ -74,13 +94,34 @@ class _Traffic:
         self.errors: list[str] = []
 
     async def prepare(self) -> None:
+        """Open the funded accounts the traffic moves money between (a few tries each)."""
+        url = f"{self.urls['account']}/accounts"
         for i in range(FUND_ACCOUNTS):
-            reply = await self.client.post(
-                f"{self.urls['account']}/accounts",
-                json={"owner": f"load-customer-{int(time.time())}-{i}", "initial_cents": 500_000},
-            )
-            reply.raise_for_status()
-            self.accounts.append(int(reply.json()["id"]))
+            why = ""
+            for _ in range(PREPARE_TRIES):
+                try:
+                    reply = await self.client.post(
+                        url,
+                        json={
+                            "owner": f"load-customer-{int(time.time())}-{i}",
+                            "initial_cents": 500_000,
+                        },
+                    )
+                except Exception as exc:
+                    why = describe_error(exc)
+                    continue
+                if reply.status_code < 300:
+                    self.accounts.append(int(reply.json()["id"]))
+                    break
+                why = f"HTTP {reply.status_code} {' '.join(reply.text.split())[:120]}".rstrip()
+            else:
+                raise OpsbookError(
+                    f"could not open the load's customer accounts at {url}:"
+                    f" {PREPARE_TRIES} tries failed, the last with {why}",
+                    hint="is the account service up (`opsbook sandbox status`)? Faults that"
+                    " fail requests (error-rate, db-down) stop the load before it starts:"
+                    " `opsbook sandbox chaos list`, then `chaos clear`",
+                )
 
     def pick(self) -> str:
         roll, total = self.rng.uniform(0, 100), 0
@@ -120,10 +161,10 @@ class _Traffic:
                 )
             code = r.status_code
             if code >= 500 and len(self.errors) < 5:
-                self.errors.append(f"{op}: HTTP {code} {r.text[:200]}")
+                self.errors.append(f"{op}: HTTP {code} {' '.join(r.text.split())[:200]}".rstrip())
         except Exception as exc:  # counted as an error, sampled for the report
             if len(self.errors) < 5:
-                self.errors.append(f"{op}: {type(exc).__name__}: {exc}")
+                self.errors.append(f"{op}: {describe_error(exc)}")
         self.samples[op].append(((time.perf_counter() - started) * 1000, code))
 
 
@@ -206,6 +247,14 @@ async def _check(client: Any, urls: Mapping[str, str], ledger_url: str | None) -
                 ledger.close()
 
         return await asyncio.to_thread(read)
-    reply = await client.get(f"{urls['transaction']}/ledger/check")
-    result: dict[str, Any] = reply.json()
+    url = f"{urls['transaction']}/ledger/check"
+    try:
+        reply = await client.get(url)
+        reply.raise_for_status()
+        result: dict[str, Any] = reply.json()
+    except Exception as exc:
+        raise OpsbookError(
+            f"the ledger check at {url} failed after the load: {describe_error(exc)}",
+            hint="run `opsbook sandbox status`; the load's requests were sent",
+        ) from exc
     return result
