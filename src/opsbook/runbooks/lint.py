@@ -9,13 +9,15 @@ Codes (documented in docs/runbook-format.md, "Lint"):
   OB109 step without instruction prose, OB110 manual step with neither instruction nor checklist
 - OB111 info word that looks like a typo of a block type, OB112 executable block nested in a
   list or quote (never runs), OB113 checklist in a step with an executable block (not attested)
+- OB114 a schedule that fires more than once a day on a procedure with manual steps
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Protocol
 
@@ -183,6 +185,7 @@ def lint_runbook(rb: Runbook, *, today: date) -> list[Finding]:
     _review(rb, today, add)
     for proc in rb.procedures:
         _procedure(proc, add)
+        _schedule(proc, add, rb.source)
     _fences(rb, add)
     return out
 
@@ -260,6 +263,37 @@ def _procedure(proc: Procedure, add: _Add) -> None:
                     f"step {step.id!r} runs a block, so its checklist is never attested; "
                     "move the checklist to its own step",
                 )
+
+
+def _schedule(proc: Procedure, add: _Add, source: str) -> None:
+    """OB114: every scheduled run would park at a manual step, more often than daily."""
+    manual = [s.id for s in proc.steps if s.kind is StepKind.MANUAL]
+    if not proc.schedule or not manual:
+        return
+    from croniter import croniter  # noqa: PLC0415 - deferred: only runbooks with a schedule
+
+    it = croniter(proc.schedule, datetime(2026, 1, 5, tzinfo=UTC))  # a Monday
+    times = [it.get_next(datetime) for _ in range(200)]
+    gap = min(b - a for a, b in pairwise(times))
+    if gap >= timedelta(days=1):
+        return  # the scheduler skips a due time while the previous run waits
+    minutes = int(gap.total_seconds() // 60)
+    every = f"every {minutes} min" if minutes < 60 else f"every {minutes / 60:g} h"
+    start = proc.meta_line or proc.line
+    lines = source.split("\n")
+    at = next(
+        (i for i in range(start, len(lines) + 1) if lines[i - 1].strip().startswith("schedule:")),
+        start,
+    )
+    add(
+        at,
+        "OB114",
+        f"procedure {proc.id!r} is scheduled {every} ({proc.schedule}) but has manual "
+        f"step(s) {', '.join(manual)}: every run would wait for a person; make the steps "
+        "automatic (expect blocks), move them to an unscheduled procedure, or schedule it "
+        "at most daily",
+        "error",
+    )
 
 
 def _fences(rb: Runbook, add: _Add) -> None:

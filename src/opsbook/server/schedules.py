@@ -5,6 +5,11 @@ time), so with several replicas exactly one starts the run. Runs are started by
 ``system:scheduler`` on the workspace's default environment with default parameters; a missed
 time is only caught up if it is at most ``CATCH_UP`` old (a server that was down all night
 does not start last night's runs in the morning).
+
+Scheduled runs do not pile up: while the previous scheduled run of a procedure has not
+finished (it waits for a person, runs, or crashed), a due time is claimed as *skipped* and
+recorded in the audit trail (``schedule.run.skipped``) instead of starting another run. Lint
+refuses frequent schedules on procedures with manual steps (OB114).
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from opsbook import audit
 from opsbook.api import operations
 from opsbook.api.context import AppContext
+from opsbook.engine.states import TERMINAL_STATES
 from opsbook.errors import DatabaseError, OpsbookError
 from opsbook.logs import get_logger
 from opsbook.users.access import SCHEDULER, Principal
@@ -63,6 +70,10 @@ async def tick(ctx: AppContext, now: datetime | None = None) -> list[str]:
                 )
             except DatabaseError:
                 continue  # claimed by another replica (or by us on an earlier tick)
+            previous = _unfinished(ctx, ref, due.isoformat())
+            if previous is not None:
+                _skip(ctx, ref, due, previous)
+                continue
             try:
                 row = await operations.start_execution(
                     ctx=ctx,
@@ -81,6 +92,39 @@ async def tick(ctx: AppContext, now: datetime | None = None) -> list[str]:
             )
             started.append(row.id)
     return started
+
+
+def _unfinished(ctx: AppContext, ref: str, due: str) -> dict[str, str] | None:
+    """The previous scheduled run of ``ref`` when it has not finished (None when it has)."""
+    row = ctx.db.one(
+        "SELECT c.execution_id AS id, e.state AS state FROM schedule_claims c"
+        " JOIN executions e ON e.id = c.execution_id"
+        " WHERE c.ref = ? AND c.due_at < ? ORDER BY c.due_at DESC LIMIT 1",
+        (ref, due),
+    )
+    if row is None or row["state"] in TERMINAL_STATES:
+        return None
+    return {"id": str(row["id"]), "state": str(row["state"])}
+
+
+def _skip(ctx: AppContext, ref: str, due: datetime, previous: dict[str, str]) -> None:
+    with ctx.db.transaction():
+        audit.record(
+            db=ctx.db,
+            actor=SCHEDULER,
+            action="schedule.run.skipped",
+            subject=ref,
+            payload={
+                "due_at": due.isoformat(),
+                "previous_execution": previous["id"],
+                "previous_state": previous["state"],
+                "reason": f"the previous scheduled run {previous['id']} is {previous['state']}",
+            },
+        )
+    get_logger().warning(
+        "server.schedule.skipped",
+        fields={"ref": ref, "previous": previous["id"], "state": previous["state"]},
+    )
 
 
 async def run_schedules(ctx: AppContext) -> None:
