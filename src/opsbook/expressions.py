@@ -8,8 +8,10 @@ start-up does not pay for it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from opsbook.errors import ExpressionError, Location
@@ -17,8 +19,35 @@ from opsbook.errors import ExpressionError, Location
 _POS = re.compile(r"<input>:(\d+):(\d+)")
 
 
+@lru_cache(maxsize=1)
 def _cel() -> Any:
-    import cel  # noqa: PLC0415 - deferred: 200 ms of import that CLI start-up must not pay
+    """The compiled ``cel.cel`` extension module.
+
+    The package's ``__init__`` also imports its interactive ``cel.cli`` (prompt_toolkit, rich):
+    70-140 ms that every ``opsbook run`` with an expression paid. The extension is loaded on
+    its own and registered as ``cel.cel``, so a later ``import cel`` reuses it; if the
+    package's layout ever differs, the plain import is used.
+    """
+    import importlib.machinery  # noqa: PLC0415 - deferred with the module it loads
+    import importlib.util  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    loaded = sys.modules.get("cel.cel")
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.find_spec("cel")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    for path in (Path(folder) / f"cel{suffix}" for folder in folders for suffix in suffixes):
+        if path.is_file():
+            loader = importlib.machinery.ExtensionFileLoader("cel.cel", str(path))
+            ext_spec = importlib.util.spec_from_loader("cel.cel", loader)
+            if ext_spec is not None:
+                module = importlib.util.module_from_spec(ext_spec)
+                loader.exec_module(module)
+                sys.modules["cel.cel"] = module
+                return module
+    import cel  # noqa: PLC0415 - deferred: an import that CLI start-up must not pay
 
     return cel
 
@@ -61,17 +90,101 @@ def compile_expression(expr: str, *, location: Location | None = None) -> Any:
 
 def variables_of(expr: str) -> list[str]:
     """The top-level variable names an expression reads (for reporting actual values)."""
+    return list(_names_read(expr))
+
+
+@lru_cache(maxsize=4096)
+def _names_read(expr: str) -> tuple[str, ...]:
     program = compile_expression(expr)
     names = program.variables
-    return list(names() if callable(names) else names)
+    # Comprehension variables (the ``r`` of ``rows.all(r, …)``) are listed too: harmless, a
+    # scope simply has no value for them.
+    return tuple(names() if callable(names) else names)
+
+
+@lru_cache(maxsize=4096)
+def members_read(expr: str, name: str) -> frozenset[str] | None:
+    """The members of variable ``name`` that ``expr`` reads (``name.a``, ``name["b"]``), or
+    None when it may read any of them (``name`` used whole, indexed by a computed key, or
+    anything this scan does not recognise). Conservative: when in doubt, None; text inside
+    string literals counts too (at worst a member too many)."""
+    members: set[str] = set()
+    ident = re.escape(name)
+    use = re.compile(
+        rf"(?<![\w.]){ident}(?!\w)(?:\s*\.\s*([A-Za-z_]\w*)"
+        r"|\s*\[\s*(?:'([^'\\]*)'|"
+        '"([^"\\\\]*)"'
+        r")\s*\])?"
+    )
+    for match in use.finditer(expr):
+        member = match.group(1) or match.group(2) or match.group(3)
+        if member is None:
+            return None
+        members.add(member)
+    return frozenset(members)
+
+
+class Scope(Mapping[str, Any]):
+    """Variables for CEL whose values are built only when an expression reads them.
+
+    :func:`evaluate` asks :meth:`for_expression` for just the variables an expression reads,
+    so a long run's earlier results are not converted for ``exit_code == 0``. ``fields`` (a
+    block's result) win over the scope's own names.
+    """
+
+    def __init__(self, fields: Mapping[str, Any] | None = None) -> None:
+        self._fields: Mapping[str, Any] = fields or {}
+
+    @abstractmethod
+    def _own_names(self) -> tuple[str, ...]: ...
+
+    @abstractmethod
+    def _value(self, name: str, expr: str | None) -> Any:
+        """The value of ``name``; ``expr`` (when known) lets it leave out what is not read."""
+
+    @abstractmethod
+    def with_fields(self, fields: Mapping[str, Any]) -> Scope: ...
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._fields:
+            return self._fields[name]
+        if name in self._own_names():
+            return self._value(name, None)
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._fields or name in self._own_names()
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._fields
+        yield from (n for n in self._own_names() if n not in self._fields)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def for_expression(self, expr: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in _names_read(expr):
+            if name in self._fields:
+                out[name] = self._fields[name]
+            elif name in self._own_names():
+                out[name] = self._value(name, expr)
+        return out
 
 
 def evaluate(expr: str, variables: Mapping[str, Any]) -> Any:
     """Evaluate ``expr`` over ``variables``. Raises :class:`ExpressionError` when evaluation
-    fails (a missing field, a type mismatch), with CEL's own explanation."""
+    fails (a missing field, a type mismatch), with CEL's own explanation.
+
+    Only the variables the expression reads are handed to CEL (each is converted on every
+    call, so passing everything made long runs quadratic)."""
     program = compile_expression(expr)
+    if isinstance(variables, Scope):
+        scope = variables.for_expression(expr)
+    else:
+        scope = {n: variables[n] for n in _names_read(expr) if n in variables}
     try:
-        return program.execute(dict(variables))
+        return program.execute(scope)
     except KeyError as exc:
         raise ExpressionError(
             f"{expr!r}: no field {exc.args[0]!r} in the result",

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 
+import pytest
+
+from opsbook.engine._context import ExecutionContext, SecretParams
 from opsbook.engine.expectations import MAX_ITEMS, MAX_TEXT, ExpectationOutcome, check
+from opsbook.engine.secrets import Redactor, SecretResolver
+from opsbook.errors import ExpressionError
+from opsbook.expressions import evaluate, members_read
 from opsbook.runbooks.model import Expectation
 
 FIELDS = {
@@ -76,3 +83,74 @@ def test_long_actual_values_are_shortened() -> None:
 
 def test_no_expectations_no_outcomes() -> None:
     assert check([], FIELDS) == ()
+
+
+# --- only what an expression reads is handed to CEL --------------------------------------
+
+
+class Unconvertible:
+    """A value CEL cannot take: if it reached CEL, evaluation would fail."""
+
+
+def test_an_expression_gets_only_the_variables_it_reads() -> None:
+    assert evaluate("x == 1", {"x": 1, "y": Unconvertible()}) is True
+    with pytest.raises(ExpressionError):
+        evaluate("y == 1", {"x": 1, "y": Unconvertible()})
+
+
+@pytest.mark.parametrize(
+    ("expr", "members"),
+    [
+        ("exit_code == 0", frozenset()),
+        ('steps.a.ok && steps["b-c"].result.json.x == 1', frozenset({"a", "b-c"})),
+        ("steps [ 'q' ].ok || steps . r . ok", frozenset({"q", "r"})),
+        ("json.steps.size() > 0", frozenset()),  # a field called steps, not the variable
+        ("size(steps) > 1", None),  # the whole map
+        ("steps[params.name].ok", None),  # a computed key
+        ('steps["a\\"b"].ok', None),  # an escaped quote: not parsed, so everything
+        ("[1].all(steps, steps > 0)", None),  # a loop variable that shadows it
+    ],
+)
+def test_which_steps_an_expression_reads(expr: str, members: frozenset[str] | None) -> None:
+    assert members_read(expr, "steps") == members
+
+
+def context_with_steps() -> ExecutionContext:
+    redactor = Redactor()
+    ctx = ExecutionContext(
+        execution_id="e1",
+        started_by="alice",
+        environment_name="sandbox",
+        environment={"region": "eu", "since": date(2026, 1, 2)},
+        params=SecretParams({"n": 3}, {}, SecretResolver([], redactor)),
+        resolver=SecretResolver([], redactor),
+        redactor=redactor,
+    )
+    ctx.steps["a"] = {"result": {"exit_code": 0}, "state": "succeeded", "ok": True}
+    ctx.steps["b-c"] = {"result": {"json": {"x": 1}}, "state": "succeeded", "ok": True}
+    return ctx
+
+
+def test_context_variables_are_built_as_expressions_read_them() -> None:
+    ctx = context_with_steps()
+    scope = ctx.cel_vars(item={"name": "svc"})
+    assert evaluate('steps.a.ok && steps["b-c"].result.json.x == 1', scope) is True
+    assert evaluate("size(steps) == 2", scope) is True
+    assert evaluate('env.since == "2026-01-02" && params.n == 3', scope) is True  # JSON-like
+    assert evaluate('item.name == "svc" && execution.id == "e1"', scope) is True
+    # A replaced step result is seen by the next expression (its CEL form is rebuilt).
+    ctx.steps["a"] = {"result": {"exit_code": 1}, "state": "failed", "ok": False}
+    assert evaluate("steps.a.ok", ctx.cel_vars()) is False
+    with pytest.raises(ExpressionError):
+        evaluate("steps.missing.ok", ctx.cel_vars())
+
+
+def test_a_result_field_wins_over_a_context_name_and_reads_context() -> None:
+    ctx = context_with_steps()
+    (shadow, both) = check(
+        [Expectation("env == 5", 1), Expectation("exit_code == 0 && steps.a.ok", 2)],
+        {"exit_code": 0, "env": 5},
+        context=ctx.cel_vars(),
+    )
+    assert shadow.passed and shadow.actual == {"env": 5}
+    assert both.passed and both.actual == {"exit_code": 0}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsbook.errors import ExpressionError
-from opsbook.expressions import evaluate, variables_of
+from opsbook.expressions import Scope, evaluate, variables_of
 from opsbook.runbooks.model import Expectation
 
 MAX_TEXT = 200
@@ -102,5 +102,9 @@ def check(
     (``params``, ``env``, ``steps``, ``item``) also in scope; the outcomes in order. A result
     field shadows a context name."""
     result = dict(fields)
-    plain = {**(context or {}), **result}
-    return tuple(check_one(e, plain, result) for e in expectations)
+    scope: Mapping[str, Any]
+    if isinstance(context, Scope):
+        scope = context.with_fields(result)  # values built only for what an assertion reads
+    else:
+        scope = {**(context or {}), **result}
+    return tuple(check_one(e, scope, result) for e in expectations)
