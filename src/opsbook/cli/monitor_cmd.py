@@ -62,7 +62,10 @@ def _monitor(mon: typer.Typer) -> None:
         json_out: JsonOpt = False,
         store: Annotated[bool, typer.Option(help="Store the results (SLA history)")] = True,
     ) -> int:
-        """Run every probe of the environment once and print a table; exit 1 if any fails."""
+        """Run every probe of the environment once and print a table; exit 1 if any fails.
+
+        With the results stored (the default), it fires and resolves ProbeFailing alerts
+        like `opsbook serve` does (after the probe's failures_to_alert failures in a row)."""
         import asyncio  # noqa: PLC0415
 
         from opsbook.monitoring.service import check as do_check  # noqa: PLC0415
@@ -72,9 +75,27 @@ def _monitor(mon: typer.Typer) -> None:
         db = open_db(ws, st.settings) if store else None
         config, results = asyncio.run(do_check(workspace=ws, environment=name, db=db))
         failed = [r for r in results if not r.ok]
+        raised: list[dict[str, str]] = []
+        if db is not None:  # the rules serve applies: alerts fire and resolve from the CLI too
+            from opsbook.monitoring.probe_alerts import raise_probe_alerts  # noqa: PLC0415
+
+            raised = [
+                {
+                    "alertname": a.alertname,
+                    "probe": a.labels.get("probe", ""),
+                    "service": a.labels.get("service", ""),
+                    "status": a.status,
+                }
+                for a in raise_probe_alerts(db, config=config, results=results)
+            ]
         if json_out:
             print_json(
-                {"environment": name, "ok": not failed, "results": [r.to_dict() for r in results]}
+                {
+                    "environment": name,
+                    "ok": not failed,
+                    "results": [r.to_dict() for r in results],
+                    "alerts": raised,
+                }
             )
         elif not results:
             typer.echo(
@@ -96,6 +117,8 @@ def _monitor(mon: typer.Typer) -> None:
                 ],
             )
             typer.echo(f"\n{len(results) - len(failed)}/{len(results)} probes ok")
+            for a in raised:
+                typer.echo(f"alert {a['alertname']} {a['status']}: {a['probe']} ({a['service']})")
         return 1 if failed else 0
 
     @mon.command("slo")
