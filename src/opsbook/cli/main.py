@@ -43,7 +43,7 @@ app = typer.Typer(
     "Exit codes: 0 ok, 1 failed run or check, 2 usage/validation error, 3 parked "
     "(waiting for a person).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -59,8 +59,22 @@ WorkspaceOpt = Annotated[
 ]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from opsbook import __version__  # noqa: PLC0415
+
+        sys.stdout.write(f"opsbook {__version__}\n")
+        raise typer.Exit(0)
+
+
+VersionOpt = Annotated[
+    bool,
+    typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit"),
+]
+
+
 @app.callback()
-def _main(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
+def _main(ctx: typer.Context, workspace: WorkspaceOpt = None, version: VersionOpt = False) -> None:
     ctx.obj = AppState(workspace_arg=workspace)
 
 
