@@ -46,3 +46,14 @@ def test_completion_script_and_completions() -> None:
 
     assert complete("opsbook inc") == ["incidents"]
     assert "declare" in complete("opsbook incidents dec")
+
+
+def test_tokens_create_help_names_every_scope() -> None:
+    from opsbook.users.roles import SCOPES
+
+    out = _run("tokens", "create", "--help")
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    for scope in SCOPES:
+        assert scope in text, scope
+    assert "alerts: send alerts (Alertmanager's webhook)" in text

@@ -14,6 +14,21 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from opsbook.cli._common import AppState, open_db, print_json
+from opsbook.users.roles import SCOPES  # small: no imports beyond the standard library
+
+#: What each token scope is for (a test checks every scope in SCOPES is listed).
+_SCOPE_USE = {
+    "read": "read runbooks, executions, monitoring, incidents",
+    "alerts": "send alerts (Alertmanager's webhook)",
+    "run": "start and abort runs, manage alerts and incidents",
+    "approve": "approve runs",
+    "audit": "read and export the audit trail",
+    "admin": "manage accounts and tokens",
+}
+SCOPE_HELP = (
+    "; ".join(f"{s}: {_SCOPE_USE.get(s, ', '.join(sorted(SCOPES[s])))}" for s in SCOPES)
+    + ". Repeatable; default read"
+)
 
 if TYPE_CHECKING:
     from opsbook.db import Database
@@ -186,7 +201,7 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Option("--name", "-n", help="What it is for")],
         scope: Annotated[
             list[str] | None,
-            typer.Option("--scope", "-s", help="read, run, approve, audit, admin; repeatable"),
+            typer.Option("--scope", "-s", help=SCOPE_HELP),
         ] = None,
         expires_days: Annotated[int, typer.Option(help="Days until it expires (max 366)")] = 90,
         as_user: AsOpt = None,
