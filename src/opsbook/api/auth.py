@@ -20,11 +20,20 @@ from opsbook.users.errors import AuthenticationError
 SESSION_COOKIE = "opsbook_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+TOKENS = "auth.verified_tokens"  # key in ctx.cache
 
 
 def context_of(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
+
+
+def verified_tokens(ctx: AppContext) -> tokens.VerifiedTokens:
+    """The process's tokens already checked (see :class:`opsbook.users.tokens.VerifiedTokens`)."""
+    found: tokens.VerifiedTokens | None = ctx.cache.get(TOKENS)
+    if found is None:
+        found = ctx.cache[TOKENS] = tokens.VerifiedTokens(ctx.db)
+    return found
 
 
 def session_of(request: Request) -> sessions.Session | None:
@@ -65,8 +74,7 @@ def _authenticate(request: Request, csrf_field: str | None) -> Principal:
             raise AuthenticationError(
                 "unsupported Authorization header", hint="send Authorization: Bearer obk_…"
             )
-        account, token = tokens.resolve_token(db=ctx.db, raw=value)
-        return principal_for(account, via="token", scopes=token.scopes, token_id=token.id)
+        return verified_tokens(ctx).principal(value)
     session = session_of(request)
     if session is None:
         raise AuthenticationError(

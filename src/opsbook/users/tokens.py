@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 from opsbook import audit
 from opsbook.db import Database
 from opsbook.errors import NotFoundError, ValidationError
+from opsbook.users.access import Principal, principal_for
 from opsbook.users.accounts import Account, get_account, get_account_by_id, parse_ts
 from opsbook.users.errors import AuthenticationError
 from opsbook.users.roles import SCOPES
@@ -212,3 +214,76 @@ def resolve_token(
     if last is None or when - parse_ts(str(last)) >= TOUCH_EVERY:
         db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (_iso(when), row["id"]))
     return account, _token(row)
+
+
+TTL = 30.0  # seconds a verified token is remembered at most (below TOUCH_EVERY)
+CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class _Verified:
+    account: Account
+    token: ApiToken
+    principal: Principal
+    expires: datetime
+    until: float  # time.monotonic() after which the token is checked again
+
+
+class VerifiedTokens:
+    """Tokens already checked by :func:`resolve_token`, remembered by the SHA-256 of the whole
+    presented string (never the string itself) for at most ``ttl`` seconds, and forgotten as
+    soon as :meth:`Database.change_marker` moves: after any write by this process or any
+    commit by another, the next request is checked against the database again. A revoked
+    token, a disabled account or a changed role is therefore refused or seen at once; the
+    token's expiry is checked on every request. Without a cheap marker (PostgreSQL, or
+    inside a transaction) every request is checked. One per process, used from one thread.
+    """
+
+    def __init__(self, db: Database, *, ttl: float = TTL, size: int = CACHE_SIZE) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._size = size
+        self._marker: tuple[int, int] | None = None
+        self._entries: dict[bytes, _Verified] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def resolve(self, raw: str, *, now: datetime | None = None) -> tuple[Account, ApiToken]:
+        """Like :func:`resolve_token`, from memory when nothing changed since it was checked."""
+        found = self._verified(raw, now or datetime.now(UTC))
+        return found.account, found.token
+
+    def principal(self, raw: str, *, now: datetime | None = None) -> Principal:
+        """The caller presenting ``raw``, or AuthenticationError."""
+        return self._verified(raw, now or datetime.now(UTC)).principal
+
+    def _verified(self, raw: str, when: datetime) -> _Verified:
+        key = hashlib.sha256(raw.encode()).digest()
+        marker = self._db.change_marker()
+        if marker is not None and marker == self._marker:
+            hit = self._entries.get(key)
+            if hit is not None and when < hit.expires and time.monotonic() < hit.until:
+                self.hits += 1
+                return hit
+        elif self._entries:
+            self._entries.clear()
+        self.misses += 1
+        account, token = resolve_token(db=self._db, raw=raw, now=when)
+        found = _Verified(
+            account,
+            token,
+            principal_for(account, via="token", scopes=token.scopes, token_id=token.id),
+            parse_ts(token.expires_at),
+            time.monotonic() + self._ttl,
+        )
+        after = self._db.change_marker()
+        # Remember it only if no other connection committed while it was checked (this
+        # connection's own write, the last_used_at touch, moves the marker harmlessly).
+        if marker is not None and after is not None and after[0] == marker[0]:
+            if after != self._marker:
+                self._entries.clear()
+                self._marker = after
+            if len(self._entries) >= self._size:
+                self._entries.clear()
+            self._entries[key] = found
+        return found
