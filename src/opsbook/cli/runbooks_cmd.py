@@ -20,18 +20,55 @@ def register(app: typer.Typer) -> None:
 
     @app.command("init")
     def init(
+        ctx: typer.Context,
         directory: Annotated[Path, typer.Argument(help="Where to create the workspace")],
         force: Annotated[bool, typer.Option(help="Overwrite an existing workspace")] = False,
+        role: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--role",
+                help="Give the local user this role too (repeatable): approver, engineer, ...",
+            ),
+        ] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Create a workspace: the six banking runbooks, environments, contacts."""
-        from opsbook.workspace.init import init_workspace  # noqa: PLC0415
+        from opsbook.workspace.init import (  # noqa: PLC0415
+            check_roles,
+            init_workspace,
+            set_local_roles,
+        )
 
+        state: AppState = ctx.obj
+        user = state.user(None)
+        check_roles(role or [])  # before anything is written
         written = init_workspace(target=directory, force=force)
+        if role:
+            held = set_local_roles(target=directory, user=user, roles=role)
+        else:
+            from opsbook.workspace import Workspace  # noqa: PLC0415
+
+            held = Workspace.load(directory).roles_of(user)
         if json_out:
-            print_json({"workspace": str(directory.resolve()), "files": [str(p) for p in written]})
+            print_json(
+                {
+                    "workspace": str(directory.resolve()),
+                    "files": [str(p) for p in written],
+                    "user": user,
+                    "roles": list(held),
+                }
+            )
             return
         typer.echo(f"Created workspace {directory.resolve()} ({len(written)} files)")
+        if role:
+            typer.echo(f"Roles of {user}: {', '.join(held)} (opsbook.toml [users])")
+        else:
+            typer.echo(
+                f"Roles of {user}: {', '.join(held)} (default_roles). To approve, or to start the"
+                " security and DR procedures, give yourself roles under [users] in opsbook.toml,"
+                f' e.g. "{user}" = ["operator", "approver", "security"] (or create the workspace'
+                " with --role approver --role security)"
+            )
         typer.echo(f"Next: cd {directory} && opsbook runbooks list")
 
     @runbooks.command("list")

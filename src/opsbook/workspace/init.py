@@ -11,12 +11,14 @@ Nothing is overwritten silently: a directory that is already a workspace is refu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import re
+from collections.abc import Iterator, Sequence
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 
-from opsbook.errors import WorkspaceError
+from opsbook.errors import ValidationError, WorkspaceError
 from opsbook.workspace._workspace import MARKER
 
 #: Template names written under another name (hidden files).
@@ -122,3 +124,50 @@ def _merge_gitignore(path: Path) -> bool:
     prefix = "" if not text or text.endswith("\n") else "\n"
     path.write_text(f"{text}{prefix}# opsbook state\n{_IGNORE_LINE}\n", encoding="utf-8")
     return True
+
+
+def check_roles(roles: Sequence[str]) -> tuple[str, ...]:
+    """``roles`` without duplicates, or a ValidationError naming the unknown one."""
+    from opsbook.users.roles import EXTRA_ROLES, ROLES  # noqa: PLC0415 - a table, no imports
+
+    known = (*ROLES, *EXTRA_ROLES)
+    for role in roles:
+        if role not in known:
+            raise ValidationError(
+                f"unknown role {role!r}",
+                field="--role",
+                hint=f"roles: {', '.join(known)}",
+            )
+    return tuple(dict.fromkeys(roles))
+
+
+def set_local_roles(*, target: Path, user: str, roles: Sequence[str]) -> tuple[str, ...]:
+    """Give ``user`` the workspace's default roles plus ``roles`` under ``[users]`` in
+    ``target``'s opsbook.toml (replacing a line of theirs); returns the roles they now hold."""
+    import tomllib  # noqa: PLC0415
+
+    path = target / MARKER
+    text = path.read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    default = [str(r) for r in data.get("workspace", {}).get("default_roles", ["operator"])]
+    held = tuple(dict.fromkeys([*default, *check_roles(roles)]))
+    line = f"{json.dumps(user)} = {json.dumps(list(held))}  # set by opsbook init --role"
+    lines = text.split("\n")
+    try:
+        start = next(i for i, x in enumerate(lines) if x.strip() == "[users]")
+    except StopIteration:
+        lines += ["", "[users]"]
+        start = len(lines) - 1
+    end = next(
+        (i for i in range(start + 1, len(lines)) if re.match(r"\s*\[", lines[i])), len(lines)
+    )
+    mine = re.compile(rf"\s*({re.escape(json.dumps(user))}|{re.escape(user)})\s*=")
+    lines = [x for i, x in enumerate(lines) if not (start < i < end and mine.match(x))]
+    end = next(
+        (i for i in range(start + 1, len(lines)) if re.match(r"\s*\[", lines[i])), len(lines)
+    )
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    lines.insert(end, line)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return held
