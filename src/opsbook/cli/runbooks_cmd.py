@@ -233,6 +233,10 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise UsageError(f"--today {today!r} is not a date", hint="use YYYY-MM-DD") from exc
         findings = lint_paths(targets, today=day)
+        if not paths:  # the workspace: its configuration files too
+            from opsbook.workspace.lint_config import lint_workspace_config  # noqa: PLC0415
+
+            findings += lint_workspace_config(state.workspace())
         if json_out:
             print_json(
                 [
