@@ -28,6 +28,25 @@ KNOWN = (
     "write",
     "ignore",
 )
+#: Runme's cell attributes that opsbook does not use: accepted and ignored, so a runbook written
+#: with Runme (which adds ``id`` to every block it touches) parses and lints clean. ``name`` and
+#: ``cwd`` are Runme's too and mean the same here.
+RUNME_IGNORED = frozenset(
+    (
+        "id",
+        "interactive",
+        "background",
+        "closeTerminalOnSuccess",
+        "openTerminalOnError",
+        "excludeFromRunAll",
+        "mimeType",
+        "promptEnv",
+        "skipPrompts",
+        "terminalRows",
+        "category",
+        "interpreter",
+    )
+)
 _KEY = re.compile(r"[A-Za-z_][\w-]*")
 _ENV_NAME = re.compile(r"[A-Za-z_]\w*")
 _REF = re.compile(r"[\w.-]+(#[\w.-]+)?")
@@ -188,11 +207,14 @@ def build_options(
     """Check every attribute and build the step's options (``name`` and ``ignore`` excluded)."""
     seen: dict[str, Attr] = {}
     for a in attrs:
+        if a.key in RUNME_IGNORED:
+            continue
         if a.key not in KNOWN:
             raise RunbookFormatError(
                 f"unknown attribute {a.key!r}",
                 location=Location(path, line, a.col),
-                hint=f"known attributes: {', '.join(KNOWN)}",
+                hint=f"known attributes: {', '.join(KNOWN)} (Runme's "
+                f"{', '.join(sorted(RUNME_IGNORED, key=str.lower))} are accepted and ignored)",
             )
         if a.key in seen:
             raise RunbookFormatError(
