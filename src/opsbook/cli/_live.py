@@ -20,6 +20,7 @@ _ANSI_MARK = {
 }
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 TROUBLESHOOTING_LINES = 20
+MAX_SHOWN = 600  # characters of a dry run's rendered command shown at the terminal
 
 
 def _would_run(rec: Any) -> list[str]:
@@ -39,6 +40,14 @@ def _would_run(rec: Any) -> list[str]:
     return []
 
 
+def _clip(text: str) -> str:
+    """A long rendered command cut for the terminal (``--json`` and `executions show --json`
+    keep it whole)."""
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[:MAX_SHOWN]}… ({len(text) - MAX_SHOWN} more characters; --json shows all)"
+
+
 class ConsoleReporter(Reporter):
     """Prints one line per step with its duration; details of failures underneath."""
 
@@ -46,6 +55,7 @@ class ConsoleReporter(Reporter):
         self.c = console
         self.verbose = verbose
         self.procedure: Procedure | None = None
+        self._dry_run = False  # set by the first dry-run step
 
     def execution_started(self, *, execution_id: str, procedure: Procedure, resumed: bool) -> None:
         verb = "Resuming" if resumed else "Running"
@@ -63,9 +73,26 @@ class ConsoleReporter(Reporter):
         if report.state is State.FAILED or self.verbose:
             self._detail(report, detail)
         elif report.name == "DryRun":
-            for rec in detail.get("items", [detail]):
-                for what in _would_run(rec):
-                    self.c.print(f"      [cyan]would run:[/] {escape(what)}")
+            self._dry_run = True
+            if report.state is State.SKIPPED and report.reason:
+                self.c.print(f"      [cyan]{escape(report.reason)}[/]")  # would wait: …
+            self._dry_detail(detail)
+
+    def _dry_detail(self, detail: dict[str, Any]) -> None:
+        """What a dry-run step would do and check; values only a real run has read as
+        ``<result of step …>``."""
+        if detail.get("would_check_when"):
+            self.c.print(f"      [cyan]would check when:[/] {escape(detail['would_check_when'])}")
+        for branch in detail.get("branches") or []:
+            self.c.print(f"      [cyan]could take:[/] {escape(str(branch))}")
+        for rec in detail.get("items", [detail]):
+            if not isinstance(rec, dict):
+                continue
+            for what in _would_run(rec):
+                self.c.print(f"      [cyan]would run:[/] {escape(_clip(what.rstrip()))}")
+            if rec.get("would_check"):
+                checks = "; ".join(str(c) for c in rec["would_check"])
+                self.c.print(f"      [cyan]would check:[/] {escape(checks)}")
 
     def _step_line(self, report: StepReport) -> None:
         """The one line per step, written directly: rich's markup and wrapping cost more than
@@ -155,7 +182,10 @@ class ConsoleReporter(Reporter):
                     self.c.print(f"  {escape(line)}", highlight=False)
                 if more:
                     self.c.print("  [dim]… (see the runbook for the rest)[/]")
-        self.c.print(f"[bold {colour}]{state.title()}[/]{tail}  [dim]execution {execution_id}[/]")
+        dry = " (dry run: nothing ran)" if self._dry_run else ""
+        self.c.print(
+            f"[bold {colour}]{state.title()}[/]{dry}{tail}  [dim]execution {execution_id}[/]"
+        )
 
 
 class ConsoleInteraction:

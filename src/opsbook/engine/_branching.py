@@ -10,11 +10,12 @@ from opsbook.engine import _journal as journal
 from opsbook.engine import _waiting
 from opsbook.engine._base import MAX_DEPTH, Outcome
 from opsbook.engine._context import ExecutionContext
+from opsbook.engine._dry import needs_results
 from opsbook.engine._hooks import StepReport
 from opsbook.engine.states import State
 from opsbook.errors import ExpressionError, UsageError
 from opsbook.expressions import evaluate
-from opsbook.runbooks.model import Procedure, Runbook, Step
+from opsbook.runbooks.model import DecideRule, Procedure, Runbook, Step
 from opsbook.workspace import load_environment
 
 if TYPE_CHECKING:
@@ -127,6 +128,49 @@ async def run_child(
     )
 
 
+def _branch_text(rule: DecideRule) -> str:
+    target = f"goto {rule.goto}" if rule.goto else f"run {rule.run}"
+    return f"if {rule.condition}: {target}" if rule.condition is not None else f"else: {target}"
+
+
+def _undecided(
+    engine: Engine,
+    ctx: ExecutionContext,
+    step: Step,
+    index: int,
+    seq: int,
+    started: float,
+    rule: DecideRule,
+    *,
+    actor: str,
+) -> int:
+    """A dry run reaching a condition on earlier results: it cannot choose, so it records the
+    branches it could take and shows the following steps in order."""
+    record = {
+        "dry_run": True,
+        "branch": "undecided (no results in a dry run)",
+        "branches": [_branch_text(r) for r in step.decide],
+    }
+    reason = f"dry run: {rule.condition} needs the results of a real run"
+    journal.transition_step(
+        db=engine.db,
+        execution_id=ctx.execution_id,
+        seq=seq,
+        to=State.SUCCEEDED,
+        name="DryRun",
+        actor=actor,
+        result=record,
+        reason=reason,
+        cursor=index + 1,
+        duration=time.perf_counter() - started,
+    )
+    ctx.steps[step.id] = {"result": record, "state": "succeeded", "ok": True}
+    engine.reporter.step_finished(
+        StepReport(step, seq, State.SUCCEEDED, "DryRun", 0.0, "undecided", record)
+    )
+    return index + 1
+
+
 async def decide(
     engine: Engine,
     ctx: ExecutionContext,
@@ -145,30 +189,12 @@ async def decide(
     try:
         variables = ctx.cel_vars()
         for rule in step.decide:
+            if ctx.dry_run and rule.condition is not None and needs_results(rule.condition):
+                return _undecided(engine, ctx, step, index, seq, started, rule, actor=actor)
             if rule.condition is None or evaluate(rule.condition, variables) is True:
                 chosen = rule
                 break
     except ExpressionError as exc:
-        if ctx.dry_run:
-            # A dry run has no results to decide on: say so and show the steps in order.
-            record = {"dry_run": True, "branch": "undecided (no results in a dry run)"}
-            journal.transition_step(
-                db=engine.db,
-                execution_id=eid,
-                seq=seq,
-                to=State.SUCCEEDED,
-                name="DryRun",
-                actor=actor,
-                result=record,
-                reason=exc.message,
-                cursor=index + 1,
-                duration=time.perf_counter() - started,
-            )
-            ctx.steps[step.id] = {"result": record, "state": "succeeded", "ok": True}
-            engine.reporter.step_finished(
-                StepReport(step, seq, State.SUCCEEDED, "DryRun", 0.0, "undecided", record)
-            )
-            return index + 1
         _fail_step(engine, eid, seq, reason=exc.message, started=started, actor=actor)
         return engine._finish(eid, State.FAILED, actor, f"decide {step.id!r}: {exc.message}")
     if chosen is None:

@@ -26,6 +26,7 @@ from opsbook.engine._base import (
     owner_token,
 )
 from opsbook.engine._context import ExecutionContext, SecretParams, secret_sources
+from opsbook.engine._dry import needs_results, step_entry
 from opsbook.engine._hooks import Interaction, Reporter, StepReport
 from opsbook.engine._leftovers import record_process, stop_leftovers
 from opsbook.engine._steps import StepOutcome, run_executable
@@ -427,6 +428,7 @@ class Engine:
                             reason=f"dry run: would wait ({name})",
                         )
                         self._set_cursor(eid, index + 1)
+                        ctx.steps[step.id] = step_entry(step.id)
                         self.reporter.step_finished(
                             StepReport(
                                 step, seq, State.SKIPPED, "DryRun", 0.0, f"would wait: {name}"
@@ -508,6 +510,8 @@ class Engine:
 
     def _when(self, ctx: ExecutionContext, step: Step) -> bool:
         assert step.options.when is not None
+        if ctx.dry_run and needs_results(step.options.when):
+            return True  # unknowable in a dry run: render the step (it notes the condition)
         value = evaluate(step.options.when, ctx.cel_vars())
         if not isinstance(value, bool):
             raise ExpressionError(f"when: {step.options.when!r} did not return true/false")
@@ -633,11 +637,15 @@ class Engine:
             fields={"ok": result.ok, "duration": round(duration, 6), "reason": result.reason},
         )
         stored = ctx.redactor.redact_obj(result.record)
-        ctx.steps[step.id] = {
-            "result": result.fields,
-            "state": "succeeded" if result.ok else "failed",
-            "ok": result.ok,
-        }
+        ctx.steps[step.id] = (
+            step_entry(step.id)  # a dry run has no results: later templates get placeholders
+            if ctx.dry_run
+            else {
+                "result": result.fields,
+                "state": "succeeded" if result.ok else "failed",
+                "ok": result.ok,
+            }
+        )
         state = State.SUCCEEDED if result.ok else State.FAILED
         next_index = index + 1
         if not result.ok:

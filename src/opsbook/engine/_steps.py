@@ -10,6 +10,7 @@ from typing import Any
 
 from opsbook.engine import expectations as expect
 from opsbook.engine._context import ExecutionContext
+from opsbook.engine._dry import NotRun, needs_results
 from opsbook.engine.runners import get_runner
 from opsbook.engine.runners.base import RunContext, RunnerInput, RunnerResult
 from opsbook.errors import ExpressionError
@@ -34,6 +35,8 @@ class StepOutcome:
 def _items(step: Step, ctx: ExecutionContext) -> list[Any]:
     if not step.options.for_each:
         return [None]
+    if ctx.dry_run and needs_results(step.options.for_each):
+        return [NotRun("each item of", step.options.for_each)]  # rendered once
     value = evaluate(step.options.for_each, ctx.cel_vars())
     if not isinstance(value, list):
         raise ExpressionError(
@@ -101,10 +104,16 @@ async def run_executable(
         if step.options.cwd:
             cwd = workspace / render(step.options.cwd, StepKind.HTTP)
         command = _describe(step.kind, body, args)
+        would_check = [e.expr for e in step.expectations] if ctx.dry_run else []
         if ctx.dry_run and not runner.supports_dry_run:
-            records.append(
-                {"item": item, "would_run": ctx.redactor.redact(str(command)), "dry_run": True}
-            )
+            dry: dict[str, Any] = {
+                "item": _shown(item),
+                "would_run": ctx.redactor.redact(str(command)),
+                "dry_run": True,
+            }
+            if would_check:
+                dry["would_check"] = would_check
+            records.append(dry)
             fields_list.append(None)
             continue
         inp = RunnerInput(
@@ -151,8 +160,10 @@ async def run_executable(
             "attempts": attempt,
             "duration": round(result.duration, 6),
         }
+        if would_check:
+            record["would_check"] = would_check
         if step.options.for_each:
-            record["item"] = item
+            record["item"] = _shown(item)
         records.append(record)
         fields_list.append(dict(result.fields))
         if not ok:
@@ -163,9 +174,17 @@ async def run_executable(
             else:
                 reasons.append(result.error or "failed")
     reason = "; ".join(reasons) if reasons else None
+    outer: dict[str, Any] = {"items": records} if step.options.for_each else records[0]
+    if ctx.dry_run and step.options.when and needs_results(step.options.when):
+        outer["would_check_when"] = step.options.when  # the step was rendered regardless
     if step.options.for_each:
-        return StepOutcome(all_ok, {"items": records}, reason, max_attempts or 1, fields_list)
-    return StepOutcome(all_ok, records[0], reason, max_attempts or 1, fields_list[0])
+        return StepOutcome(all_ok, outer, reason, max_attempts or 1, fields_list)
+    return StepOutcome(all_ok, outer, reason, max_attempts or 1, fields_list[0])
+
+
+def _shown(item: Any) -> Any:
+    """An item as stored: a dry run's placeholder as its text."""
+    return str(item) if isinstance(item, NotRun) else item
 
 
 def _outcome(o: Any) -> dict[str, Any]:

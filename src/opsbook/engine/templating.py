@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from opsbook.engine._dry import NotRun
 from opsbook.engine.runners._placeholders import PH, text_of
 from opsbook.engine.runners.shell_quoting import fill_shell
 from opsbook.engine.runners.text_quoting import (
@@ -257,8 +258,8 @@ def _evaluate(source: str, *, context: Mapping[str, Any], secrets: SecretResolve
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, str):
-        return str(value)
+    if isinstance(value, str | NotRun):
+        return str(value)  # a dry run's placeholder becomes its text
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
