@@ -94,3 +94,34 @@ def test_every_shipped_procedure_dry_runs(bank: Path, ref: str) -> None:
     assert result["dry_run"] is True
     assert result["state"] == "succeeded", result["reason"]
     assert all(s["state"] in ("succeeded", "skipped") for s in result["steps"]), result["steps"]
+
+
+def test_the_smoke_test_dry_run_at_the_terminal_and_in_the_list(bank: Path) -> None:
+    def ob(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*OPSBOOK, *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OPSBOOK_WORKSPACE": str(bank), "NO_COLOR": "1", "COLUMNS": "200"},
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+
+    done = ob("run", "demo#smoke-test", "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "'<result of step tools.json.python>'" in out
+    assert "would check: exit_code == 0; json.ok == true" in out
+    assert "would wait: AwaitingInput" in out
+    assert "Succeeded (dry run: nothing ran)" in out
+    # The environment file's contents are not dumped (once per service, as they were).
+    assert out.count('"probes"') <= 1
+    execution_id = out.rsplit("execution ", 1)[1].split()[0]
+    listed = ob("executions", "list")
+    line = next(li for li in listed.stdout.splitlines() if execution_id in li)
+    assert "succeeded (dry run)" in line
+    (row,) = [
+        r for r in json.loads(ob("executions", "list", "--json").stdout) if r["id"] == execution_id
+    ]
+    assert row["dry_run"] is True and row["state"] == "succeeded"
+    assert "(dry run: nothing ran)" in ob("executions", "show", execution_id).stdout

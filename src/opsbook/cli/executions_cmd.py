@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
                 r.id,
                 f"{r.runbook_id}#{r.procedure_id}",
                 r.environment,
-                str(r.state),
+                f"{r.state} (dry run)" if r.dry_run else str(r.state),
                 detail,
                 r.started_by,
                 r.created_at[:19].replace("T", " "),
@@ -92,7 +92,10 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(data)
             return
-        typer.echo(f"execution {row.id}  {row.runbook_id}#{row.procedure_id} on {row.environment}")
+        typer.echo(
+            f"execution {row.id}  {row.runbook_id}#{row.procedure_id} on {row.environment}"
+            + ("  (dry run: nothing ran)" if row.dry_run else "")
+        )
         typer.echo(
             f"  state: {row.state} ({row.state_name})" + (f" — {row.reason}" if row.reason else "")
         )
