@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import secrets
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -229,24 +230,70 @@ class _Verified:
     until: float  # time.monotonic() after which the token is checked again
 
 
+#: What makes a remembered token worth checking again when this process writes it: TEMP
+#: triggers (this connection only; no schema change) count writes to these tables.
+_WATCHED = (
+    ("api_tokens", "INSERT"),
+    ("api_tokens", "DELETE"),
+    ("api_tokens", "UPDATE OF revoked_at, expires_at, token_hash, user_id, scopes"),
+    ("users", "INSERT"),
+    ("users", "DELETE"),
+    ("users", "UPDATE"),
+    ("user_roles", "INSERT"),
+    ("user_roles", "DELETE"),
+    ("user_roles", "UPDATE"),
+)
+
+
 class VerifiedTokens:
     """Tokens already checked by :func:`resolve_token`, remembered by the SHA-256 of the whole
-    presented string (never the string itself) for at most ``ttl`` seconds, and forgotten as
-    soon as :meth:`Database.change_marker` moves: after any write by this process or any
-    commit by another, the next request is checked against the database again. A revoked
-    token, a disabled account or a changed role is therefore refused or seen at once; the
-    token's expiry is checked on every request. Without a cheap marker (PostgreSQL, or
-    inside a transaction) every request is checked. One per process, used from one thread.
+    presented string (never the string itself) for at most ``ttl`` seconds.
+
+    All of them are forgotten as soon as another connection (the CLI, another replica)
+    commits anything (SQLite's ``PRAGMA data_version``), or this connection writes a token,
+    an account or a role (counted by TEMP triggers on this connection: alert ingest and
+    executions, which write all the time, leave them be). A revoked token, a disabled
+    account or a changed role is therefore refused or seen on the very next request; the
+    token's expiry is checked on every request. On PostgreSQL, or inside a transaction,
+    every request is checked. One per process, used from one thread.
     """
 
     def __init__(self, db: Database, *, ttl: float = TTL, size: int = CACHE_SIZE) -> None:
         self._db = db
         self._ttl = ttl
         self._size = size
+        self._watching = False
         self._marker: tuple[int, int] | None = None
         self._entries: dict[bytes, _Verified] = {}
         self.hits = 0
         self.misses = 0
+
+    def _stamp(self) -> tuple[int, int] | None:
+        """(data_version, writes of this connection to the watched tables), or None."""
+        if self._db.dialect != "sqlite" or self._db.in_transaction:
+            return None
+        raw = self._db.raw
+        try:
+            if not self._watching:
+                raw.execute("CREATE TEMP TABLE IF NOT EXISTS opsbook_auth_writes (n INTEGER)")
+                raw.execute(
+                    "INSERT INTO temp.opsbook_auth_writes (n) SELECT 0"
+                    " WHERE NOT EXISTS (SELECT 1 FROM temp.opsbook_auth_writes)"
+                )
+                for i, (table, event) in enumerate(_WATCHED):
+                    raw.execute(  # the names are the constants above
+                        f"CREATE TEMP TRIGGER IF NOT EXISTS opsbook_auth_write_{i}"  # noqa: S608
+                        f" AFTER {event} ON main.{table}"
+                        " BEGIN UPDATE opsbook_auth_writes SET n = n + 1; END"
+                    )
+                self._watching = True
+            row = raw.execute(
+                "SELECT d.data_version, w.n FROM pragma_data_version() AS d,"
+                " temp.opsbook_auth_writes AS w"
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        return (int(row[0]), int(row[1])) if row else None
 
     def resolve(self, raw: str, *, now: datetime | None = None) -> tuple[Account, ApiToken]:
         """Like :func:`resolve_token`, from memory when nothing changed since it was checked."""
@@ -259,7 +306,7 @@ class VerifiedTokens:
 
     def _verified(self, raw: str, when: datetime) -> _Verified:
         key = hashlib.sha256(raw.encode()).digest()
-        marker = self._db.change_marker()
+        marker = self._stamp()
         if marker is not None and marker == self._marker:
             hit = self._entries.get(key)
             if hit is not None and when < hit.expires and time.monotonic() < hit.until:
@@ -276,13 +323,11 @@ class VerifiedTokens:
             parse_ts(token.expires_at),
             time.monotonic() + self._ttl,
         )
-        after = self._db.change_marker()
-        # Remember it only if no other connection committed while it was checked (this
-        # connection's own write, the last_used_at touch, moves the marker harmlessly).
-        if marker is not None and after is not None and after[0] == marker[0]:
-            if after != self._marker:
+        # Remember it only if nothing changed while it was checked.
+        if marker is not None and self._stamp() == marker:
+            if marker != self._marker:
                 self._entries.clear()
-                self._marker = after
+                self._marker = marker
             if len(self._entries) >= self._size:
                 self._entries.clear()
             self._entries[key] = found
