@@ -7,7 +7,7 @@ caller's transaction when there is one (the state change and its audit record co
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -304,21 +304,28 @@ def authenticate(
     password: str,
     policy: LockoutPolicy,
     now: datetime | None = None,
+    verify: Callable[[str | None, str], bool] = passwords.verify_password,
 ) -> Account:
     """Check a password. Failures count towards a lockout; every outcome is audited. Raises
-    :class:`AuthenticationError` with the same message whatever went wrong."""
+    :class:`AuthenticationError` with the same message whatever went wrong.
+
+    Every branch (unknown account, disabled, locked, wrong or right password) does the same
+    Argon2 verification (``verify``; a dummy hash with the same parameters when there is no
+    account or no password), so the answer's timing does not tell whether a username exists
+    or is locked (issue 16). ``verify`` is a parameter so tests can count the calls."""
     when = now or _now()
     name = username.strip().lower()[:64]
     row = db.one("SELECT * FROM users WHERE username = ?", (name,))
     subject = f"user:{name}"
+    # Verified before any branch: the same work whatever the account's state.
+    matches = verify(None if row is None else row["password_hash"], password)
     if row is None:
-        passwords.verify_password(None, password)  # same time as for a real account
         _fail(db, name, subject, "unknown account")
     if row["disabled"]:
         _fail(db, name, subject, "account disabled")
     if row["locked_until"] and parse_ts(str(row["locked_until"])) > when:
         _fail(db, name, subject, "account locked", action="auth.signin.refused")
-    if not passwords.verify_password(row["password_hash"], password):
+    if not matches:
         failures = int(row["failed_logins"]) + 1
         locked = failures >= policy.max_failures
         until = _iso(when + timedelta(seconds=policy.lockout_seconds)) if locked else None

@@ -14,8 +14,10 @@ from opsbook import audit
 from opsbook.api.auth import SESSION_COOKIE, context_of, session_of
 from opsbook.api.context import AppContext
 from opsbook.errors import OpsbookError, PermissionDenied
+from opsbook.logs import get_logger
 from opsbook.users import accounts, sessions
 from opsbook.users.accounts import Account
+from opsbook.users.throttle import Throttle, TooManyRequests, client_key
 from opsbook.web import oidc
 from opsbook.web.forms import form_principal, read_form, safe_next
 from opsbook.web.render import render
@@ -91,13 +93,38 @@ async def signin(request: Request) -> Response:
         raise PermissionDenied(
             "the sign-in form expired", hint="reload the sign-in page and try again"
         )
+    throttle, client = signin_throttle(ctx), client_key(request.client and request.client.host)
+    try:
+        throttle.check(client, what="sign-in attempts")
+    except TooManyRequests as exc:
+        # Logged, not audited: a flood must not turn into one database write per request.
+        get_logger().warning(
+            "auth.signin.throttled", fields={"client": client, "retry_after": exc.retry_after}
+        )
+        page = _signin_page(request, next_url=form.get("next", "/"), username=username, error=exc)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     try:
         account = accounts.authenticate(
             db=ctx.db, username=username, password=form.get("password"), policy=ctx.lockout
         )
     except OpsbookError as exc:
         return _signin_page(request, next_url=form.get("next", "/"), username=username, error=exc)
+    throttle.give_back(client)  # only refused attempts count towards the limit
     return start_session(ctx, account, "password", form.get("next", "/"))
+
+
+SIGNIN_RATE, SIGNIN_BURST = 5.0, 10.0  # per client address: 5 attempts a second, bursts of 10
+
+
+def signin_throttle(ctx: AppContext) -> Throttle:
+    """The server's sign-in throttle (one per process, in the app context's cache)."""
+    found = ctx.cache.get("signin.throttle")
+    if isinstance(found, Throttle):
+        return found
+    made = Throttle(rate=SIGNIN_RATE, burst=SIGNIN_BURST)
+    ctx.cache["signin.throttle"] = made
+    return made
 
 
 @router.post("/signout")
