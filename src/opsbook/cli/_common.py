@@ -48,7 +48,7 @@ class AppState:
 def open_db(ws: Workspace, settings: Settings) -> Database:
     from opsbook.db import open_database  # noqa: PLC0415
 
-    ws.state_dir.mkdir(parents=True, exist_ok=True)
+    ws.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return open_database(settings.database_url_for(ws.state_dir))
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -150,10 +151,40 @@ def _sqlite_path(url: str) -> Path:
     return Path(url)
 
 
+#: Modes of a new state database and of the directory made for it: the database holds password
+#: and token hashes and the audit journal, so only its owner reads it (like the signing keys).
+#: SQLite gives the -wal and -shm files the database file's mode.
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+
+def _create_private(path: Path) -> None:
+    """Make the database's directory (0700) and an empty database file (0600) when missing.
+    Existing files keep their mode (`opsbook doctor` flags loose ones with the fix)."""
+    if str(path) in (":memory:", "") or str(path).startswith("file:"):
+        return
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def state_files(url: str) -> list[Path]:
+    """The files of a SQLite database URL (database, -wal, -shm); none for PostgreSQL."""
+    if not url.startswith("sqlite:") and "://" in url:
+        return []
+    path = _sqlite_path(url)
+    if str(path) in (":memory:", "") or str(path).startswith("file:"):
+        return []
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
 def _connect_sqlite(url: str) -> Database:
     path = _sqlite_path(url)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
         raw = sqlite3.connect(
             str(path), isolation_level=None, timeout=30.0, check_same_thread=False
         )
@@ -257,7 +288,8 @@ def _migration_lock(db: Database) -> Iterator[None]:
             yield
             return
         lock_path = path.with_suffix(".migrate.lock")
-        with lock_path.open("a") as fh:
+        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+        with os.fdopen(fd, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield

@@ -24,7 +24,7 @@ def prepare(*, settings: Settings, server: ServerSettings, workspace: Workspace)
             "HTTPS needs both a certificate and a key",
             hint="pass --tls-cert and --tls-key together (or neither, behind a reverse proxy)",
         )
-    workspace.state_dir.mkdir(parents=True, exist_ok=True)
+    workspace.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = open_database(settings.database_url_for(workspace.state_dir))
     ctx = build_context(settings=settings, server=server, workspace=workspace, db=db)
     logs.configure(path=workspace.state_dir / "logs" / "opsbook.log", redact=ctx.redactor.redact)

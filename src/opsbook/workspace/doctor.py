@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from opsbook.errors import OpsbookError
 from opsbook.workspace.doctor_channels import channel_checks
+from opsbook.workspace.doctor_files import file_mode_checks
 
 if TYPE_CHECKING:
     from opsbook.config import Settings
@@ -35,6 +36,7 @@ class Check:
 def run_checks(*, workspace: Workspace, settings: Settings, env_name: str) -> list[Check]:
     """Every check, in order; none raises."""
     checks = [_runbooks(workspace), *_database(workspace, settings)]
+    checks.extend(Check(*c) for c in file_mode_checks(workspace=workspace, settings=settings))
     checks.extend(_environment(workspace, env_name))
     checks.extend(Check(n, s, d, h) for n, s, d, h in channel_checks(workspace))
     return checks
@@ -64,7 +66,7 @@ def _database(ws: Workspace, settings: Settings) -> list[Check]:
     from opsbook.db import open_database  # noqa: PLC0415
 
     try:
-        ws.state_dir.mkdir(parents=True, exist_ok=True)
+        ws.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         db = open_database(settings.database_url_for(ws.state_dir))
     except OpsbookError as exc:
         return [Check("database", "failed", exc.message, exc.hint or "")]

@@ -81,7 +81,7 @@ def init_workspace(*, target: Path, force: bool = False) -> list[Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
             written.append(path)
-        (target / STATE_DIR).mkdir(exist_ok=True)
+        (target / STATE_DIR).mkdir(exist_ok=True, mode=0o700)
     except OSError as exc:
         where = exc.filename or target
         raise WorkspaceError(
