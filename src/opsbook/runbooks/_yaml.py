@@ -2,10 +2,16 @@
 
 Errors and positions are shifted from the YAML text to the runbook file so a message names
 the file's own line and column.
+
+Runbooks are read by ``opsbook serve`` from every file in ``runbooks/``, so one committed file
+must not be able to exhaust it: anchors and aliases are refused (eleven lines of nested
+aliases expand to gigabytes), and so are YAML texts past :data:`MAX_TEXT` characters and
+nesting past :data:`MAX_DEPTH` levels.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -13,6 +19,9 @@ from typing import Any
 from opsbook.errors import Location, RunbookFormatError
 
 Key = tuple[str | int, ...]
+MAX_TEXT = 256 * 1024  # characters of one YAML text (front matter, one block's body)
+MAX_DEPTH = 64  # nested mappings and lists
+ALIAS_FIX = "write the values out; YAML aliases are not allowed in runbooks"
 
 
 @dataclass(frozen=True)
@@ -52,9 +61,15 @@ def load(text: str, *, where: Where, what: str) -> Doc:
     """Parse ``text`` (safe loader). ``what`` names the YAML in messages (``front matter``)."""
     import yaml  # noqa: PLC0415 - deferred: not needed for CLI start-up
 
+    if len(text) > MAX_TEXT:
+        raise RunbookFormatError(
+            f"{what}: the YAML is too large ({len(text)} characters, at most {MAX_TEXT})",
+            location=where.at(0, 0),
+            hint="keep runbook metadata and block bodies short; put large data in a file",
+        )
     node = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _loader_class()(text)
     except yaml.YAMLError as exc:  # a character YAML does not allow (the reader checks first)
         position = getattr(exc, "position", 0) or 0
         line0 = text.count("\n", 0, position)
@@ -66,6 +81,12 @@ def load(text: str, *, where: Where, what: str) -> Doc:
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+    except _Refused as exc:
+        raise RunbookFormatError(
+            f"{what}: {exc.problem}",
+            location=where.at(exc.mark.line, exc.mark.column),
+            hint=exc.fix,
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = where.at(mark.line, mark.column) if mark else where.at(0, 0)
@@ -92,6 +113,51 @@ def load(text: str, *, where: Where, what: str) -> Doc:
         except RecursionError:
             raise _too_deep(what, where) from None
     return doc
+
+
+class _Refused(Exception):
+    """Raised while composing; converted to a RunbookFormatError by :func:`load`."""
+
+    def __init__(self, problem: str, mark: Any, fix: str) -> None:
+        super().__init__(problem)
+        self.problem, self.mark, self.fix = problem, mark, fix
+
+
+@functools.cache
+def _loader_class() -> Any:
+    """The safe loader, refusing anchors, aliases and deep nesting while it composes (before
+    anything is expanded or built)."""
+    import yaml  # noqa: PLC0415
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent):
+                raise _Refused(
+                    f"YAML aliases (*{event.anchor}) are not allowed", event.start_mark, ALIAS_FIX
+                )
+            anchor = getattr(event, "anchor", None)
+            if anchor is not None:
+                raise _Refused(
+                    f"YAML anchors (&{anchor}) and aliases are not allowed",
+                    event.start_mark,
+                    ALIAS_FIX,
+                )
+            if self.depth >= MAX_DEPTH:
+                raise _Refused(
+                    f"the YAML is nested too deeply (more than {MAX_DEPTH} levels)",
+                    event.start_mark,
+                    "flatten the YAML: runbook metadata needs only a few levels",
+                )
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return Loader
 
 
 def _too_deep(what: str, where: Where) -> RunbookFormatError:
