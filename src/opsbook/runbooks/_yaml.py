@@ -133,7 +133,7 @@ def _loader_class() -> Any:
         depth = 0
 
         def compose_node(self, parent: Any, index: Any) -> Any:
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves it untyped
             if isinstance(event, yaml.AliasEvent):
                 raise _Refused(
                     f"YAML aliases (*{event.anchor}) are not allowed", event.start_mark, ALIAS_FIX
