@@ -78,3 +78,14 @@ def test_doctor_tries_each_notification_channel(tmp_path: Path) -> None:
     out = ob(ws.root, "doctor")
     assert out.returncode == 1
     assert f"smtp 127.0.0.1:{smtp.port}" in out.stdout and "refused" in out.stdout.lower()
+
+
+def test_an_internal_update_that_reaches_nobody_says_why(tmp_path: Path) -> None:
+    closed = free_port()
+    ws = make_ws(tmp_path / "ws", smtp_port=closed, webhook=f"http://127.0.0.1:{closed}")
+    ob(ws.root, "incidents", "declare", "Payments failing", "-s", "payment", "--severity", "SEV2")
+    out = ob(ws.root, "incidents", "update", "INC-1", "--internal", "Rolling back")
+    assert out.returncode == 1, out.stderr
+    line = next(x for x in out.stdout.splitlines() if "update to l1" in x)
+    assert "failed" in line and "refused" in line.lower()
+    assert "not delivered" in out.stderr

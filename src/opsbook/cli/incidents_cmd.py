@@ -308,13 +308,15 @@ def update(
         lifecycle.add_note(db=db, ref=ref, actor=user, text=note)
     if evidence:
         lifecycle.add_note(db=db, ref=ref, actor=user, text=evidence, kind="evidence")
+    pages: list[dict[str, Any]] = []
     if internal or public or publish is not None:
         from opsbook.incidents import comms  # noqa: PLC0415
 
         config = _config(ws)
         if internal:
             up = comms.post_update(db=db, config=config, ref=ref, actor=user, text=internal)
-            _deliver(db, config, tuple(up["notifications"]))  # to the people paged so far
+            # to the people paged so far
+            pages = _pages(db, _deliver(db, config, tuple(up["notifications"])))
         if public:
             up = comms.post_update(
                 db=db, config=config, ref=ref, actor=user, text=public, audience="public"
@@ -354,6 +356,12 @@ def update(
             f"  downgrade to {inc.pending_severity} waits for a second person:"
             f" `opsbook incidents update {inc.ref} --approve-downgrade`\n"
         )
+    for p in pages:
+        if p["outcome"] == "failed" and not json_out:
+            sys.stdout.write(
+                f"  update to {p['recipient']}: failed ({p['error'] or 'no reason'})\n"
+            )
+    _fail_on_undelivered(pages)
 
 
 @incidents_app.command("assign")
