@@ -158,7 +158,6 @@ class AppContext:
     def engine(self, *, reporter: Reporter | None = None) -> Engine:
         """A fresh engine (cheap) so each operation can have its own reporter."""
         from opsbook.engine._executor import Engine  # noqa: PLC0415
-        from opsbook.runbooks.parser import parse_file  # noqa: PLC0415
 
         return Engine(
             db=self.db,
@@ -167,7 +166,7 @@ class AppContext:
             redactor=self.redactor,
             reporter=reporter,
             interaction=None,  # the server never prompts: runs park where people must act
-            load_runbook=parse_file,
+            load_runbook=self.runbook_at,
             resolve_ref=lambda ref: self.catalogue().resolve(ref),
             roles_of=self.roles_of(),
         )
@@ -219,6 +218,24 @@ class AppContext:
 
     def catalogue(self) -> Catalogue:
         return self.loaded().catalogue
+
+    def runbook_at(self, path: Path) -> Runbook:
+        """The catalogue's parse of the runbook file at ``path`` while the file is as it was
+        then (same modification time and size), else a fresh parse. Every resume reloads
+        its runbook, and parsing it again (Markdown, YAML, CEL) was most of a resume."""
+        from opsbook.runbooks.parser import parse_file  # noqa: PLC0415
+
+        loaded = self.loaded()
+        for rb in loaded.catalogue.runbooks:
+            if rb.path == path:
+                try:
+                    st = path.stat()
+                except OSError:
+                    break
+                if (path.name, st.st_mtime_ns, st.st_size) in loaded.stamp:
+                    return rb
+                break
+        return parse_file(path)
 
 
 def build_context(
