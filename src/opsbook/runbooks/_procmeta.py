@@ -273,13 +273,16 @@ def _bound(value: Any, kind: str, *, bad: Bad) -> float:
 
 
 def _pattern(value: Any, *, bad: Bad) -> str:
+    """A parameter pattern RE2 compiles (linear-time matching of caller-supplied values)."""
+    from opsbook import patterns  # noqa: PLC0415 - deferred: only runbooks with patterns
+
     if not isinstance(value, str):
         raise bad("pattern must be a string", "quote the regular expression")
     try:
-        re.compile(value)
-    except (re.error, RecursionError, OverflowError) as exc:
+        patterns.compiled(value)
+    except patterns.PatternError as exc:
         raise bad(
-            f"pattern is not a regular expression: {exc}",
-            "fix the regular expression (Python re syntax, matched in full)",
+            f"pattern {value[:80]!r} is not a regular expression RE2 accepts: {exc}",
+            patterns.HINT,
         ) from None
     return value

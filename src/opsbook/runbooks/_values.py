@@ -108,7 +108,9 @@ def convert_param(param: Param, value: Any) -> Any:
             raise ValueError(f"{raw!r} is not one of: {', '.join(param.choices)}")
         return raw
     if kind == "string":
-        if param.pattern is not None and not re.fullmatch(param.pattern, raw):
+        from opsbook.patterns import fullmatch  # noqa: PLC0415 - RE2, linear time (issue 16)
+
+        if param.pattern is not None and not fullmatch(param.pattern, raw):
             raise ValueError(f"{raw!r} does not match the pattern {param.pattern!r}")
         return raw
     raise ValueError(f"a {kind} parameter takes no value here")
