@@ -12,8 +12,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from opsbook.errors import UsageError
+
+#: Largest value of one procedure parameter, in bytes, unless configured.
+DEFAULT_PARAM_MAX_BYTES = 65_536
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -43,6 +47,13 @@ class Settings:
     output_limit: int = field(
         default=1_048_576, metadata=_doc("Bytes of stdout/stderr kept per step and stream")
     )
+    param_max_bytes: int | None = field(
+        default=None,
+        metadata=_doc(
+            "Largest value of one procedure parameter, in bytes; default: [limits]"
+            " param_max_bytes in opsbook.toml, else 65536"
+        ),
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,13 +65,13 @@ class Settings:
                 continue
             if f.name in ("workspace", "secrets_dir"):
                 values[f.name] = Path(raw)
-            elif f.name == "output_limit":
+            elif f.name in ("output_limit", "param_max_bytes"):
+                name = f"OPSBOOK_{f.name.upper()}"
                 try:
                     values[f.name] = int(raw)
                 except ValueError as exc:
                     raise UsageError(
-                        f"OPSBOOK_OUTPUT_LIMIT must be a number of bytes, not {raw!r}",
-                        field="OPSBOOK_OUTPUT_LIMIT",
+                        f"{name} must be a number of bytes, not {raw!r}", field=name
                     ) from exc
             else:
                 values[f.name] = raw
@@ -73,6 +84,24 @@ class Settings:
 
     def secrets_dir_for(self, state_dir: Path) -> Path:
         return self.secrets_dir or state_dir / "secrets"
+
+    def param_max_bytes_for(self, workspace_config: Mapping[str, Any]) -> int:
+        """The per-parameter size limit: this setting, else ``[limits] param_max_bytes`` in
+        the workspace's opsbook.toml, else 64 KiB."""
+        if self.param_max_bytes is not None:
+            return self.param_max_bytes
+        limits = workspace_config.get("limits", {})
+        value = limits.get("param_max_bytes") if isinstance(limits, Mapping) else None
+        if value is None:
+            return DEFAULT_PARAM_MAX_BYTES
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(
+                f"[limits] param_max_bytes in opsbook.toml must be a positive number of bytes, "
+                f"not {value!r}",
+                field="limits.param_max_bytes",
+                hint="write e.g. param_max_bytes = 65536, or remove it for the default",
+            )
+        return value
 
     @staticmethod
     def describe() -> dict[str, str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
+import re
 import shlex
+import textwrap
 from pathlib import Path
 from urllib.parse import quote
 
@@ -60,7 +63,8 @@ def test_the_first_provider_that_has_it_wins_and_is_registered(tmp_path: Path) -
     )
     assert resolver.resolve("token") == "from-env"
     assert resolver.resolve("only-file") == "file-only-value"
-    assert redactor.redact("from-env file-only-value from-file") == "*** *** from-file"
+    # Every value the providers hold is redacted, resolved or not: the file's shadowed one too.
+    assert redactor.redact("from-env file-only-value from-file") == "*** *** ***"
 
 
 def test_a_missing_secret_names_where_it_looked(tmp_path: Path) -> None:
@@ -129,12 +133,112 @@ def test_short_values_are_not_redacted_and_nothing_registered_is_a_no_op() -> No
     empty = Redactor()
     obj = {"a": ["b"]}
     assert not empty.active and empty.redact("text") == "text" and empty.redact_obj(obj) is obj
-    redactor = Redactor(["ab", ""])
-    assert not redactor.active and redactor.redact("a cab") == "a cab"
-    redactor.add("abc")
-    assert redactor.active and redactor.redact("a cabc") == "a c***"
+    redactor = Redactor(["abc", ""])
+    assert not redactor.active and redactor.redact("a cabc") == "a cabc"
+    redactor.add("abcd")
+    assert redactor.active and redactor.redact("a cabcd") == "a c***"
 
 
 def test_longer_secrets_win_over_ones_they_contain() -> None:
     redactor = Redactor(["secret", "secret-long-value"])
     assert redactor.redact("x secret-long-value y secret") == "x *** y ***"
+
+
+CANARY = "Kanarie/7f3a+9c1e-Zq"
+
+
+def _b64_inside(prefix: bytes, value: str) -> str:
+    return base64.b64encode(prefix + value.encode() + b"tail").decode()
+
+
+@pytest.mark.parametrize(
+    ("form", "text"),
+    [
+        ("raw", CANARY),
+        ("base64", base64.b64encode(CANARY.encode()).decode()),
+        ("base64 of a line", base64.b64encode(CANARY.encode() + b"\n").decode()),
+        ("base64 unpadded", base64.b64encode(CANARY.encode()).decode().rstrip("=")),
+        ("base64url", base64.urlsafe_b64encode(CANARY.encode()).decode()),
+        ("base64 at offset 1", _b64_inside(b"x", CANARY)),
+        ("base64 at offset 2", _b64_inside(b"xy", CANARY)),
+        ("base64 at offset 3", _b64_inside(b"xyz", CANARY)),
+        ("base64 wrapped", "\n".join(textwrap.wrap(base64.b64encode(CANARY.encode()).decode(), 8))),
+        ("hex", CANARY.encode().hex()),
+        ("HEX", CANARY.encode().hex().upper()),
+        ("hex with colons", ":".join(f"{b:02x}" for b in CANARY.encode())),
+        ("url", quote(CANARY, safe="")),
+        ("url lower-case escapes", re.sub("%..", lambda m: m[0].lower(), quote(CANARY, safe=""))),
+        ("reversed", CANARY[::-1]),
+        ("spaced", " ".join(CANARY)),
+        ("tabbed and broken", "\t".join(CANARY[:10]) + "\n" + CANARY[10:]),
+    ],
+)
+def test_every_form_of_a_secret_is_redacted(form: str, text: str) -> None:
+    redactor = Redactor([CANARY])
+    out = redactor.redact(f"before [{text}] after")
+    assert "***" in out and out.startswith("before [") and out.endswith("] after"), (form, out)
+    # Left: at most the characters a longer base64 stream has around the secret.
+    assert len(out.removeprefix("before [").removesuffix("] after").replace("***", "")) <= 12
+
+
+def test_od_output_is_redacted_across_its_offset_column() -> None:
+    data = CANARY.encode()
+    lines = [
+        f"{i:07o} " + " ".join(f"{b:02x}" for b in data[i : i + 16])
+        for i in range(0, len(data), 16)
+    ]
+    od = "\n".join(lines) + f"\n{len(data):07o}\n"
+    out = Redactor([CANARY]).redact(od)
+    assert "***" in out and "4b 61" not in out and "2d 5a 71" not in out, out
+
+
+def test_text_rich_in_hex_and_base64_is_left_alone() -> None:
+    redactor = Redactor([CANARY, "another-secret-value"])
+    text = "sha256 " + "0123456789abcdef" * 64 + " token " + base64.b64encode(b"x" * 300).decode()
+    assert redactor.redact(text) == text
+
+
+def test_a_longer_secret_is_not_half_masked_by_a_shorter_one_inside_it() -> None:
+    redactor = Redactor(["password", "password-for-the-vault"])
+    assert redactor.redact("x password-for-the-vault y password z") == "x *** y *** z"
+
+
+def test_long_values_are_redacted_as_written() -> None:
+    key = "-----BEGIN KEY-----\n" + "A1b2C3d4" * 80 + "\n-----END KEY-----"
+    redactor = Redactor([key])
+    assert redactor.redact(f"key: {key}.") == "key: ***."
+    assert redactor.redact(json.dumps({"k": key})) == '{"k": "***"}'
+
+
+def test_text_that_is_not_utf8_is_still_redacted() -> None:
+    redactor = Redactor([CANARY])
+    assert redactor.redact(f"\ud800 {CANARY}") == "\ud800 ***"
+
+
+def test_find_says_which_secret_and_whether_exactly(tmp_path: Path) -> None:
+    (tmp_path / "vogel").write_text("Vogel-file-5e8d21b7\n")
+    resolver = SecretResolver(
+        [EnvSecretProvider({"OPSBOOK_SECRET_CANARY": CANARY}), FileSecretProvider(tmp_path)],
+        Redactor(),
+    )
+    hit = resolver.secret_in(CANARY)
+    assert (
+        hit is not None and hit.exact and hit.source == "environment variable OPSBOOK_SECRET_CANARY"
+    )
+    hit = resolver.secret_in("https://u:" + base64.b64encode(b"Vogel-file-5e8d21b7").decode())
+    assert hit is not None and not hit.exact and hit.source == f"file {tmp_path / 'vogel'}"
+    assert resolver.secret_in("harmless") is None
+    (tmp_path / "later").write_text("added-after-start")
+    assert resolver.secret_in("added-after-start") is None
+    resolver.refresh()
+    assert resolver.secret_in("added-after-start") is not None
+
+
+def test_unreadable_secret_files_are_skipped_when_listing(tmp_path: Path) -> None:
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "good").write_text("good-secret-value")
+    assert FileSecretProvider(tmp_path).values() == {
+        "good-secret-value": f"file {tmp_path / 'good'}"
+    }
+    assert FileSecretProvider(tmp_path / "missing").values() == {}

@@ -135,8 +135,15 @@ async def start_execution(
     except NotFoundError as exc:
         raise ValidationError(exc.message, field="environment", hint=exc.hint) from exc
     raw = {str(k): _json_param(str(k), v) for k, v in params.items()}
+    ctx.resolver.refresh()  # secrets added since the server started count too
     try:
-        values = validate_params(procedure, raw, path=runbook.path.name)
+        values = validate_params(
+            procedure,
+            raw,
+            path=runbook.path.name,
+            max_bytes=ctx.settings.param_max_bytes_for(ctx.workspace.config),
+            secret_in=ctx.resolver.secret_in,
+        )
     except ParameterError as exc:
         raise ParameterError(exc.message, field=f"params.{exc.field}", hint=exc.hint) from exc
     risky = procedure.risk == "high" or env.name == "production"

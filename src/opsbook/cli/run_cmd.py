@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,10 @@ from opsbook.cli._common import (
     print_json,
     resolve,
 )
+
+if TYPE_CHECKING:
+    from opsbook.runbooks.model import Procedure
+    from opsbook.runbooks.params import SecretFinder
 
 
 def exit_code_for(outcome: Any) -> int:
@@ -37,6 +41,31 @@ def outcome_json(db: Any, outcome: Any) -> dict[str, Any]:
         "waiting_step": outcome.waiting_step,
         "steps": [s.to_dict() for s in journal.step_runs(db=db, execution_id=row.id)],
     }
+
+
+def command_line_params(
+    procedure: Procedure,
+    items: list[str],
+    *,
+    path: str,
+    max_bytes: int,
+    secret_in: SecretFinder | None,
+) -> dict[str, object]:
+    """``--param`` items checked against the procedure; a refusal names ``--param NAME``."""
+    from opsbook.errors import ParameterError  # noqa: PLC0415
+    from opsbook.runbooks.params import parse_param_args, validate_params  # noqa: PLC0415
+
+    try:
+        return validate_params(
+            procedure,
+            parse_param_args(items),
+            path=path,
+            max_bytes=max_bytes,
+            secret_in=secret_in,
+        )
+    except ParameterError as exc:
+        field = f"--param {exc.field}" if exc.field else None
+        raise ParameterError(exc.message, field=field, hint=exc.hint) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -76,7 +105,6 @@ def register(app: typer.Typer) -> None:
 
         from opsbook.cli._live import ConsoleInteraction, ConsoleReporter  # noqa: PLC0415
         from opsbook.errors import UsageError  # noqa: PLC0415
-        from opsbook.runbooks.params import parse_param_args, validate_params  # noqa: PLC0415
         from opsbook.workspace import load_environment  # noqa: PLC0415
 
         state: AppState = ctx.obj
@@ -85,10 +113,19 @@ def register(app: typer.Typer) -> None:
         user = state.user(as_user)
         runbook, procedure = resolve(ws, ref)
         environment = load_environment(ws, env or ws.default_environment)
-        params = validate_params(
-            procedure, parse_param_args(list(param or [])), path=str(runbook.path)
-        )
         interactive = is_interactive() and not json_out
+        console = Console(stderr=json_out, quiet=json_out, highlight=False)
+        reporter = ConsoleReporter(console=console, verbose=verbose)
+        interaction = ConsoleInteraction(console=console, actor=user) if interactive else None
+        db = open_db(ws, settings)
+        engine = make_engine(ws, settings, db, reporter=reporter, interaction=interaction)
+        params = command_line_params(
+            procedure,
+            list(param or []),
+            path=str(runbook.path),
+            max_bytes=settings.param_max_bytes_for(ws.config),
+            secret_in=engine.resolver.secret_in,
+        )
         risky = procedure.risk == "high" or environment.name == "production"
         if risky and not dry_run and not yes:
             if not interactive:
@@ -101,11 +138,6 @@ def register(app: typer.Typer) -> None:
                 f"Run {runbook.id}#{procedure.id} (risk: {procedure.risk}) on {environment.name}?",
                 abort=True,
             )
-        console = Console(stderr=json_out, quiet=json_out, highlight=False)
-        reporter = ConsoleReporter(console=console, verbose=verbose)
-        interaction = ConsoleInteraction(console=console, actor=user) if interactive else None
-        db = open_db(ws, settings)
-        engine = make_engine(ws, settings, db, reporter=reporter, interaction=interaction)
         outcome = asyncio.run(
             engine.start(
                 runbook=runbook,

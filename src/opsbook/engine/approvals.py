@@ -34,7 +34,9 @@ def compute_digest(
             "environment": environment,
         }
     )
-    return hashlib.sha256(material.encode()).hexdigest()
+    # Parameters are checked to be UTF-8 text before a run starts; "surrogatepass" keeps a
+    # digest over anything else a hash rather than a crash (and equal to "utf-8" otherwise).
+    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,18 @@
 """Secrets: providers that look them up, a resolver that asks them in order, a redactor.
 
 A secret is resolved when a template reads it (``{{ secret("db-password") }}`` or a
-``type: secret`` parameter), never stored, and registered with the :class:`Redactor` so every
-output, log line, journal record and export shows ``***`` instead.
+``type: secret`` parameter) and never stored. The :class:`Redactor` (see
+:mod:`opsbook.engine.redaction`) knows more than what a run resolved: the resolver registers
+every value the listable providers can serve in this workspace when it is made and on
+:meth:`SecretResolver.refresh`, so every output, log line, journal record and export shows
+``***`` instead of any of them, in any of the forms the redactor knows.
 
 Providers, first match wins (the CLI uses the first two):
 
 - :class:`EnvSecretProvider` — ``OPSBOOK_SECRET_<NAME>`` (upper case, ``-`` and ``.`` → ``_``);
 - :class:`FileSecretProvider` — one file per secret in a directory (trailing newline dropped);
 - :class:`AzureKeyVaultProvider` — Azure Key Vault, when ``azure-keyvault-secrets`` is installed.
+  A vault is not listed: only the values a run fetched from it are redacted.
 
 The redactor ignores values shorter than :data:`MIN_REDACT_LENGTH` characters: replacing every
 ``a`` or ``42`` in the output would destroy it, and such a value is no secret anyway.
@@ -17,21 +21,30 @@ The redactor ignores values shorter than :data:`MIN_REDACT_LENGTH` characters: r
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
-import shlex
-import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import quote, quote_plus
 
+from opsbook.engine.redaction import MASK, MIN_REDACT_LENGTH, Redactor, SecretHit
 from opsbook.errors import SecretError
 
-MASK = "***"
-#: Values shorter than this are not redacted (see the module docstring).
-MIN_REDACT_LENGTH = 3
+__all__ = [
+    "MASK",
+    "MIN_REDACT_LENGTH",
+    "AzureKeyVaultProvider",
+    "EnvSecretProvider",
+    "FileSecretProvider",
+    "ListableSecretProvider",
+    "Redactor",
+    "SecretHit",
+    "SecretProvider",
+    "SecretResolver",
+    "env_var_name",
+]
+
+_PREFIX = "OPSBOOK_SECRET_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 
 
@@ -49,6 +62,14 @@ class SecretProvider(Protocol):
     def get(self, name: str) -> str | None: ...
 
 
+@runtime_checkable
+class ListableSecretProvider(SecretProvider, Protocol):
+    """A provider that can say every value it holds (``{value: where it comes from}``), so the
+    redactor knows them before any run reads them."""
+
+    def values(self) -> dict[str, str]: ...
+
+
 class EnvSecretProvider:
     """Secrets from environment variables ``OPSBOOK_SECRET_<NAME>``."""
 
@@ -63,6 +84,14 @@ class EnvSecretProvider:
 
     def where(self, name: str) -> str:
         return f"environment variable {env_var_name(name)}"
+
+    def values(self) -> dict[str, str]:
+        environ = os.environ if self._environ is None else self._environ
+        return {
+            value: f"environment variable {key}"
+            for key, value in environ.items()
+            if key.startswith(_PREFIX) and len(key) > len(_PREFIX)
+        }
 
 
 class FileSecretProvider:
@@ -90,6 +119,25 @@ class FileSecretProvider:
 
     def where(self, name: str) -> str:
         return f"file {self.directory / name}"
+
+    def values(self) -> dict[str, str]:
+        """Every readable UTF-8 file in the directory (what ``get`` would serve for it);
+        unreadable ones are skipped here and reported when a run asks for them."""
+        out: dict[str, str] = {}
+        try:
+            entries = sorted(self.directory.iterdir())
+        except OSError:
+            return out
+        for path in entries:
+            try:
+                if not path.is_file():
+                    continue
+                value = self.get(path.name)
+            except (OSError, SecretError):
+                continue
+            if value is not None:
+                out[value] = f"file {path}"
+        return out
 
 
 class AzureKeyVaultProvider:
@@ -143,79 +191,6 @@ class AzureKeyVaultProvider:
         return f"Azure Key Vault {self.vault_name} secret {name}"
 
 
-def _forms(value: str) -> set[str]:
-    """The value and the ways it is commonly re-encoded in output: JSON, URL, shell, SQL."""
-    forms = {
-        value,
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-        quote(value, safe=""),
-        quote_plus(value),
-        shlex.quote(value),
-        value.replace("'", "'\\''"),
-        re.sub(r'([$`"\\])', r"\\\1", value),
-        re.sub(r"([$`\\])", r"\\\1", value),
-        value.replace("'", "''"),
-    }
-    return {f for f in forms if len(f) >= MIN_REDACT_LENGTH}
-
-
-class Redactor:
-    """Replaces every registered secret (and its JSON-, URL-, shell- and SQL-escaped forms)
-    with ``***``. Thread-safe; ``redact`` is a no-op when nothing is registered."""
-
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        self._lock = threading.Lock()
-        self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-        for v in values:
-            self.add(v)
-
-    def add(self, value: str) -> None:
-        """Register a secret value (values shorter than MIN_REDACT_LENGTH are ignored)."""
-        if not isinstance(value, str) or len(value) < MIN_REDACT_LENGTH:
-            return
-        if value in self._values:
-            return
-        with self._lock:
-            self._values.add(value)
-            forms: set[str] = set()
-            for v in self._values:
-                forms |= _forms(v)
-            # Longest first, so a form that contains another is replaced whole.
-            ordered = sorted(forms, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(f) for f in ordered))
-
-    @property
-    def active(self) -> bool:
-        """Whether any secret is registered (an empty redactor is still a shared object, so it
-        deliberately does not define ``__bool__``)."""
-        return self._pattern is not None
-
-    def redact(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is None or not text:
-            return text
-        return pattern.sub(MASK, text)
-
-    def redact_obj(self, obj: Any) -> Any:
-        """``redact`` over every string (and mapping key) inside dicts, lists and tuples."""
-        if self._pattern is None:
-            return obj
-        return self._walk(obj)
-
-    def _walk(self, obj: Any) -> Any:
-        if isinstance(obj, str):
-            return self.redact(obj)
-        if isinstance(obj, Mapping):
-            return {
-                (self.redact(k) if isinstance(k, str) else k): self._walk(v) for k, v in obj.items()
-            }
-        if isinstance(obj, list | tuple):
-            return [self._walk(v) for v in obj]
-        return obj
-
-
 class SecretResolver:
     """Resolves a secret by name from the first provider that has it, registering the value
     with the redactor before anyone sees it."""
@@ -223,6 +198,21 @@ class SecretResolver:
     def __init__(self, providers: Sequence[SecretProvider], redactor: Redactor) -> None:
         self.providers = tuple(providers)
         self.redactor = redactor
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Register with the redactor every value the listable providers hold now (cheap when
+        nothing changed: the pattern is rebuilt only for new values)."""
+        found: dict[str, str] = {}
+        for provider in reversed(self.providers):  # the first provider's source wins
+            if isinstance(provider, ListableSecretProvider):
+                found.update(provider.values())
+        if found:
+            self.redactor.add_many(found)
+
+    def secret_in(self, text: str) -> SecretHit | None:
+        """Which configured secret ``text`` holds (in any form the redactor knows), if any."""
+        return self.redactor.find(text)
 
     def resolve(self, name: str) -> str:
         if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
@@ -233,7 +223,7 @@ class SecretResolver:
         for provider in self.providers:
             value = provider.get(name)
             if value is not None:
-                self.redactor.add(value)
+                self.redactor.add(value, source=_where(provider, name))
                 return value
         looked = "; ".join(_where(p, name) for p in self.providers) or "no secret providers"
         raise SecretError(

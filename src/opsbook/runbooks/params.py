@@ -3,15 +3,36 @@
 Every value is checked before anything runs; a bad value names the parameter and what is
 allowed. ``type: secret`` parameters are never given here: the engine resolves them from the
 secret provider named by ``from`` when a template reads them.
+
+Before its type is checked, each given value must be UTF-8 text (no lone surrogates: undecodable
+bytes on the command line, ``\\ud800`` escapes in JSON), at most ``max_bytes`` long, and must not
+hold a configured secret in any form the redactor knows (``secret_in``): parameters are stored
+and audited as given, so a secret belongs in a ``type: secret`` parameter. No refusal repeats
+the value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
+from opsbook.config import DEFAULT_PARAM_MAX_BYTES as PARAM_MAX_BYTES
 from opsbook.errors import ParameterError
 from opsbook.runbooks._values import DURATION_HINT, convert_param, format_bound
 from opsbook.runbooks.model import Param, Procedure
+
+
+class FoundSecret(Protocol):
+    """What a secret finder reports (``opsbook.engine.redaction.SecretHit``)."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def exact(self) -> bool: ...
+
+
+SecretFinder = Callable[[str], FoundSecret | None]
 
 NOT_ON_COMMAND_LINE = (
     "secret parameters are resolved from the secret provider `from`, never passed on the "
@@ -41,16 +62,77 @@ def parse_param_args(items: list[str]) -> dict[str, str]:
     return out
 
 
+def check_text(
+    name: str,
+    value: str,
+    *,
+    max_bytes: int | None = PARAM_MAX_BYTES,
+    secret_in: SecretFinder | None = None,
+    where: str = "",
+) -> None:
+    """Refuse a parameter value that is not UTF-8 text, is longer than ``max_bytes`` (None: no
+    limit) or holds a configured secret. ``where`` is the parameter's definition (file:line)."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ParameterError(
+            f"parameter {name!r} is not valid UTF-8 text ({_bad_char(value[exc.start])} at "
+            f"character {exc.start})",
+            field=name,
+            hint="send UTF-8 text: undecodable bytes and lone surrogate escapes "
+            "(\\ud800-\\udfff) are refused",
+        ) from None
+    if max_bytes is not None and size > max_bytes:
+        raise ParameterError(
+            f"parameter {name!r} is {size} bytes, over the limit of {max_bytes} bytes "
+            "(param_max_bytes)",
+            field=name,
+            hint="pass a shorter value (a path or a reference to the data, not the data), or "
+            "raise the limit: OPSBOOK_PARAM_MAX_BYTES or [limits] param_max_bytes in opsbook.toml",
+        )
+    hit = secret_in(value) if secret_in is not None and value else None
+    if hit is not None:
+        what = "is" if hit.exact else "contains"
+        raise ParameterError(
+            f"parameter {name!r} {what} the value of a configured secret ({hit.source}); "
+            "parameters are stored and audited as given",
+            field=name,
+            hint=f"declare {name!r} `type: secret` (with `from: SECRET-NAME`)"
+            + (f" at {where}" if where else "")
+            + " so the engine reads it from the secret provider, and stop passing it as a value",
+        )
+
+
+def _bad_char(ch: str) -> str:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte the command line could not decode (surrogateescape)
+        return f"byte 0x{code - 0xDC00:02x}"
+    return f"lone surrogate U+{code:04X}"
+
+
 def validate_params(
-    procedure: Procedure, raw: Mapping[str, str], *, path: str = ""
+    procedure: Procedure,
+    raw: Mapping[str, str],
+    *,
+    path: str = "",
+    max_bytes: int | None = PARAM_MAX_BYTES,
+    secret_in: SecretFinder | None = None,
 ) -> dict[str, object]:
     """Check and convert ``raw`` against the procedure's parameters; apply defaults.
 
     Optional parameters without a default that are not given are absent from the result (CEL:
-    ``has(params.name)``). Secret parameters are never in the result.
+    ``has(params.name)``). Secret parameters are never in the result. ``max_bytes`` and
+    ``secret_in`` are described in :func:`check_text`.
     """
     known = {p.name: p for p in procedure.params}
     for name in raw:
+        if not _is_text(name):
+            raise ParameterError(
+                "a parameter name is not valid UTF-8 text",
+                field=name.encode("utf-8", "backslashreplace").decode("ascii", "replace"),
+                hint="parameter names are the ones the procedure declares: "
+                + ", ".join(sorted(p.name for p in procedure.params if p.type != "secret")),
+            )
         if name not in known:
             listed = ", ".join(sorted(p.name for p in procedure.params if p.type != "secret"))
             raise ParameterError(
@@ -65,6 +147,8 @@ def validate_params(
                 hint=f"store the secret {known[name].secret_from!r} in a secret provider "
                 f"and drop --param {name}",
             )
+        where = f"{path}:{known[name].line}" if path else ""
+        check_text(name, raw[name], max_bytes=max_bytes, secret_in=secret_in, where=where)
     values: dict[str, object] = {}
     for p in procedure.params:
         if p.type == "secret":
@@ -86,6 +170,14 @@ def validate_params(
                 f"parameter {p.name!r}: {exc}", field=p.name, hint=_allowed(p, path)
             ) from None
     return values
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _allowed(p: Param, path: str) -> str:
