@@ -7,8 +7,10 @@ import pytest
 from opsbook import audit
 from opsbook.engine import _journal as journal
 from opsbook.engine import approvals
+from opsbook.engine._hooks import Reporter
 from opsbook.engine.states import State
 from opsbook.errors import ConflictError, PermissionDenied
+from opsbook.runbooks.model import ApprovalSpec
 
 from .conftest import Harness
 
@@ -227,7 +229,7 @@ async def test_four_eyes_quorum_and_no_self_approval(harness: Harness) -> None:
     assert out.state_name == "AwaitingApproval"
     row = journal.get_execution(db=harness.db, execution_id=out.execution_id)
     run = journal.step_runs(db=harness.db, execution_id=row.id)[-1]
-    spec = approvals.ApprovalSpec(quorum=2, roles=("approver",))
+    spec = ApprovalSpec(quorum=2, roles=("approver",))
 
     def approve(user: str, roles: tuple[str, ...]) -> None:
         # The documented calling pattern: the refusal's audit record is committed, then raised.
@@ -292,7 +294,7 @@ async def test_rejection_fails_the_run(harness: Harness) -> None:
             step_seq=run.seq,
             step_id=run.step_id,
             step_state=run.state,
-            spec=approvals.ApprovalSpec(roles=("approver",)),
+            spec=ApprovalSpec(roles=("approver",)),
             approver="carol",
             approver_roles=("approver",),
             decision="rejected",
@@ -533,7 +535,7 @@ async def test_answers_after_an_approval_expires_do_not_count(harness: Harness) 
     out = await harness.run("risky#change", user="bob")
     row = journal.get_execution(db=harness.db, execution_id=out.execution_id)
     run = journal.step_runs(db=harness.db, execution_id=row.id)[-1]
-    spec = approvals.ApprovalSpec(quorum=1, roles=("approver",), expires=600)
+    spec = ApprovalSpec(quorum=1, roles=("approver",), expires=600)
     # The request was made an hour ago: it expired 50 minutes ago.
     harness.db.execute(
         "UPDATE step_runs SET started_at = '2020-01-01T10:00:00Z' WHERE execution_id = ?",
@@ -664,3 +666,64 @@ async def test_a_block_that_cannot_run_fails_with_its_own_error(harness: Harness
     assert "the sandbox is not up" in (out.reason or "")
     run = journal.step_runs(db=harness.db, execution_id=out.execution_id)[0]
     assert run.result["expectations"] == []
+
+
+class RetryWatcher(Reporter):
+    """A reporter that keeps what the engine says about each failed attempt."""
+
+    def __init__(self) -> None:
+        self.attempts: list[dict[str, object]] = []
+
+    def step_retrying(self, **kw: object) -> None:  # keeps every keyword as given
+        self.attempts.append(kw)
+
+
+async def test_each_failed_attempt_is_reported_with_its_reason_and_the_wait(
+    harness: Harness,
+) -> None:
+    harness.write(
+        "retry.md",
+        """
+        ---
+        id: retry
+        title: Retry
+        ---
+
+        # Retry
+
+        ## Proc
+
+        ```yaml procedure
+        permissions: [operator]
+        ```
+
+        ### Flaky
+
+        ```sh {retries=2 retry_delay=0.01}
+        echo '{"status": "DOWN"}'
+        ```
+
+        ```expect
+        json.status == "UP"
+        ```
+        """,
+    )
+    watcher = RetryWatcher()
+    out = await harness.run("retry#proc", reporter=watcher)
+    assert out.state is State.FAILED
+    assert [(a["attempt"], a["of"], a["retry_in"]) for a in watcher.attempts] == [
+        (1, 3, 0.01),
+        (2, 3, 0.02),
+    ]
+    reason = str(watcher.attempts[0]["reason"])
+    assert 'expected json.status == "UP"' in reason and "'DOWN'" in reason
+    events = [
+        e["payload"]
+        for e in journal.events(db=harness.db, execution_id=out.execution_id)
+        if e["action"] == "execution.step.retrying"
+    ]
+    assert [(p["attempt"], p["of"], p["retry_in"]) for p in events] == [(1, 3, 0.01), (2, 3, 0.02)]
+    assert "'DOWN'" in events[0]["failure"]
+    (run,) = journal.step_runs(db=harness.db, execution_id=out.execution_id)
+    assert run.attempts == 3
+    assert [a["attempt"] for a in run.result["failed_attempts"]] == [1, 2]

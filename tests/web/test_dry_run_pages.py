@@ -1,4 +1,5 @@
-"""The console marks dry runs: in the executions list and on the execution's page."""
+"""The console marks dry runs (the executions list, the execution page) and shows each failed
+attempt of a retrying step while it waits for the next one."""
 
 from __future__ import annotations
 
@@ -15,10 +16,36 @@ from tests.web.console import signin
 PW = "correct horse battery staple"
 
 
+RETRY = """---
+id: retry
+title: Retry
+---
+
+# Retry
+
+## Proc
+
+```yaml procedure
+permissions: [operator]
+```
+
+### Payment health
+
+```sh {name=health retries=1 retry_delay=2}
+echo '{"status": "DOWN"}'
+```
+
+```expect
+json.status == "UP"
+```
+"""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with serve(Path(tmp_path_factory.mktemp("dry")) / "ws") as s:
         s.account("op1", ["operator"], password=PW)
+        (s.ws.runbooks_dir / "retry.md").write_text(RETRY)
         yield s
 
 
@@ -45,3 +72,26 @@ def test_a_dry_run_is_marked_in_the_list_and_on_its_page(site: Served) -> None:
         listed = c.get("/executions").text
         row = next(line for line in listed.split("<tr>") if eid in line)
         assert "(dry run)" in row
+
+
+def test_a_retrying_step_shows_each_failed_attempt(site: Served) -> None:
+    c, csrf = signin(site.url, "op1", PW)
+    with closing(c):
+        deadline = time.monotonic() + 20
+        while c.get("/runbooks/retry/proc/run").status_code == 404:  # the catalogue re-reads
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        r = c.post("/runbooks/retry/proc/run", data={"csrf": csrf, "environment": "sandbox"})
+        assert r.status_code == 303, r.text
+        eid = r.headers["location"].rsplit("/", 1)[1]
+        deadline = time.monotonic() + 20
+        # While it waits for the next attempt, the step says so and why.
+        while "Retrying" not in (page := c.get(f"/executions/{eid}/fragment").text):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "attempt 1 of 2 failed: expected json.status == &#34;UP&#34;" in page
+        assert "next attempt in 2s" in page
+        while "state-failed" not in (page := c.get(f"/executions/{eid}/fragment").text):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "Attempt 1 failed: expected json.status" in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -142,6 +143,17 @@ class ConsoleReporter(Reporter):
                     )
         if report.state is State.FAILED and report.reason and not records:
             self.c.print(f"      [red]{escape(report.reason)}[/]")
+
+    def step_retrying(
+        self, *, step: Step, seq: int, attempt: int, of: int, reason: str, retry_in: float
+    ) -> None:
+        """Each failed attempt, as it happens: a step that keeps failing is never silent."""
+        at = time.strftime("%H:%M:%S", time.localtime(time.time() + retry_in))
+        self.c.print(
+            f"  [yellow]↻[/] {escape(step.title)}: [yellow]attempt {attempt} of {of} failed[/]"
+            f" — next attempt in {retry_in:g}s (at {at})\n"
+            f"      {escape(_clip(reason))}"
+        )
 
     def step_waiting(self, *, step: Step, seq: int, execution_id: str, why: str) -> None:
         if why == "approval":

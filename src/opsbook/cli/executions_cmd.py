@@ -87,8 +87,24 @@ def register(app: typer.Typer) -> None:
         row = journal.get_execution(db=db, execution_id=execution_id)
         runs = journal.step_runs(db=db, execution_id=row.id)
         data = {**row.to_dict(), "steps": [r.to_dict() for r in runs]}
+        journal_events = journal.events(db=db, execution_id=row.id)
+        retries: dict[int, list[dict[str, Any]]] = {}
+        for ev in journal_events:
+            if ev["action"] == "execution.step.retrying":
+                retries.setdefault(int(ev["payload"].get("seq", 0)), []).append(ev)
+        for step in data["steps"]:
+            step["failed_attempts"] = [
+                {
+                    "attempt": ev["payload"].get("attempt"),
+                    "of": ev["payload"].get("of"),
+                    "at": ev["ts"],
+                    "reason": ev["payload"].get("failure", ev["payload"].get("reason")),
+                    "retry_in": ev["payload"].get("retry_in"),
+                }
+                for ev in retries.get(int(step["seq"]), [])
+            ]
         if events:
-            data["events"] = journal.events(db=db, execution_id=row.id)
+            data["events"] = journal_events
         if json_out:
             print_json(data)
             return
@@ -108,6 +124,14 @@ def register(app: typer.Typer) -> None:
                 f"  {r.seq:>3}. {r.step_id:<40} {r.state_name:<18} {dur}"
                 + (f"  {r.reason}" if r.reason else "")
             )
+            for ev in retries.get(r.seq, []):
+                p = ev["payload"]
+                of = f" of {p['of']}" if p.get("of") else ""
+                wait = f"; next attempt {p['retry_in']:g}s later" if p.get("retry_in") else ""
+                typer.echo(
+                    f"         attempt {p.get('attempt')}{of} failed at {ev['ts']}: "
+                    f"{p.get('failure', p.get('reason'))}{wait}"
+                )
         if events:
             for ev in data["events"]:
                 typer.echo(f"  {ev['ts']}  {ev['actor']:<12} {ev['action']}")

@@ -598,13 +598,8 @@ class Engine:
                 cancel=cancel,
                 workspace=self.workspace.root,
                 on_start=remember,
-                on_retry=lambda attempt, why: journal.note_event(
-                    db=self.db,
-                    execution_id=eid,
-                    action="execution.step.retrying",
-                    actor=actor,
-                    subject=f"execution:{eid}/step:{step.id}",
-                    payload={"seq": seq, "step": step.id, "attempt": attempt, "reason": why},
+                on_retry=lambda attempt, why, delay: self._retrying(
+                    eid, seq, step, attempt, why, delay, actor=actor
                 ),
             )
         except OpsbookError as exc:
@@ -687,6 +682,29 @@ class Engine:
             actor=actor,
             depth=depth,
             reason=result.reason,
+        )
+
+    def _retrying(
+        self, eid: str, seq: int, step: Step, attempt: int, why: str, delay: float, *, actor: str
+    ) -> None:
+        """A failed attempt with more to come: the step run says so (``Retrying``, the reason,
+        when the next attempt starts) and the journal records it, so the CLI, the console and
+        ``executions show`` can follow a step that keeps failing."""
+        of = step.options.retries + 1
+        journal.transition_step(
+            db=self.db,
+            execution_id=eid,
+            seq=seq,
+            to=State.RUNNING,
+            name="Retrying",
+            actor=actor,
+            reason=f"attempt {attempt} of {of} failed: {why}; next attempt in {delay:g}s",
+            attempts=attempt,
+            verb="retrying",
+            payload={"attempt": attempt, "of": of, "retry_in": delay, "failure": why},
+        )
+        self.reporter.step_retrying(
+            step=step, seq=seq, attempt=attempt, of=of, reason=why, retry_in=delay
         )
 
     async def _watch_abort(self, eid: str, cancel: asyncio.Event) -> None:

@@ -45,6 +45,13 @@ class Reporter:
     def step_waiting(self, *, step: Step, seq: int, execution_id: str, why: str) -> None:
         return None
 
+    def step_retrying(
+        self, *, step: Step, seq: int, attempt: int, of: int, reason: str, retry_in: float
+    ) -> None:
+        """An attempt failed (``reason``: the assertion and the actual value, or the error);
+        attempt ``attempt + 1`` of ``of`` starts in ``retry_in`` seconds."""
+        return None
+
     def execution_finished(self, *, execution_id: str, state: State, reason: str | None) -> None:
         return None
 

@@ -57,7 +57,7 @@ async def run_executable(
     step: Step,
     ctx: ExecutionContext,
     workspace: Path,
-    on_retry: Callable[[int, str], None],
+    on_retry: Callable[[int, str, float], None],
     cancel: asyncio.Event | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> StepOutcome:
@@ -130,6 +130,7 @@ async def run_executable(
         )
         attempt = 0
         result: RunnerResult
+        failed_attempts: list[dict[str, Any]] = []
         while True:
             attempt += 1
             result = await runner.run(inp)
@@ -145,9 +146,13 @@ async def run_executable(
                 ok = False
             if ok or attempt > step.options.retries or (cancel is not None and cancel.is_set()):
                 break
-            why = result.error or "; ".join(o.expr for o in outcomes if not o.passed)
-            on_retry(attempt, ctx.redactor.redact(why))
-            await asyncio.sleep(min(step.options.retry_delay * (2 ** (attempt - 1)), MAX_BACKOFF))
+            why = ctx.redactor.redact(_attempt_failure(result, outcomes))
+            if step.options.for_each:
+                why = f"item {_shown(item)}: {why}"
+            delay = min(step.options.retry_delay * (2 ** (attempt - 1)), MAX_BACKOFF)
+            failed_attempts.append({"attempt": attempt, "reason": why, "retry_in": delay})
+            on_retry(attempt, why, delay)
+            await asyncio.sleep(delay)
         max_attempts = max(max_attempts, attempt)
         record: dict[str, Any] = {
             "command": ctx.redactor.redact(str(command)),
@@ -160,6 +165,8 @@ async def run_executable(
             "attempts": attempt,
             "duration": round(result.duration, 6),
         }
+        if failed_attempts:
+            record["failed_attempts"] = failed_attempts
         if would_check:
             record["would_check"] = would_check
         if step.options.for_each:
@@ -180,6 +187,15 @@ async def run_executable(
     if step.options.for_each:
         return StepOutcome(all_ok, outer, reason, max_attempts or 1, fields_list)
     return StepOutcome(all_ok, outer, reason, max_attempts or 1, fields_list[0])
+
+
+def _attempt_failure(result: RunnerResult, outcomes: Any) -> str:
+    """Why an attempt failed: the assertions that did not hold, with the values they saw;
+    else the runner's error (a timeout always)."""
+    failed = [o for o in outcomes if not o.passed]
+    if result.timed_out or not failed:
+        return result.error or "failed"
+    return "; ".join(_failure_text(o) for o in failed)
 
 
 def _shown(item: Any) -> Any:
