@@ -5,9 +5,11 @@ Goals: POST /api/v1/executions >= 300 starts/s; confirming a manual step (POST
 reported: the time from the attest request to the run's Succeeded state (its last step is a
 `sh` step: a process is started), and bench_parked.py's engine-only figure is the baseline.
 
-One `opsbook serve` process (SQLite, one uvicorn worker) on a free port. The load generator is
-a minimal HTTP/1.1 client on asyncio streams (keep-alive connections, requests encoded up
-front) so that its own CPU, on the same 2 cores, is small next to the server's. Starts: a
+One `opsbook serve` process (SQLite, one uvicorn worker) on a free port, in a workspace made
+by `opsbook init` (its sandbox environment file is what every start and resume loads). The
+load generator is a minimal HTTP/1.1 client on asyncio streams (keep-alive connections,
+requests encoded up front) so that its own CPU, on the same 2 cores, is small next to the
+server's. Starts: a
 bounded loop of STARTS requests over CLIENTS connections. Resumes: one request at a time, so
 each latency is the server's work and not queueing. Three rounds each, median round.
 """
@@ -26,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import OPSBOOK, make_workspace, report
+from _common import OPSBOOK, report
 
 STARTS = 300
 CLIENTS = 4
@@ -160,12 +162,14 @@ def p99(values: list[float]) -> float:
 def main() -> int:
     from opsbook.db import open_database
     from opsbook.users import accounts, tokens
+    from opsbook.workspace.init import init_workspace
 
     tmp = Path(tempfile.mkdtemp(prefix="opsbook-bench-runs-"))
-    ws = make_workspace(tmp / "ws", {"parked.md": RUNBOOK})
+    ws = tmp / "ws"
+    init_workspace(target=ws)  # the environments `opsbook init` writes, as people run them
+    (ws / "runbooks" / "parked.md").write_text(RUNBOOK)
     with (ws / "opsbook.toml").open("a") as f:  # no probes of an absent sandbox
         f.write("\n[monitoring]\nenvironments = []\n")
-    (ws / ".opsbook").mkdir(exist_ok=True)
     db = open_database(f"sqlite:///{ws / '.opsbook' / 'opsbook.db'}")
     accounts.create_account(
         db=db, actor="bench", username="bench", roles=["operator"],

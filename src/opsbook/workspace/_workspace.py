@@ -107,16 +107,32 @@ class Environment:
         return list(self.data.get("services", []) or [])
 
 
+#: Parsed environment files by path, with the (mtime_ns, size) they were parsed at: the server
+#: loads the environment for every start and every resume, and parsing the sandbox file that
+#: `opsbook init` writes takes ~6 ms. Callers get a copy of the data.
+_PARSED: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
 def load_environment(workspace: Workspace, name: str) -> Environment:
+    import copy  # noqa: PLC0415
+
     import yaml  # noqa: PLC0415 - deferred to keep CLI start-up fast
 
     path = workspace.environments_dir / f"{name}.yaml"
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    if st is None or not path.is_file():
         known = ", ".join(workspace.environment_names()) or "none"
         raise NotFoundError(
             f"unknown environment {name!r}",
             hint=f"use one of: {known} (files in {workspace.environments_dir})",
         )
+    stamp = (st.st_mtime_ns, st.st_size)
+    parsed = _PARSED.get(path)
+    if parsed is not None and parsed[0] == stamp:
+        return Environment(name=name, path=path, data=copy.deepcopy(parsed[1]))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -135,4 +151,7 @@ def load_environment(workspace: Workspace, name: str) -> Environment:
             hint="see environments/sandbox.yaml from `opsbook init` for the shape",
         )
     data.setdefault("name", name)
+    if len(_PARSED) >= 64:
+        _PARSED.clear()
+    _PARSED[path] = (stamp, copy.deepcopy(data))
     return Environment(name=name, path=path, data=data)
