@@ -14,6 +14,7 @@ def test_a_changed_environment_file_is_read_again(tmp_path: Path) -> None:
     init_workspace(target=tmp_path / "ws")
     ws = Workspace.load(tmp_path / "ws")
     first = load_environment(ws, "sandbox")
+    assert isinstance(first.data, dict)
     first.data["platform"] = "changed by a caller"
     again = load_environment(ws, "sandbox")
     assert again.data["platform"] != "changed by a caller"  # a copy each time
