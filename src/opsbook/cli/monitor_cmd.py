@@ -378,7 +378,8 @@ def _alerts(al: typer.Typer) -> None:
 
         from opsbook.monitoring import alerts, matchers  # noqa: PLC0415
 
-        rules = [str(matchers.parse(m, field="--match")) for m in match]  # names the option
+        # Each --match may hold several (a="x",b="y"); errors name the option.
+        rules = [str(r) for m in match for r in matchers.parse_list(m, field="--match")]
         st: AppState = ctx.obj
         db = open_db(st.workspace(), st.settings)
         row = alerts.create_silence(
