@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from opsbook.errors import OpsbookError
+from opsbook.sandbox import chaos
 from opsbook.sandbox.load import describe_error, run_load
 from tests.conftest import free_port
+from tests.sandbox.harness import Sandbox
 
 
 @contextmanager
@@ -93,7 +95,7 @@ async def test_a_platform_refusing_new_accounts_is_a_clear_error() -> None:
         await run_load(urls=_urls(base), rate=10, duration=0.2)
     assert "could not open the load's customer accounts" in caught.value.message
     assert "HTTP 500" in caught.value.message
-    assert "error-rate" in (caught.value.hint or "")
+    assert "chaos list" in (caught.value.hint or "")
 
 
 def test_describe_error_never_leaves_the_reason_empty() -> None:
@@ -106,3 +108,16 @@ def test_describe_error_never_leaves_the_reason_empty() -> None:
         "ConnectError: [Errno 111] Connection refused"
     )
     assert describe_error(RuntimeError()) == "RuntimeError"
+
+
+async def test_load_runs_while_the_error_rate_fault_is_active(sb: Sandbox) -> None:
+    """The real sandbox, half of the account service's requests failing: the load still runs
+    (it is how an operator sees the fault) and every error sample says what happened."""
+    chaos.inject(control=sb.control(), fault="error-rate", service="account", actor="pytest")
+    urls = {s.name: sb.url(s.name) for s in sb.config.services}
+    report = await run_load(urls=urls, rate=40, duration=1.0, ledger_url=sb.config.database_url)
+    assert report.invariant["ok"]
+    assert sum(op.errors for op in report.ops.values()) > 0
+    assert report.error_samples
+    for sample in report.error_samples:
+        assert "HTTP 500" in sample and not sample.rstrip().endswith(":"), sample

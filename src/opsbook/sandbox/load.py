@@ -20,7 +20,11 @@ from opsbook.errors import OpsbookError
 
 MIX = (("transfer", 60), ("balance", 15), ("payment", 15), ("open_account", 5), ("login", 5))
 FUND_ACCOUNTS = 20
-PREPARE_TRIES = 5  # per account: a platform with the error-rate fault fails some requests
+#: Tries per account: the error-rate fault fails half the requests, and the load should still
+#: run (it is how an operator sees the fault), so answers are tried again up to this many
+#: times; a service that cannot be reached at all stops the load after CONNECT_TRIES.
+PREPARE_TRIES = 20
+CONNECT_TRIES = 3
 #: What an exception that carries no message means, by class name.
 _MEANING = {
     "ReadError": "the connection closed before the answer arrived",
@@ -95,33 +99,35 @@ class _Traffic:
 
     async def prepare(self) -> None:
         """Open the funded accounts the traffic moves money between (a few tries each)."""
-        url = f"{self.urls['account']}/accounts"
         for i in range(FUND_ACCOUNTS):
-            why = ""
-            for _ in range(PREPARE_TRIES):
-                try:
-                    reply = await self.client.post(
-                        url,
-                        json={
-                            "owner": f"load-customer-{int(time.time())}-{i}",
-                            "initial_cents": 500_000,
-                        },
-                    )
-                except Exception as exc:
-                    why = describe_error(exc)
-                    continue
-                if reply.status_code < 300:
-                    self.accounts.append(int(reply.json()["id"]))
-                    break
-                why = f"HTTP {reply.status_code} {' '.join(reply.text.split())[:120]}".rstrip()
-            else:
-                raise OpsbookError(
-                    f"could not open the load's customer accounts at {url}:"
-                    f" {PREPARE_TRIES} tries failed, the last with {why}",
-                    hint="is the account service up (`opsbook sandbox status`)? Faults that"
-                    " fail requests (error-rate, db-down) stop the load before it starts:"
-                    " `opsbook sandbox chaos list`, then `chaos clear`",
+            self.accounts.append(await self._open_account(i))
+
+    async def _open_account(self, i: int) -> int:
+        url = f"{self.urls['account']}/accounts"
+        why, unreachable, tries = "", 0, 0
+        while tries < PREPARE_TRIES and unreachable < CONNECT_TRIES:
+            tries += 1
+            try:
+                reply = await self.client.post(
+                    url,
+                    json={
+                        "owner": f"load-customer-{int(time.time())}-{i}",
+                        "initial_cents": 500_000,
+                    },
                 )
+            except Exception as exc:  # any transport failure: try again, a few times
+                why, unreachable = describe_error(exc), unreachable + 1
+                continue
+            if reply.status_code < 300:
+                return int(reply.json()["id"])
+            why = f"HTTP {reply.status_code} {' '.join(reply.text.split())[:120]}".rstrip()
+        raise OpsbookError(
+            f"could not open the load's customer accounts at {url}:"
+            f" {tries} tries failed, the last with {why}",
+            hint="is the account service up (`opsbook sandbox status`)? A fault that fails"
+            " every request stops the load before it starts: `opsbook sandbox chaos list`,"
+            " then `opsbook sandbox chaos clear`",
+        )
 
     def pick(self) -> str:
         roll, total = self.rng.uniform(0, 100), 0
