@@ -22,7 +22,8 @@ from opsbook.engine.secrets import (
     SecretResolver,
     env_var_name,
 )
-from opsbook.errors import SecretError
+from opsbook.errors import ParameterError, SecretError
+from tests.engine.conftest import Harness
 
 
 def test_env_provider_reads_opsbook_secret_variables() -> None:
@@ -242,3 +243,54 @@ def test_unreadable_secret_files_are_skipped_when_listing(tmp_path: Path) -> Non
         "good-secret-value": f"file {tmp_path / 'good'}"
     }
     assert FileSecretProvider(tmp_path / "missing").values() == {}
+
+
+LEAKING = """\
+---
+id: leaking
+title: Leaking
+---
+
+# Leaking
+
+## Go
+
+```yaml procedure
+params:
+  note: {type: string, default: "-"}
+```
+
+### Fail loudly
+
+```sh
+printf %s '{{ secret("canary") }}' | base64 >&2; exit 3
+```
+
+```expect
+stderr == ""
+```
+"""
+
+
+async def test_the_engine_refuses_params_holding_a_secret_however_the_run_starts(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSBOOK_SECRET_CANARY", CANARY)
+    harness.write("leaking.md", LEAKING)
+    with pytest.raises(ParameterError, match="'note' contains the value of a configured"):
+        await harness.run("leaking#go", params={"note": f"x{CANARY}x"})
+    assert harness.db.query("SELECT id FROM executions") == []
+
+
+async def test_failure_reasons_are_redacted_in_the_journal_and_the_reports(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSBOOK_SECRET_CANARY", CANARY)
+    harness.write("leaking.md", LEAKING)
+    out = await harness.run("leaking#go")
+    assert str(out.state) == "failed"
+    rows = harness.db.query("SELECT reason FROM step_runs UNION ALL SELECT reason FROM executions")
+    text = json.dumps(rows) + json.dumps(harness.db.query("SELECT payload FROM events"))
+    assert "***" in text
+    b64 = base64.b64encode(CANARY.encode()).decode()[:20]
+    assert CANARY not in text and b64 not in text and CANARY not in str(out.reason)

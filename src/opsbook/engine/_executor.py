@@ -30,7 +30,7 @@ from opsbook.engine._dry import needs_results, step_entry
 from opsbook.engine._hooks import Interaction, Reporter, StepReport
 from opsbook.engine._leftovers import record_process, stop_leftovers
 from opsbook.engine._steps import StepOutcome, run_executable
-from opsbook.engine.secrets import Redactor, SecretResolver
+from opsbook.engine.secrets import Redactor, SecretResolver, refuse_secret_params
 from opsbook.engine.states import TERMINAL_STATES, State
 from opsbook.errors import (
     ConflictError,
@@ -93,6 +93,7 @@ class Engine:
             if p.type != "secret" and p.default is not None and p.name not in params
         }
         params = {**defaults, **params}
+        refuse_secret_params(params, self.resolver)  # stored and audited as given
         execution_id = new_execution_id()
         now = utcnow()
         digest = approvals.compute_digest(
@@ -484,6 +485,7 @@ class Engine:
         return self._finish(eid, State.SUCCEEDED, actor, None)
 
     def _fail_open(self, eid: str, actor: str, reason: str) -> Outcome:
+        reason = self.redactor.redact(reason)
         runs = journal.step_runs(db=self.db, execution_id=eid)
         with self.db.transaction():
             if runs and runs[-1].state in (State.RUNNING, State.WAITING):
@@ -518,6 +520,7 @@ class Engine:
         return value
 
     def _finish(self, eid: str, state: State, actor: str, reason: str | None) -> Outcome:
+        reason = self.redactor.redact(reason) if reason else reason
         journal.transition_execution(
             db=self.db, execution_id=eid, to=state, actor=actor, reason=reason
         )
@@ -598,6 +601,9 @@ class Engine:
                 cancel=cancel,
                 workspace=self.workspace.root,
                 on_start=remember,
+                on_output=lambda stream, line: self.reporter.step_output(
+                    step=step, seq=seq, stream=stream, line=line
+                ),
                 on_retry=lambda attempt, why, delay: self._retrying(
                     eid, seq, step, attempt, why, delay, actor=actor
                 ),
@@ -666,7 +672,7 @@ class Engine:
                 state,
                 "DryRun" if ctx.dry_run else state.title(),
                 duration,
-                result.reason,
+                ctx.redactor.redact(result.reason) if result.reason else None,
                 stored,
             )
         )

@@ -21,6 +21,7 @@ The redactor ignores values shorter than :data:`MIN_REDACT_LENGTH` characters: r
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from opsbook.engine.redaction import MASK, MIN_REDACT_LENGTH, Redactor, SecretHit
 from opsbook.errors import SecretError
+from opsbook.runbooks.params import check_text
 
 __all__ = [
     "MASK",
@@ -42,6 +44,7 @@ __all__ = [
     "SecretProvider",
     "SecretResolver",
     "env_var_name",
+    "refuse_secret_params",
 ]
 
 _PREFIX = "OPSBOOK_SECRET_"
@@ -236,3 +239,15 @@ class SecretResolver:
 def _where(provider: SecretProvider, name: str) -> str:
     where = getattr(provider, "where", None)
     return str(where(name)) if callable(where) else provider.name
+
+
+def refuse_secret_params(params: Mapping[str, Any], resolver: SecretResolver) -> None:
+    """Refuse parameters that hold a configured secret (``ParameterError`` naming the first).
+
+    The engine's own check before it stores a run's parameters, for every way a run starts
+    (the CLI and the API check earlier, with their own field names); the resolver looks at its
+    providers again first, so a secret added since it was made counts."""
+    resolver.refresh()
+    for name, value in params.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        check_text(name, text, max_bytes=None, secret_in=resolver.secret_in)
