@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path
 from starlette.requests import Request
 
 from opsbook.api.auth import context_of, principal_of
 from opsbook.api.context import AppContext
-from opsbook.users.access import Principal
+from opsbook.server.routing import BEFORE_BODY
+from opsbook.users.access import Principal, require
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
 async def _caller(request: Request) -> Principal:
@@ -25,3 +29,28 @@ Ctx = Annotated[AppContext, Depends(_ctx)]
 ExecutionId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{1,32}$", description="Execution id (a unique prefix is enough)")
 ]
+
+
+def permission_first(permission: str, subject: str) -> Callable[[Endpoint], Endpoint]:
+    """Mark an endpoint whose permission does not depend on its body: the caller is
+    authenticated (401) and ``permission`` checked (403, audited with ``subject``, formatted
+    with the path parameters) before the body is read, so a caller who may not use the route
+    never sees a 422 describing its body. The endpoint keeps its own, finer checks (they may
+    depend on the body). Put it under the route decorator; ``add_routes`` does the rest."""
+
+    def check(request: Request) -> None:
+        principal = principal_of(request)  # kept on the request: Caller reuses it
+        if principal.can(permission):
+            return
+        require(
+            db=context_of(request).db,
+            principal=principal,
+            permission=permission,
+            subject=subject.format_map(request.path_params),
+        )
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        setattr(endpoint, BEFORE_BODY, check)
+        return endpoint
+
+    return mark

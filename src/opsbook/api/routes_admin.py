@@ -10,7 +10,7 @@ from starlette.responses import Response
 from opsbook import __version__
 from opsbook import audit as audit_log
 from opsbook.api import queries, schemas
-from opsbook.api.deps import Caller, Ctx
+from opsbook.api.deps import Caller, Ctx, permission_first
 from opsbook.users import accounts, passwords, tokens
 from opsbook.users.access import require
 
@@ -102,6 +102,7 @@ async def list_users(ctx: Ctx, caller: Caller) -> list[dict[str, Any]]:
 
 
 @router.post("/users", response_model=schemas.UserCreated, status_code=201, tags=["users"])
+@permission_first("users:manage", "users")
 async def create_user(ctx: Ctx, caller: Caller, body: schemas.UserCreate) -> dict[str, Any]:
     """Create an account. Without a password, a one-time password is generated and returned
     once."""
@@ -144,6 +145,7 @@ async def enable_user(ctx: Ctx, caller: Caller, username: str) -> dict[str, Any]
 
 
 @router.post("/users/{username}/roles", response_model=schemas.User, tags=["users"])
+@permission_first("users:manage", "user:{username}")
 async def grant(ctx: Ctx, caller: Caller, username: str, body: schemas.RoleGrant) -> dict[str, Any]:
     require(db=ctx.db, principal=caller, permission="users:manage", subject=f"user:{username}")
     return accounts.grant_role(
@@ -172,6 +174,7 @@ async def list_tokens(
 
 
 @router.post("/tokens", response_model=schemas.TokenCreated, status_code=201, tags=["tokens"])
+@permission_first("tokens:own", "tokens")
 async def create_token(ctx: Ctx, caller: Caller, body: schemas.TokenCreate) -> dict[str, Any]:
     """Create an API token. The secret is in the answer once and never again."""
     require(db=ctx.db, principal=caller, permission="tokens:own", subject="tokens")

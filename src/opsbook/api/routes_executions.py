@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from opsbook.api import operations, queries, schemas
 from opsbook.api.auth import context_of, principal_of
-from opsbook.api.deps import Caller, Ctx, ExecutionId
+from opsbook.api.deps import Caller, Ctx, ExecutionId, permission_first
 from opsbook.engine import _journal as journal
 from opsbook.engine.states import TERMINAL_STATES
 from opsbook.errors import ValidationError
@@ -113,6 +113,7 @@ def _page_adapter() -> TypeAdapter[schemas.StoredExecutionPage]:
     status_code=201,
     summary="Start a procedure (returns once the execution exists; it runs on in the server)",
 )
+@permission_first("executions:run", "executions")
 async def start_execution(
     ctx: Ctx, caller: Caller, body: schemas.StartExecution, response: Response
 ) -> dict[str, Any]:
@@ -213,6 +214,7 @@ async def stream_events(
 
 
 @router.post("/{execution_id}/attest", response_model=schemas.Execution)
+@permission_first("executions:run", "execution:{execution_id}")
 async def attest(
     ctx: Ctx, caller: Caller, execution_id: ExecutionId, body: schemas.Attest
 ) -> dict[str, Any]:
@@ -224,6 +226,7 @@ async def attest(
 
 
 @router.post("/{execution_id}/approval", response_model=schemas.ApprovalStatus)
+@permission_first("executions:approve", "execution:{execution_id}")
 async def decide(
     ctx: Ctx, caller: Caller, execution_id: ExecutionId, body: schemas.Decision
 ) -> dict[str, Any]:
@@ -240,6 +243,7 @@ async def decide(
 
 
 @router.post("/{execution_id}/abort", response_model=schemas.Execution)
+@permission_first("executions:abort", "execution:{execution_id}")
 async def abort(
     ctx: Ctx, caller: Caller, execution_id: ExecutionId, body: schemas.Abort
 ) -> dict[str, Any]:
@@ -250,6 +254,7 @@ async def abort(
 
 
 @router.post("/{execution_id}/resume", response_model=schemas.Execution)
+@permission_first("executions:run", "execution:{execution_id}")
 async def resume(
     ctx: Ctx, caller: Caller, execution_id: ExecutionId, body: schemas.Resume
 ) -> dict[str, Any]:

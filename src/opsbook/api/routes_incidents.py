@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import PlainTextResponse, Response
 
 from opsbook.api.context import AppContext
-from opsbook.api.deps import Caller, Ctx
+from opsbook.api.deps import Caller, Ctx, permission_first
 from opsbook.users.access import Principal, require
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
@@ -77,6 +77,7 @@ def _kick(ctx: AppContext, ids: tuple[int, ...]) -> None:
 
 
 @router.post("", status_code=201, summary="Declare an incident (classified, team paged)")
+@permission_first("incidents:manage", "incidents")
 async def declare(ctx: Ctx, caller: Caller, body: Declare, response: Response) -> dict[str, Any]:
     from opsbook.incidents.config import load_config  # noqa: PLC0415
     from opsbook.incidents.service import declare as declare_incident  # noqa: PLC0415
@@ -166,6 +167,7 @@ async def ack(ctx: Ctx, caller: Caller, ref: IncidentRef) -> dict[str, Any]:
 
 
 @router.post("/{ref}/update", summary="Status, severity (four-eyes downgrade), notes, evidence")
+@permission_first("incidents:manage", "{ref}")
 async def update(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Update) -> dict[str, Any]:
     from opsbook.errors import ValidationError  # noqa: PLC0415
     from opsbook.incidents import lifecycle  # noqa: PLC0415
@@ -229,6 +231,7 @@ async def update(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Update) -> di
 
 
 @router.post("/{ref}/assign", summary="Assign a role (commander, comms_lead, scribe, sme)")
+@permission_first("incidents:manage", "{ref}")
 async def assign(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Assign) -> dict[str, Any]:
     from opsbook.incidents.lifecycle import assign as assign_role  # noqa: PLC0415
 
@@ -239,6 +242,7 @@ async def assign(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Assign) -> di
 
 
 @router.post("/{ref}/resolve", summary="Resolve")
+@permission_first("incidents:manage", "{ref}")
 async def resolve(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dict[str, Any]:
     from opsbook.incidents.lifecycle import resolve as resolve_incident  # noqa: PLC0415
 
@@ -247,6 +251,7 @@ async def resolve(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dic
 
 
 @router.post("/{ref}/close", summary="Close a resolved incident")
+@permission_first("incidents:manage", "{ref}")
 async def close(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dict[str, Any]:
     from opsbook.incidents.lifecycle import close as close_incident  # noqa: PLC0415
 
@@ -269,6 +274,7 @@ async def suggestions(ctx: Ctx, caller: Caller, ref: IncidentRef) -> list[dict[s
     status_code=201,
     summary="Start a procedure for the incident (its steps join the timeline)",
 )
+@permission_first("incidents:manage", "{ref}")
 async def start_run(ctx: Ctx, caller: Caller, ref: IncidentRef, body: StartRun) -> dict[str, Any]:
     from opsbook.api import operations  # noqa: PLC0415
     from opsbook.errors import ConflictError  # noqa: PLC0415

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from opsbook.api.auth import context_of, principal_of
-from opsbook.api.deps import Caller, Ctx
+from opsbook.api.deps import Caller, Ctx, permission_first
 from opsbook.api.problems import MEDIA_TYPE
 from opsbook.errors import OpsbookError, ValidationError
 from opsbook.users.access import require
@@ -265,6 +265,7 @@ AlertRef = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$", description="Id or f
 
 
 @router.post("/alerts/{alert}/ack", response_model=AlertOut, summary="Acknowledge an alert")
+@permission_first("alerts:manage", "alert:{alert}")
 async def ack_alert(ctx: Ctx, caller: Caller, alert: AlertRef, body: AckIn) -> dict[str, Any]:
     from opsbook.monitoring import alerts  # noqa: PLC0415
 
@@ -284,6 +285,7 @@ async def list_silences(ctx: Ctx, caller: Caller, include_expired: bool = False)
 
 
 @router.post("/silences", response_model=SilenceOut, status_code=201, summary="Silence alerts")
+@permission_first("alerts:manage", "silences")
 async def create_silence(ctx: Ctx, caller: Caller, body: SilenceIn) -> dict[str, Any]:
     from opsbook.monitoring import alerts  # noqa: PLC0415
 
