@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
+from opsbook.engine.redaction import StreamRedactor
 from opsbook.engine.secrets import (
     AzureKeyVaultProvider,
     EnvSecretProvider,
@@ -183,13 +184,7 @@ def test_every_form_of_a_secret_is_redacted(form: str, text: str) -> None:
 
 
 def test_od_output_is_redacted_across_its_offset_column() -> None:
-    data = CANARY.encode()
-    lines = [
-        f"{i:07o} " + " ".join(f"{b:02x}" for b in data[i : i + 16])
-        for i in range(0, len(data), 16)
-    ]
-    od = "\n".join(lines) + f"\n{len(data):07o}\n"
-    out = Redactor([CANARY]).redact(od)
+    out = Redactor([CANARY]).redact(_od(CANARY.encode()))
     assert "***" in out and "4b 61" not in out and "2d 5a 71" not in out, out
 
 
@@ -294,3 +289,38 @@ async def test_failure_reasons_are_redacted_in_the_journal_and_the_reports(
     assert "***" in text
     b64 = base64.b64encode(CANARY.encode()).decode()[:20]
     assert CANARY not in text and b64 not in text and CANARY not in str(out.reason)
+
+
+def _od(data: bytes) -> str:
+    lines = [
+        f"{i:07o} " + " ".join(f"{b:02x}" for b in data[i : i + 16])
+        for i in range(0, len(data), 16)
+    ]
+    return "\n".join(lines) + f"\n{len(data):07o}\n"
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 16, 50, 4096])
+def test_a_stream_in_pieces_is_redacted_like_the_whole(size: int) -> None:
+    redactor = Redactor([CANARY])
+    whole = (
+        f"start\n{CANARY}\n"
+        + _od(CANARY.encode())
+        + textwrap.fill(base64.b64encode(CANARY.encode() * 4).decode(), 20)
+        + "\n"
+        + " ".join(CANARY)
+        + "\nthe end\n"
+    )
+    stream = StreamRedactor(redactor)
+    shown = "".join(stream.feed(whole[i : i + size]) for i in range(0, len(whole), size))
+    shown += stream.flush()
+    assert shown == redactor.redact(whole)
+    assert shown.startswith("start\n***\n") and shown.endswith("the end\n")
+    assert "4b 61" not in shown and CANARY[:6] not in shown
+
+
+def test_a_stream_without_secrets_is_passed_through_at_once() -> None:
+    stream = StreamRedactor(Redactor())
+    assert stream.feed("partial li") == "partial li" and stream.flush() == ""
+    held = StreamRedactor(Redactor([CANARY]))
+    assert held.feed("short") == ""  # could be the start of a secret
+    assert held.flush() == "short"

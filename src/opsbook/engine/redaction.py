@@ -218,6 +218,14 @@ class _Pass:
                 pass
         return self._python().sub(MASK, text)
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        if self._re2 is not None:
+            try:
+                return [m.span() for m in self._re2.finditer(text)]
+            except UnicodeEncodeError:
+                pass
+        return [m.span() for m in self._python().finditer(text)]
+
     def search(self, text: str) -> bool:
         if self._re2 is not None:
             try:
@@ -265,6 +273,7 @@ class Redactor:
         self._lock = threading.Lock()
         self._sources: dict[str, str] = {}
         self._passes: tuple[_Pass, ...] = ()
+        self.span_bound = 0  # characters a match can reach over (see StreamRedactor)
         self._single: dict[str, tuple[_Pass, ...]] = {}
         self.add_many(dict.fromkeys(values, ""))
 
@@ -288,6 +297,11 @@ class Redactor:
         with self._lock:
             self._sources.update(fresh)
             self._passes = compile_forms(self._sources)
+            longest = max(
+                (len(v.encode("utf-8", "surrogatepass")) for v in self._sources), default=0
+            )
+            # hex is the widest form: 2 digits a byte, plus od's spaces and offset columns
+            self.span_bound = 4 * longest + 16 * (longest // 16 + 1) + 64
 
     @property
     def active(self) -> bool:
@@ -319,6 +333,17 @@ class Redactor:
             return [self._walk(v) for v in obj]
         return obj
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where ``text`` holds a secret, as merged ``(start, end)`` ranges."""
+        found = sorted(span for one in self._passes for span in one.spans(text))
+        merged: list[tuple[int, int]] = []
+        for start, end in found:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        return merged
+
     def find(self, text: str) -> SecretHit | None:
         """The secret ``text`` holds in any redacted form, or None. Slow path (one pattern
         per value): meant for refusing input, not for output."""
@@ -333,3 +358,53 @@ class Redactor:
             if any(one.search(text) for one in single):
                 return SecretHit(source or "a configured secret", exact=text == value)
         return SecretHit("a configured secret", exact=False)
+
+
+class StreamRedactor:
+    """Redacts a stream that arrives in pieces (a running step's output, shown live).
+
+    Redacting each piece alone would miss a secret split across two of them, and redacting
+    each line alone one that ``od`` or ``base64`` spread over lines. So the last
+    :attr:`Redactor.span_bound` characters are held back until more text arrives (or
+    :meth:`flush`), and a match that reaches into them is held back whole. With no secret
+    registered nothing is held back.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._carry = ""
+
+    def feed(self, text: str) -> str:
+        """Redacted text that can be shown now (possibly empty)."""
+        buf = self._carry + text
+        if not self._redactor.active:
+            self._carry = ""
+            return buf
+        cut = len(buf) - self._redactor.span_bound
+        if cut <= 0:
+            self._carry = buf
+            return ""
+        spans = self._redactor.spans(buf)
+        for start, end in spans:
+            if start < cut < end:
+                cut = start
+        self._carry = buf[cut:]
+        return _masked(buf, cut, spans)
+
+    def flush(self) -> str:
+        """Everything held back, redacted (at the end of the stream)."""
+        buf, self._carry = self._carry, ""
+        return self._redactor.redact(buf)
+
+
+def _masked(buf: str, cut: int, spans: list[tuple[int, int]]) -> str:
+    out: list[str] = []
+    at = 0
+    for start, end in spans:
+        if end > cut:
+            break
+        out.append(buf[at:start])
+        out.append(MASK)
+        at = end
+    out.append(buf[at:cut])
+    return "".join(out)
