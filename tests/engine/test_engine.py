@@ -727,3 +727,54 @@ async def test_each_failed_attempt_is_reported_with_its_reason_and_the_wait(
     (run,) = journal.step_runs(db=harness.db, execution_id=out.execution_id)
     assert run.attempts == 3
     assert [a["attempt"] for a in run.result["failed_attempts"]] == [1, 2]
+
+
+class OutputWatcher(Reporter):
+    """A reporter that keeps the order of what it is told."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, ...]] = []
+
+    def step_output(self, *, step: object, seq: int, stream: str, line: str) -> None:
+        self.seen.append(("output", stream, line))
+
+    def step_finished(self, report: object) -> None:
+        self.seen.append(("finished",))
+
+
+async def test_output_is_reported_line_by_line_redacted_before_the_step_ends(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSBOOK_SECRET_LIVE_TOKEN", "s3cr3t-live-value")
+    harness.write(
+        "out.md",
+        """
+        ---
+        id: out
+        title: Out
+        ---
+
+        # Out
+
+        ## Proc
+
+        ```yaml procedure
+        permissions: [operator]
+        ```
+
+        ### Talk
+
+        ```sh
+        echo "token is {{ secret('live-token') }}"; printf 'warn\\n' >&2; printf 'tail'
+        ```
+        """,
+    )
+    watcher = OutputWatcher()
+    out = await harness.run("out#proc", reporter=watcher)
+    assert out.state is State.SUCCEEDED
+    outputs = [s for s in watcher.seen if s[0] == "output"]
+    assert ("output", "stderr", "warn") in outputs
+    assert ("output", "stdout", "tail") in outputs  # the last piece, without a newline
+    (token,) = [s for s in outputs if s[2].startswith("token is")]
+    assert "s3cr3t-live-value" not in token[2]
+    assert watcher.seen[-1] == ("finished",)

@@ -22,6 +22,7 @@ _ANSI_MARK = {
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 TROUBLESHOOTING_LINES = 20
 MAX_SHOWN = 600  # characters of a dry run's rendered command shown at the terminal
+MAX_LIVE_LINES = 200  # output lines of one step shown while it runs
 
 
 def _would_run(rec: Any) -> list[str]:
@@ -57,6 +58,7 @@ class ConsoleReporter(Reporter):
         self.verbose = verbose
         self.procedure: Procedure | None = None
         self._dry_run = False  # set by the first dry-run step
+        self._live_lines: dict[tuple[str, int], int] = {}  # lines shown while a step ran
 
     def execution_started(self, *, execution_id: str, procedure: Procedure, resumed: bool) -> None:
         verb = "Resuming" if resumed else "Running"
@@ -133,6 +135,8 @@ class ConsoleReporter(Reporter):
             if rec.get("error"):
                 self.c.print(f"      [red]{escape(str(rec['error']))}[/]")
             fields = rec.get("fields") or {}
+            if (report.step.id, report.seq) in self._live_lines:
+                continue  # its output was shown as it ran
             for stream in ("stderr", "stdout"):
                 text = str(fields.get(stream) or "").strip()
                 if text and report.state is State.FAILED:
@@ -143,6 +147,18 @@ class ConsoleReporter(Reporter):
                     )
         if report.state is State.FAILED and report.reason and not records:
             self.c.print(f"      [red]{escape(report.reason)}[/]")
+
+    def step_output(self, *, step: Step, seq: int, stream: str, line: str) -> None:
+        """A running step's output as it comes (the first :data:`MAX_LIVE_LINES` lines)."""
+        shown = self._live_lines.get((step.id, seq), 0)
+        self._live_lines[step.id, seq] = shown + 1
+        if shown == 0 and not self.verbose:
+            self.c.print(f"  [dim]… {escape(step.title)}[/]")
+        if shown < MAX_LIVE_LINES:
+            style = "yellow" if stream == "stderr" else "dim"
+            self.c.print(f"      [{style}]│[/] {escape(line)}", highlight=False)
+        elif shown == MAX_LIVE_LINES:
+            self.c.print("      [dim]│ … (more output: opsbook executions show ID --json)[/]")
 
     def step_retrying(
         self, *, step: Step, seq: int, attempt: int, of: int, reason: str, retry_in: float

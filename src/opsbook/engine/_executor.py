@@ -601,6 +601,9 @@ class Engine:
                 cancel=cancel,
                 workspace=self.workspace.root,
                 on_start=remember,
+                on_output=lambda stream, line: self.reporter.step_output(
+                    step=step, seq=seq, stream=stream, line=line
+                ),
                 on_retry=lambda attempt, why, delay: self._retrying(
                     eid, seq, step, attempt, why, delay, actor=actor
                 ),

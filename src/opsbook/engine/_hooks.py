@@ -45,6 +45,10 @@ class Reporter:
     def step_waiting(self, *, step: Step, seq: int, execution_id: str, why: str) -> None:
         return None
 
+    def step_output(self, *, step: Step, seq: int, stream: str, line: str) -> None:
+        """One line of a running step's ``stdout``/``stderr`` (redacted), as it is produced."""
+        return None
+
     def step_retrying(
         self, *, step: Step, seq: int, attempt: int, of: int, reason: str, retry_in: float
     ) -> None:

@@ -60,6 +60,7 @@ async def run_executable(
     on_retry: Callable[[int, str, float], None],
     cancel: asyncio.Event | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_output: Callable[[str, str], None] | None = None,
 ) -> StepOutcome:
     assert step.block is not None
     runner = get_runner(step.kind)
@@ -116,6 +117,7 @@ async def run_executable(
             records.append(dry)
             fields_list.append(None)
             continue
+        lines = _Lines(on_output, ctx.redactor.redact) if on_output is not None else None
         inp = RunnerInput(
             step=step,
             body=body,
@@ -127,6 +129,7 @@ async def run_executable(
             args=args,
             cancel=cancel,
             on_start=on_start,
+            on_output=lines.feed if lines is not None else None,
         )
         attempt = 0
         result: RunnerResult
@@ -134,6 +137,8 @@ async def run_executable(
         while True:
             attempt += 1
             result = await runner.run(inp)
+            if lines is not None:
+                lines.flush()
             # A dry run's result says what would happen, so expectations are not checked.
             checked = bool(step.expectations) and not ctx.dry_run and result.ran
             outcomes = (
@@ -187,6 +192,34 @@ async def run_executable(
     if step.options.for_each:
         return StepOutcome(all_ok, outer, reason, max_attempts or 1, fields_list)
     return StepOutcome(all_ok, outer, reason, max_attempts or 1, fields_list[0])
+
+
+class _Lines:
+    """Output chunks as whole lines, redacted, for whoever follows the run live. A secret is
+    never split across two pieces unless it spans a line break or a line passes
+    :data:`MAX_LINE` bytes."""
+
+    MAX_LINE = 65536
+
+    def __init__(self, emit: Callable[[str, str], None], redact: Callable[[str], str]) -> None:
+        self._emit = emit
+        self._redact = redact
+        self._partial: dict[str, bytes] = {}
+
+    def feed(self, stream: str, data: bytes) -> None:
+        text = self._partial.pop(stream, b"") + data
+        *complete, rest = text.split(b"\n")
+        for line in complete:
+            self._emit(stream, self._redact(line.decode("utf-8", "replace")))
+        if len(rest) > self.MAX_LINE:
+            self._emit(stream, self._redact(rest.decode("utf-8", "replace")))
+        elif rest:
+            self._partial[stream] = rest
+
+    def flush(self) -> None:
+        for stream, rest in self._partial.items():
+            self._emit(stream, self._redact(rest.decode("utf-8", "replace")))
+        self._partial.clear()
 
 
 def _attempt_failure(result: RunnerResult, outcomes: Any) -> str:

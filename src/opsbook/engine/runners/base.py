@@ -51,6 +51,8 @@ class RunnerInput:
     cancel: asyncio.Event | None = None  # set to abort: the runner stops its work promptly
     #: Called with the pid of a process (group) the runner started, before waiting for it.
     on_start: Callable[[int], None] | None = None
+    #: Called with ("stdout" | "stderr", bytes) for each chunk of output as it arrives.
+    on_output: Callable[[str, bytes], None] | None = None
 
 
 @dataclass(frozen=True)

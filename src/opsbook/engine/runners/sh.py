@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
 from opsbook.engine.runners._common import parse_json, seconds, truncation_note
@@ -68,8 +69,11 @@ class _Watch:
         limit: int,
         *,
         use_pidfd: bool = True,
+        on_output: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.loop = loop
+        self.on_output = on_output
+        self.names: dict[int, str] = {}
         self.proc = proc
         self.done: asyncio.Future[int] = loop.create_future()
         self.out = _Capture(limit)
@@ -79,11 +83,15 @@ class _Watch:
         self.grace: asyncio.TimerHandle | None = None
         self.pidfd: int | None = None
         self.poll_delay = 0.001
-        for stream, capture in ((proc.stdout, self.out), (proc.stderr, self.err)):
+        for name, stream, capture in (
+            ("stdout", proc.stdout, self.out),
+            ("stderr", proc.stderr, self.err),
+        ):
             assert stream is not None
             fd = stream.fileno()
             os.set_blocking(fd, False)
             self.pipes[fd] = (stream, capture)
+            self.names[fd] = name
             loop.add_reader(fd, self._readable, fd)
         try:
             if not use_pidfd:
@@ -103,6 +111,8 @@ class _Watch:
             data = b""
         if data:
             self.pipes[fd][1].feed(data)
+            if self.on_output is not None:
+                self.on_output(self.names[fd], data)
         else:
             self._close_pipe(fd)
             self._check()
@@ -223,7 +233,11 @@ class ShRunner:
         if inp.on_start is not None:
             inp.on_start(proc.pid)
         watch = _Watch(
-            asyncio.get_running_loop(), proc, inp.context.output_limit, use_pidfd=self._use_pidfd
+            asyncio.get_running_loop(),
+            proc,
+            inp.context.output_limit,
+            use_pidfd=self._use_pidfd,
+            on_output=inp.on_output,
         )
         try:
             stopped = await self._wait(watch, inp)
