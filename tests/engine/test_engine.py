@@ -765,7 +765,9 @@ async def test_output_is_reported_line_by_line_redacted_before_the_step_ends(
         ### Talk
 
         ```sh
-        echo "token is {{ secret('live-token') }}"; printf 'warn\\n' >&2; printf 'tail'
+        echo "token is {{ secret('live-token') }}"; printf 'warn\\n' >&2
+        t={{ secret('live-token') }}; printf 'split %s' "${t%%-*}"; sleep 0.2; echo "-${t#*-}"
+        printf 'tail'
         ```
         """,
     )
@@ -777,4 +779,6 @@ async def test_output_is_reported_line_by_line_redacted_before_the_step_ends(
     assert ("output", "stdout", "tail") in outputs  # the last piece, without a newline
     (token,) = [s for s in outputs if s[2].startswith("token is")]
     assert "s3cr3t-live-value" not in token[2]
+    (split,) = [s for s in outputs if s[2].startswith("split")]  # written in two pieces
+    assert "s3cr3t" not in split[2] and "live-value" not in split[2]
     assert watcher.seen[-1] == ("finished",)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 from opsbook.engine import expectations as expect
 from opsbook.engine._context import ExecutionContext
 from opsbook.engine._dry import NotRun, needs_results
+from opsbook.engine.redaction import Redactor, StreamRedactor
 from opsbook.engine.runners import get_runner
 from opsbook.engine.runners.base import RunContext, RunnerInput, RunnerResult
 from opsbook.errors import ExpressionError
@@ -117,7 +119,7 @@ async def run_executable(
             records.append(dry)
             fields_list.append(None)
             continue
-        lines = _Lines(on_output, ctx.redactor.redact) if on_output is not None else None
+        lines = _Lines(on_output, ctx.redactor) if on_output is not None else None
         inp = RunnerInput(
             step=step,
             body=body,
@@ -195,31 +197,42 @@ async def run_executable(
 
 
 class _Lines:
-    """Output chunks as whole lines, redacted, for whoever follows the run live. A secret is
-    never split across two pieces unless it spans a line break or a line passes
-    :data:`MAX_LINE` bytes."""
+    """Output chunks as whole lines, redacted, for whoever follows the run live. Each stream
+    goes through a :class:`StreamRedactor`, so a secret split across two reads (or spread
+    over lines) is still masked; a line longer than :data:`MAX_LINE` characters is passed on
+    in pieces."""
 
     MAX_LINE = 65536
 
-    def __init__(self, emit: Callable[[str, str], None], redact: Callable[[str], str]) -> None:
+    def __init__(self, emit: Callable[[str, str], None], redactor: Redactor) -> None:
         self._emit = emit
-        self._redact = redact
-        self._partial: dict[str, bytes] = {}
+        self._redactor = redactor
+        self._streams: dict[str, tuple[Any, StreamRedactor]] = {}
+        self._partial: dict[str, str] = {}
+
+    def _stream(self, name: str) -> tuple[Any, StreamRedactor]:
+        if name not in self._streams:
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            self._streams[name] = (decoder, StreamRedactor(self._redactor))
+        return self._streams[name]
 
     def feed(self, stream: str, data: bytes) -> None:
-        text = self._partial.pop(stream, b"") + data
-        *complete, rest = text.split(b"\n")
-        for line in complete:
-            self._emit(stream, self._redact(line.decode("utf-8", "replace")))
-        if len(rest) > self.MAX_LINE:
-            self._emit(stream, self._redact(rest.decode("utf-8", "replace")))
-        elif rest:
-            self._partial[stream] = rest
+        decoder, redact = self._stream(stream)
+        self._lines(stream, redact.feed(decoder.decode(data)), final=False)
 
     def flush(self) -> None:
-        for stream, rest in self._partial.items():
-            self._emit(stream, self._redact(rest.decode("utf-8", "replace")))
-        self._partial.clear()
+        for stream, (decoder, redact) in list(self._streams.items()):
+            self._lines(stream, redact.feed(decoder.decode(b"", final=True)) + redact.flush())
+        self._streams.clear()
+
+    def _lines(self, stream: str, text: str, *, final: bool = True) -> None:
+        *complete, rest = (self._partial.pop(stream, "") + text).split("\n")
+        for line in complete:
+            self._emit(stream, line)
+        if rest and (final or len(rest) > self.MAX_LINE):
+            self._emit(stream, rest)
+        elif rest:
+            self._partial[stream] = rest
 
 
 def _attempt_failure(result: RunnerResult, outcomes: Any) -> str:
