@@ -18,6 +18,8 @@ from opsbook.errors import UsageError
 
 #: Largest value of one procedure parameter, in bytes, unless configured.
 DEFAULT_PARAM_MAX_BYTES = 65_536
+#: Largest request body the server reads (API and console), in bytes, unless configured.
+DEFAULT_MAX_BODY_BYTES = 1_048_576
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -54,6 +56,13 @@ class Settings:
             " param_max_bytes in opsbook.toml, else 65536"
         ),
     )
+    max_body_bytes: int | None = field(
+        default=None,
+        metadata=_doc(
+            "Largest request body opsbook serve reads (API and console forms), in bytes;"
+            " default: [limits] max_body_bytes in opsbook.toml, else 1048576 (1 MiB)"
+        ),
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,7 +74,7 @@ class Settings:
                 continue
             if f.name in ("workspace", "secrets_dir"):
                 values[f.name] = Path(raw)
-            elif f.name in ("output_limit", "param_max_bytes"):
+            elif f.name in ("output_limit", "param_max_bytes", "max_body_bytes"):
                 name = f"OPSBOOK_{f.name.upper()}"
                 try:
                     values[f.name] = int(raw)
@@ -90,21 +99,38 @@ class Settings:
         the workspace's opsbook.toml, else 64 KiB."""
         if self.param_max_bytes is not None:
             return self.param_max_bytes
-        limits = workspace_config.get("limits", {})
-        value = limits.get("param_max_bytes") if isinstance(limits, Mapping) else None
-        if value is None:
-            return DEFAULT_PARAM_MAX_BYTES
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(
-                f"[limits] param_max_bytes in opsbook.toml must be a positive number of bytes, "
-                f"not {value!r}",
-                field="limits.param_max_bytes",
-                hint="write e.g. param_max_bytes = 65536, or remove it for the default",
-            )
-        return value
+        return _workspace_limit(workspace_config, "param_max_bytes", DEFAULT_PARAM_MAX_BYTES)
+
+    def max_body_bytes_for(self, workspace_config: Mapping[str, Any]) -> int:
+        """The request body limit of ``opsbook serve``: this setting, else ``[limits]
+        max_body_bytes`` in the workspace's opsbook.toml, else 1 MiB."""
+        if self.max_body_bytes is not None:
+            if self.max_body_bytes < 1:
+                raise UsageError(
+                    f"OPSBOOK_MAX_BODY_BYTES must be a positive number of bytes, not "
+                    f"{self.max_body_bytes}",
+                    field="OPSBOOK_MAX_BODY_BYTES",
+                )
+            return self.max_body_bytes
+        return _workspace_limit(workspace_config, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
 
     @staticmethod
     def describe() -> dict[str, str]:
         return {
             f"OPSBOOK_{f.name.upper()}": str(f.metadata.get("doc", "")) for f in fields(Settings)
         }
+
+
+def _workspace_limit(workspace_config: Mapping[str, Any], key: str, default: int) -> int:
+    """``[limits] <key>`` of opsbook.toml: a positive number of bytes, or ``default``."""
+    limits = workspace_config.get("limits", {})
+    value = limits.get(key) if isinstance(limits, Mapping) else None
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(
+            f"[limits] {key} in opsbook.toml must be a positive number of bytes, not {value!r}",
+            field=f"limits.{key}",
+            hint=f"write e.g. {key} = {default}, or remove it for the default",
+        )
+    return value

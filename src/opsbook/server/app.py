@@ -16,13 +16,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from opsbook import __version__
 from opsbook.api import operations, problems
 from opsbook.api.context import AppContext
 from opsbook.api.router import PREFIX, PROBLEMS, api_routers
+from opsbook.api.routes_monitoring import MAX_BODY as WEBHOOK_MAX_BODY
 from opsbook.errors import OpsbookError
 from opsbook.logs import get_logger
+from opsbook.server.limits import BodyLimit, Limit
 from opsbook.server.metrics import Metrics, MetricsMiddleware, SecurityHeaders
 from opsbook.server.routing import add_routes
 from opsbook.users import sessions
@@ -40,6 +43,9 @@ from opsbook.web.render import render
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 DRAIN_SECONDS = 5.0
+#: The Alertmanager webhook keeps its own body limit (1 MiB), whatever max_body_bytes says.
+WEBHOOK_PATH = "/alerts/alertmanager"
+WEBHOOK_HINT = "lower max_alerts in the Alertmanager webhook_config"
 
 
 def _is_api(request: Request) -> bool:
@@ -112,6 +118,11 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     return _problem_response(body)
 
 
+async def _limit_page(scope: Scope, status: int, message: str, hint: str) -> Response:
+    """The console's error page for a body over the limit (see :mod:`opsbook.server.limits`)."""
+    return _page(Request(scope), status, "Too much data", message, hint)
+
+
 def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     """The ASGI app for ``ctx``. ``background`` starts procedure schedules with the app."""
 
@@ -169,6 +180,13 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
+    # Innermost, so a refused body is counted by the metrics and has the security headers.
+    app.add_middleware(
+        BodyLimit,
+        limit=ctx.settings.max_body_bytes_for(ctx.workspace.config),
+        own={PREFIX + WEBHOOK_PATH: Limit(WEBHOOK_MAX_BODY, WEBHOOK_HINT)},
+        page=_limit_page,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(SecurityHeaders, hsts=ctx.server.secure_cookies)
     _add_problem_schema(app)
