@@ -4,6 +4,7 @@ notification outbox (a real SMTP server), never for drills, never listed as page
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -38,21 +39,39 @@ def _published(env: Env, *, drill: bool = False) -> tuple[str, list[int]]:
     return ref, list(out["notifications"])
 
 
+def _subscribe(env: Env, email: str) -> int | None:
+    return subscribers.subscribe(
+        db=env.db, email=email, client="10.0.0.1", key=env.config.key, public_url="http://x"
+    )
+
+
+def _subscribed(env: Env, email: str) -> None:
+    """Subscribe and follow the link in the confirmation (double opt-in, issue 16 §4)."""
+    nid = _subscribe(env, email)
+    row = env.db.one("SELECT message FROM notifications WHERE id = ?", (nid,))
+    assert row is not None
+    token = re.search(r"confirm\?t=([\w\-]+\.[0-9a-f]+)", row["message"])
+    assert token
+    subscribers.confirm(db=env.db, key=env.config.key, token=token.group(1))
+
+
 def test_addresses_are_checked_and_stored_once(env: Env) -> None:
-    assert subscribers.subscribe(db=env.db, email=" Ann@Example.COM ") is True
-    assert subscribers.subscribe(db=env.db, email="ann@example.com") is False
+    assert _subscribe(env, " Ann@Example.COM ") is not None  # a confirmation mail
+    assert _subscribe(env, "ann@example.com") is None  # one already went out
     for bad in ("", "ann", "ann@", "a b@example.com", "ann@example", "x@y.z, evil@example.com"):
         with pytest.raises(ValidationError) as err:
-            subscribers.subscribe(db=env.db, email=bad)
+            _subscribe(env, bad)
         assert err.value.field == "email"
-    assert [r.name for r in subscribers.subscribers(db=env.db)] == ["ann@example.com"]
+    assert subscribers.subscribers(db=env.db) == []  # not confirmed yet
+    _subscribed(env, "bob@example.com")
+    assert [r.name for r in subscribers.subscribers(db=env.db)] == ["bob@example.com"]
     assert subscribers.email_of_json(b'{"email": "x@example.com"}') == "x@example.com"
     assert subscribers.email_of_json(b"[1]") == "" and subscribers.email_of_json(b"{") == ""
 
 
 def test_published_updates_are_emailed_to_subscribers_with_attempts(env: Env) -> None:
-    subscribers.subscribe(db=env.db, email="ann@example.com")
-    subscribers.subscribe(db=env.db, email="bob@example.com")
+    _subscribed(env, "ann@example.com")
+    _subscribed(env, "bob@example.com")
     ref, ids = _published(env)
     assert len(ids) == 2
     done = asyncio.run(
@@ -86,7 +105,7 @@ def test_published_updates_are_emailed_to_subscribers_with_attempts(env: Env) ->
 
 
 def test_drills_are_never_emailed_to_customers(env: Env) -> None:
-    subscribers.subscribe(db=env.db, email="ann@example.com")
+    _subscribed(env, "ann@example.com")
     _, ids = _published(env, drill=True)
     assert ids == []
 

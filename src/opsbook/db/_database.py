@@ -12,7 +12,7 @@ from typing import Any
 from opsbook.errors import DatabaseError
 
 #: The Alembic head this code expects; tests check it matches the migrations directory.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 _QMARK = re.compile(r"\?")
 

@@ -7,9 +7,10 @@ opsbook.web.forms (CSRF checked against the session), the same services as the R
 flash message. A refused change of state (e.g. closing an unresolved incident) comes back as
 a flash on the incident page, not as an error page.
 
-``/status``, ``POST /status/subscribe`` and ``/incidents/{ref}/ack?t=…`` need no sign-in: the
-status page shows only what customers may see (no drills, no notes, no people), and the
-acknowledgement link carries its own HMAC signature (opsbook.incidents.links).
+``/status``, ``POST /status/subscribe``, ``/status/confirm?t=…`` and ``/incidents/{ref}/ack?t=…``
+need no sign-in: the status page shows only what customers may see (no drills, no notes, no
+people), subscribing is double opt-in and throttled per client, and the confirmation and
+acknowledgement links carry their own HMAC signatures (opsbook.incidents.subscribers, .links).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from opsbook.api.auth import context_of, principal_of
+from opsbook.api.context import AppContext
 from opsbook.errors import OpsbookError, PermissionDenied
 from opsbook.users.access import Principal, require
 from opsbook.users.errors import AuthenticationError
+from opsbook.users.throttle import Throttle, TooManyRequests, client_key
 from opsbook.web.forms import Form, form_principal, read_form
 from opsbook.web.render import render, with_flash
 
@@ -390,33 +393,67 @@ async def status_page(request: Request) -> Response:
     return render(request, "status.html", **view)
 
 
+SUBSCRIBE_RATE, SUBSCRIBE_BURST = 5 / 60, 5.0  # per client address: 5 a minute
+CHECK_INBOX = (
+    "Check your inbox: unless this address is already subscribed, a confirmation link is on its"
+    " way. Updates start once you follow it (within 24 hours)."
+)
+
+
+def subscribe_throttle(ctx: AppContext) -> Throttle:
+    """The server's subscription throttle (one per process, in the app context's cache)."""
+    found = ctx.cache.get("status.subscribe.throttle")
+    if isinstance(found, Throttle):
+        return found
+    made = Throttle(rate=SUBSCRIBE_RATE, burst=SUBSCRIBE_BURST)
+    ctx.cache["status.subscribe.throttle"] = made
+    return made
+
+
 @router.post("/status/subscribe", response_class=HTMLResponse)
 async def subscribe(request: Request) -> Response:
-    """Public: store an email address that receives the published customer updates. No
-    confirmation round-trip; the same address twice is one subscription. A form post gets
-    the status page back; a JSON body (``{"email": …}``) gets JSON."""
+    """Public, double opt-in (opsbook.incidents.subscribers): a confirmation link is mailed and
+    only confirmed addresses get updates. The answer is the same whether the address is new,
+    pending or already subscribed: 202 ``{"pending": true, "detail": …}`` for a JSON body
+    (``{"email": …}``), the status page with "check your inbox" for a form. 5 requests a minute
+    per client address; past that 429 with ``Retry-After``."""
     from starlette.responses import JSONResponse  # noqa: PLC0415
 
+    from opsbook.incidents.background import deliver_soon  # noqa: PLC0415
+    from opsbook.incidents.config import load_config  # noqa: PLC0415
     from opsbook.incidents.statuspage import status_view  # noqa: PLC0415
     from opsbook.incidents.subscribers import email_of_json  # noqa: PLC0415
     from opsbook.incidents.subscribers import subscribe as add  # noqa: PLC0415
 
     ctx = context_of(request)
     wants_json = request.headers.get("content-type", "").startswith("application/json")
-    if wants_json:
-        email = email_of_json(await request.body())
-    else:
-        email = (await read_form(request)).get("email")[:320]
+    client = client_key(request.client and request.client.host)
+    email = ""
     try:
-        created = add(db=ctx.db, email=email, source="status-page")
+        subscribe_throttle(ctx).check(client, what="subscription requests")
+        if wants_json:
+            email = email_of_json(await request.body())
+        else:
+            email = (await read_form(request)).get("email")[:320]
+        config = load_config(ctx.workspace)
+        mail = add(
+            db=ctx.db,
+            email=email,
+            client=client,
+            key=config.key,
+            public_url=config.policy.notify.public_url,
+            source="status-page",
+        )
     except OpsbookError as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else {}
         if wants_json:
             return JSONResponse(
                 {"detail": exc.message, "hint": exc.hint, "field": exc.field},
                 status_code=exc.http_status,
+                headers=headers,
             )
         view = status_view(db=ctx.db, workspace=ctx.workspace)
-        return render(
+        page = render(
             request,
             "status.html",
             status=exc.http_status,
@@ -425,9 +462,31 @@ async def subscribe(request: Request) -> Response:
             subscribed=False,
             **view,
         )
+        page.headers.update(headers)
+        return page
+    if mail is not None:
+        deliver_soon(ctx, (mail,))
     if wants_json:
-        return JSONResponse(
-            {"subscribed": True, "new": created}, status_code=201 if created else 200
-        )
+        return JSONResponse({"pending": True, "detail": CHECK_INBOX}, status_code=202)
     view = status_view(db=ctx.db, workspace=ctx.workspace)
-    return render(request, "status.html", subscribed=True, **view)
+    return render(request, "status.html", subscribed=True, notice=CHECK_INBOX, **view)
+
+
+@router.get("/status/confirm", response_class=HTMLResponse)
+async def confirm_subscription(request: Request, t: Token = "") -> Response:
+    """Public: the link in the confirmation mail (signed with the workspace key). Following it
+    confirms the address; a forged, expired or replaced link gets the status page with 403."""
+    from opsbook.incidents.statuspage import status_view  # noqa: PLC0415
+    from opsbook.incidents.subscribers import confirm  # noqa: PLC0415
+    from opsbook.notify.keys import workspace_key  # noqa: PLC0415
+
+    ctx = context_of(request)
+    view = status_view(db=ctx.db, workspace=ctx.workspace)
+    try:
+        email = confirm(db=ctx.db, key=workspace_key(ctx.workspace.state_dir), token=t)
+    except OpsbookError as exc:
+        return render(
+            request, "status.html", status=exc.http_status, error=exc, subscribed=False, **view
+        )
+    notice = f"Subscribed: {email} will get our incident updates by email."
+    return render(request, "status.html", subscribed=True, notice=notice, **view)
