@@ -241,3 +241,27 @@ def test_a_secret_file_added_while_the_server_runs_counts_from_the_next_request(
     done = site.wait(api, r.json()["id"], ["succeeded", "failed"])
     assert "the filed one: ***" in done["steps"][0]["result"]["fields"]["stdout"]
     assert leaks(str(done), (late, CANARY)) == []
+
+
+def test_approval_comments_and_attestation_notes_are_redacted(site: Served) -> None:
+    starter = site.api(site.token("olivia"))
+    site.account("andy", ["engineer", "approver"])
+    approver = site.api(site.token("andy"))
+    eid = starter.post("/api/v1/executions", json={"ref": "checks#change", "confirm": True}).json()[
+        "id"
+    ]
+    site.wait(starter, eid, ["AwaitingApproval"])
+    r = approver.post(
+        f"/api/v1/executions/{eid}/approval",
+        json={"decision": "approve", "comment": f"pasted by mistake: {CANARY}"},
+    )
+    assert r.status_code == 200, r.text
+    site.wait(starter, eid, ["succeeded", "failed"])
+    mid = starter.post("/api/v1/executions", json={"ref": "checks#manual"}).json()["id"]
+    site.wait(starter, mid, ["AwaitingInput"])
+    r = starter.post(f"/api/v1/executions/{mid}/attest", json={"note": f"pw {CANARY}"})
+    assert r.status_code == 200, r.text
+    events = starter.get(f"/api/v1/executions/{eid}/events").text
+    events += starter.get(f"/api/v1/executions/{mid}/events").text
+    assert "pasted by mistake: ***" in events and "pw ***" in events
+    assert leaks(events) == []

@@ -294,7 +294,7 @@ async def decide_approval(
                 approver_roles=ctx.roles_of()(principal.username),
                 decision="approved" if decision == "approve" else "rejected",
                 digest=digest,
-                comment=comment or None,
+                comment=ctx.redactor.redact(comment) if comment else None,
                 requested_at=run.started_at,
             )
         except PermissionDenied as exc:

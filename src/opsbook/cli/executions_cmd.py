@@ -273,7 +273,7 @@ def register(app: typer.Typer) -> None:
                     approver_roles=engine.roles_of(user),
                     decision="rejected" if reject else "approved",
                     digest=digest,
-                    comment=comment,
+                    comment=engine.redactor.redact(comment) if comment else comment,
                     requested_at=runs[-1].started_at,
                 )
             except PermissionDenied as exc:
