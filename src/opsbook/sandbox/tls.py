@@ -1,4 +1,5 @@
-"""The sandbox TLS certificate: the payment network's server certificate, issued by ``openssl``.
+"""The sandbox TLS certificate: the payment network's self-signed server certificate (an EC
+P-256 key and an X.509 certificate made with ``cryptography``).
 
 The payment service trusts exactly this certificate and reads its expiry from the TLS handshake,
 as a blackbox prober would in production (``probe_ssl_earliest_cert_expiry``).
@@ -6,15 +7,15 @@ as a blackbox prober would in production (``probe_ssl_earliest_cert_expiry``).
 
 from __future__ import annotations
 
-import shutil
+import datetime as dt
+import ipaddress
+import os
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
-from opsbook.errors import OpsbookError
-
 NORMAL_DAYS = 365
+COMMON_NAME = "payment-network.sandbox"
 
 
 def cert_paths(data_dir: Path) -> tuple[Path, Path]:
@@ -22,46 +23,72 @@ def cert_paths(data_dir: Path) -> tuple[Path, Path]:
     return tls / "sandbox.crt", tls / "sandbox.key"
 
 
-def issue_certificate(data_dir: Path, *, days: int) -> Path:
-    """(Re-)issue the self-signed certificate valid for ``days`` days; its path."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise OpsbookError(
-            "openssl is not installed: the sandbox cannot issue its TLS certificate",
-            hint="install openssl (apt-get install openssl)",
+def make_certificate(*, days: int, now: dt.datetime | None = None) -> tuple[bytes, bytes]:
+    """A self-signed certificate for 127.0.0.1 and localhost valid for ``days`` days from
+    ``now``: (certificate PEM, unencrypted PKCS#8 private key PEM)."""
+    from cryptography import x509  # noqa: PLC0415 - deferred: import cost
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    start = now or dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, COMMON_NAME)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
         )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def issue_certificate(data_dir: Path, *, days: int) -> Path:
+    """(Re-)issue the self-signed certificate valid for ``days`` days; its path. The key file
+    is written owner-only, and both files are replaced atomically."""
+    cert_pem, key_pem = make_certificate(days=days)
     crt, key = cert_paths(data_dir)
     crt.parent.mkdir(parents=True, exist_ok=True)
     tmp_crt, tmp_key = crt.with_suffix(".crt.new"), key.with_suffix(".key.new")
-    done = subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(tmp_key),
-            "-out",
-            str(tmp_crt),
-            "-days",
-            str(days),
-            "-subj",
-            "/CN=payment-network.sandbox",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise OpsbookError(f"openssl could not issue the sandbox certificate: {done.stderr[-500:]}")
+    fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key_pem)
     tmp_key.chmod(0o600)
+    tmp_crt.write_bytes(cert_pem)
     tmp_key.replace(key)
     tmp_crt.replace(crt)
     return crt
