@@ -148,6 +148,7 @@ async def resumes(port: int, token: str, ids: list[str]) -> tuple[list[float], l
             if status != 200:
                 raise RuntimeError(f"attest: HTTP {status} {body}")
             while body["state"] != "succeeded":
+                await asyncio.sleep(0.002)  # poll, without taking the server's CPU from the run
                 _, body = await c.call("GET", f"/api/v1/executions/{eid}")
                 if body["state"] in ("failed", "aborted"):
                     raise RuntimeError(f"{eid}: {body['state']}")
