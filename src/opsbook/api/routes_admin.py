@@ -19,13 +19,19 @@ Username = Annotated[str, Query(max_length=64)]
 TS = Annotated[str | None, Query(max_length=40, description="ISO 8601 UTC")]
 
 
-@router.get("/health", response_model=schemas.Health, tags=["meta"], openapi_extra={"security": []})
+@router.get(
+    "/health",
+    operation_id="getHealth",
+    response_model=schemas.Health,
+    tags=["meta"],
+    openapi_extra={"security": []},
+)
 async def health() -> dict[str, str]:
     """Liveness: no sign-in needed."""
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/me", response_model=schemas.Me, tags=["meta"])
+@router.get("/me", operation_id="getMe", response_model=schemas.Me, tags=["meta"])
 async def me(caller: Caller) -> dict[str, Any]:
     return {
         "username": caller.username,
@@ -37,7 +43,9 @@ async def me(caller: Caller) -> dict[str, Any]:
     }
 
 
-@router.get("/audit", response_model=schemas.AuditPage, tags=["audit"])
+@router.get(
+    "/audit", operation_id="listAuditEvents", response_model=schemas.AuditPage, tags=["audit"]
+)
 async def audit_events(
     ctx: Ctx,
     caller: Caller,
@@ -66,7 +74,12 @@ async def audit_events(
     }
 
 
-@router.get("/audit/verify", response_model=schemas.VerifyReport, tags=["audit"])
+@router.get(
+    "/audit/verify",
+    operation_id="verifyAuditChain",
+    response_model=schemas.VerifyReport,
+    tags=["audit"],
+)
 async def audit_verify(ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Walk the whole hash chain; names the first record that was altered or removed."""
     require(db=ctx.db, principal=caller, permission="audit:read", subject="audit")
@@ -75,6 +88,7 @@ async def audit_verify(ctx: Ctx, caller: Caller) -> dict[str, Any]:
 
 @router.get(
     "/audit/export",
+    operation_id="exportAuditEvidence",
     response_class=Response,
     responses={200: {"content": {"application/zip": {}}, "description": "evidence pack"}},
     tags=["audit"],
@@ -95,13 +109,19 @@ async def audit_export(ctx: Ctx, caller: Caller, since: TS = None, until: TS = N
 
 
 # -- users ------------------------------------------------------------------------------------
-@router.get("/users", response_model=list[schemas.User], tags=["users"])
+@router.get("/users", operation_id="listUsers", response_model=list[schemas.User], tags=["users"])
 async def list_users(ctx: Ctx, caller: Caller) -> list[dict[str, Any]]:
     require(db=ctx.db, principal=caller, permission="users:read", subject="users")
     return [a.to_dict() for a in accounts.list_accounts(db=ctx.db)]
 
 
-@router.post("/users", response_model=schemas.UserCreated, status_code=201, tags=["users"])
+@router.post(
+    "/users",
+    operation_id="createUser",
+    response_model=schemas.UserCreated,
+    status_code=201,
+    tags=["users"],
+)
 @permission_first("users:manage", "users")
 async def create_user(ctx: Ctx, caller: Caller, body: schemas.UserCreate) -> dict[str, Any]:
     """Create an account. Without a password, a one-time password is generated and returned
@@ -121,14 +141,21 @@ async def create_user(ctx: Ctx, caller: Caller, body: schemas.UserCreate) -> dic
     return {**account.to_dict(), "password": None if body.password else password}
 
 
-@router.get("/users/{username}", response_model=schemas.User, tags=["users"])
+@router.get(
+    "/users/{username}", operation_id="getUser", response_model=schemas.User, tags=["users"]
+)
 async def show_user(ctx: Ctx, caller: Caller, username: str) -> dict[str, Any]:
     if username != caller.username:
         require(db=ctx.db, principal=caller, permission="users:read", subject=f"user:{username}")
     return accounts.get_account(db=ctx.db, username=username).to_dict()
 
 
-@router.post("/users/{username}/disable", response_model=schemas.User, tags=["users"])
+@router.post(
+    "/users/{username}/disable",
+    operation_id="disableUser",
+    response_model=schemas.User,
+    tags=["users"],
+)
 async def disable_user(ctx: Ctx, caller: Caller, username: str) -> dict[str, Any]:
     require(db=ctx.db, principal=caller, permission="users:manage", subject=f"user:{username}")
     return accounts.set_disabled(
@@ -136,7 +163,12 @@ async def disable_user(ctx: Ctx, caller: Caller, username: str) -> dict[str, Any
     ).to_dict()
 
 
-@router.post("/users/{username}/enable", response_model=schemas.User, tags=["users"])
+@router.post(
+    "/users/{username}/enable",
+    operation_id="enableUser",
+    response_model=schemas.User,
+    tags=["users"],
+)
 async def enable_user(ctx: Ctx, caller: Caller, username: str) -> dict[str, Any]:
     require(db=ctx.db, principal=caller, permission="users:manage", subject=f"user:{username}")
     return accounts.set_disabled(
@@ -144,7 +176,12 @@ async def enable_user(ctx: Ctx, caller: Caller, username: str) -> dict[str, Any]
     ).to_dict()
 
 
-@router.post("/users/{username}/roles", response_model=schemas.User, tags=["users"])
+@router.post(
+    "/users/{username}/roles",
+    operation_id="grantUserRole",
+    response_model=schemas.User,
+    tags=["users"],
+)
 @permission_first("users:manage", "user:{username}")
 async def grant(ctx: Ctx, caller: Caller, username: str, body: schemas.RoleGrant) -> dict[str, Any]:
     require(db=ctx.db, principal=caller, permission="users:manage", subject=f"user:{username}")
@@ -153,7 +190,12 @@ async def grant(ctx: Ctx, caller: Caller, username: str, body: schemas.RoleGrant
     ).to_dict()
 
 
-@router.delete("/users/{username}/roles/{role}", response_model=schemas.User, tags=["users"])
+@router.delete(
+    "/users/{username}/roles/{role}",
+    operation_id="revokeUserRole",
+    response_model=schemas.User,
+    tags=["users"],
+)
 async def revoke(ctx: Ctx, caller: Caller, username: str, role: str) -> dict[str, Any]:
     require(db=ctx.db, principal=caller, permission="users:manage", subject=f"user:{username}")
     return accounts.revoke_role(
@@ -162,7 +204,9 @@ async def revoke(ctx: Ctx, caller: Caller, username: str, role: str) -> dict[str
 
 
 # -- tokens -----------------------------------------------------------------------------------
-@router.get("/tokens", response_model=list[schemas.Token], tags=["tokens"])
+@router.get(
+    "/tokens", operation_id="listTokens", response_model=list[schemas.Token], tags=["tokens"]
+)
 async def list_tokens(
     ctx: Ctx, caller: Caller, all: Annotated[bool, Query(description="Everyone's")] = False
 ) -> list[dict[str, Any]]:
@@ -173,7 +217,13 @@ async def list_tokens(
     return [t.to_dict() for t in found]
 
 
-@router.post("/tokens", response_model=schemas.TokenCreated, status_code=201, tags=["tokens"])
+@router.post(
+    "/tokens",
+    operation_id="createToken",
+    response_model=schemas.TokenCreated,
+    status_code=201,
+    tags=["tokens"],
+)
 @permission_first("tokens:own", "tokens")
 async def create_token(ctx: Ctx, caller: Caller, body: schemas.TokenCreate) -> dict[str, Any]:
     """Create an API token. The secret is in the answer once and never again."""
@@ -192,7 +242,9 @@ async def create_token(ctx: Ctx, caller: Caller, body: schemas.TokenCreate) -> d
     return {**token.to_dict(), "token": secret}
 
 
-@router.delete("/tokens/{token_id}", response_model=schemas.Token, tags=["tokens"])
+@router.delete(
+    "/tokens/{token_id}", operation_id="revokeToken", response_model=schemas.Token, tags=["tokens"]
+)
 async def revoke_token(ctx: Ctx, caller: Caller, token_id: str) -> dict[str, Any]:
     require(db=ctx.db, principal=caller, permission="tokens:own", subject="tokens")
     token = tokens.get_token(db=ctx.db, token_id=token_id)

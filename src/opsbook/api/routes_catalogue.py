@@ -19,7 +19,7 @@ router = APIRouter(tags=["runbooks"])
 Name = Annotated[str, Query(max_length=200)]
 
 
-@router.get("/runbooks", response_model=list[schemas.RunbookSummary])
+@router.get("/runbooks", operation_id="listRunbooks", response_model=list[schemas.RunbookSummary])
 async def list_runbooks(
     ctx: Ctx,
     caller: Caller,
@@ -43,7 +43,9 @@ def _summaries_adapter() -> TypeAdapter[list[schemas.RunbookSummary]]:
     return TypeAdapter(list[schemas.RunbookSummary])
 
 
-@router.get("/runbooks/{runbook_id}", response_model=schemas.RunbookDetail)
+@router.get(
+    "/runbooks/{runbook_id}", operation_id="getRunbook", response_model=schemas.RunbookDetail
+)
 async def show_runbook(ctx: Ctx, caller: Caller, runbook_id: str) -> dict[str, Any]:
     require(
         db=ctx.db, principal=caller, permission="runbooks:read", subject=f"runbook:{runbook_id}"
@@ -57,7 +59,11 @@ async def show_runbook(ctx: Ctx, caller: Caller, runbook_id: str) -> dict[str, A
     }
 
 
-@router.get("/runbooks/{runbook_id}/procedures/{procedure_id}", response_model=dict[str, Any])
+@router.get(
+    "/runbooks/{runbook_id}/procedures/{procedure_id}",
+    operation_id="getProcedure",
+    response_model=dict[str, Any],
+)
 async def show_procedure(
     ctx: Ctx, caller: Caller, runbook_id: str, procedure_id: str
 ) -> dict[str, Any]:
@@ -68,7 +74,9 @@ async def show_procedure(
     return catalogue.procedure_detail(rb, p)
 
 
-@router.get("/lint", response_model=list[schemas.Finding], tags=["runbooks"])
+@router.get(
+    "/lint", operation_id="lintRunbooks", response_model=list[schemas.Finding], tags=["runbooks"]
+)
 async def lint(
     ctx: Ctx,
     caller: Caller,
@@ -102,13 +110,20 @@ async def lint(
     ]
 
 
-@router.get("/environments", response_model=list[str], tags=["reference"])
+@router.get(
+    "/environments", operation_id="listEnvironments", response_model=list[str], tags=["reference"]
+)
 async def environments(ctx: Ctx, caller: Caller) -> list[str]:
     require(db=ctx.db, principal=caller, permission="runbooks:read", subject="environments")
     return ctx.workspace.environment_names()
 
 
-@router.get("/reference", response_model=dict[str, Any], tags=["reference"])
+@router.get(
+    "/reference",
+    operation_id="getQuickReference",
+    response_model=dict[str, Any],
+    tags=["reference"],
+)
 async def reference(
     ctx: Ctx,
     caller: Caller,

@@ -79,6 +79,7 @@ def _list_args(request: Request) -> dict[str, Any]:
 
 @router.get(
     "",
+    operation_id="listExecutions",
     response_model=schemas.ExecutionPage,
     summary="List executions, newest first",
     openapi_extra={"parameters": _LIST_PARAMS},
@@ -109,6 +110,7 @@ def _page_adapter() -> TypeAdapter[schemas.StoredExecutionPage]:
 
 @router.post(
     "",
+    operation_id="startExecution",
     response_model=schemas.Execution,
     status_code=201,
     summary="Start a procedure (returns once the execution exists; it runs on in the server)",
@@ -130,7 +132,7 @@ async def start_execution(
     return row.to_dict()
 
 
-@router.get("/{execution_id}", response_model=schemas.ExecutionDetail)
+@router.get("/{execution_id}", operation_id="getExecution", response_model=schemas.ExecutionDetail)
 async def show_execution(ctx: Ctx, caller: Caller, execution_id: ExecutionId) -> dict[str, Any]:
     return queries.execution_detail(ctx=ctx, principal=caller, execution_id=execution_id)
 
@@ -146,7 +148,9 @@ def _events(ctx: Ctx, execution_id: str, after: int, limit: int = 500) -> list[d
     return rows
 
 
-@router.get("/{execution_id}/events", response_model=list[schemas.Event])
+@router.get(
+    "/{execution_id}/events", operation_id="listExecutionEvents", response_model=list[schemas.Event]
+)
 async def list_events(
     ctx: Ctx,
     caller: Caller,
@@ -162,6 +166,7 @@ async def list_events(
 
 @router.get(
     "/{execution_id}/stream",
+    operation_id="streamExecutionEvents",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "journal events"}},
     summary="Live journal events (Server-Sent Events; resumes after Last-Event-ID)",
@@ -213,7 +218,9 @@ async def stream_events(
     )
 
 
-@router.post("/{execution_id}/attest", response_model=schemas.Execution)
+@router.post(
+    "/{execution_id}/attest", operation_id="attestExecutionStep", response_model=schemas.Execution
+)
 @permission_first("executions:run", "execution:{execution_id}")
 async def attest(
     ctx: Ctx, caller: Caller, execution_id: ExecutionId, body: schemas.Attest
@@ -225,7 +232,11 @@ async def attest(
     return row.to_dict()
 
 
-@router.post("/{execution_id}/approval", response_model=schemas.ApprovalStatus)
+@router.post(
+    "/{execution_id}/approval",
+    operation_id="decideExecutionApproval",
+    response_model=schemas.ApprovalStatus,
+)
 @permission_first("executions:approve", "execution:{execution_id}")
 async def decide(
     ctx: Ctx, caller: Caller, execution_id: ExecutionId, body: schemas.Decision
@@ -242,7 +253,9 @@ async def decide(
     return status.to_dict()
 
 
-@router.post("/{execution_id}/abort", response_model=schemas.Execution)
+@router.post(
+    "/{execution_id}/abort", operation_id="abortExecution", response_model=schemas.Execution
+)
 @permission_first("executions:abort", "execution:{execution_id}")
 async def abort(
     ctx: Ctx, caller: Caller, execution_id: ExecutionId, body: schemas.Abort
@@ -253,7 +266,9 @@ async def abort(
     return row.to_dict()
 
 
-@router.post("/{execution_id}/resume", response_model=schemas.Execution)
+@router.post(
+    "/{execution_id}/resume", operation_id="resumeExecution", response_model=schemas.Execution
+)
 @permission_first("executions:run", "execution:{execution_id}")
 async def resume(
     ctx: Ctx, caller: Caller, execution_id: ExecutionId, body: schemas.Resume

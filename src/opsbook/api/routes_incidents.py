@@ -19,14 +19,26 @@ IncidentRef = Annotated[
     str, Path(pattern=r"^(INC-|inc-)?[0-9]{1,12}$", description="Incident reference, e.g. INC-12")
 ]
 
+# The values opsbook.incidents.model accepts (STATUSES, TYPES, SEVERITIES, ...), typed for
+# the OpenAPI document; tests/api/test_openapi.py holds the two together.
+Status = Literal["investigating", "identified", "monitoring", "resolved", "closed"]
+Severity = Literal["SEV1", "SEV2", "SEV3", "SEV4"]
+IncidentType = Literal["outage", "security", "performance", "data", "other"]
+
+
+class MarkdownResponse(PlainTextResponse):
+    """A Markdown document (documented as ``text/markdown`` in the OpenAPI document)."""
+
+    media_type = "text/markdown"
+
 
 class Declare(BaseModel):
     title: str = Field(min_length=1, max_length=300)
-    type: str = Field(default="outage", max_length=20)
+    type: IncidentType = "outage"
     services: list[Annotated[str, Field(max_length=100)]] = Field(default=[], max_length=20)
-    impact: str | None = Field(default=None, max_length=20)
-    urgency: str | None = Field(default=None, max_length=20)
-    severity: str | None = Field(default=None, max_length=10)
+    impact: Literal["extensive", "significant", "moderate", "minor"] | None = None
+    urgency: Literal["critical", "high", "medium", "low"] | None = None
+    severity: Severity | None = None
     summary: str = Field(default="", max_length=4000)
     commander: str | None = Field(default=None, max_length=64)
     impact_start: str | None = Field(default=None, max_length=40)
@@ -35,8 +47,8 @@ class Declare(BaseModel):
 
 
 class Update(BaseModel):
-    status: str | None = Field(default=None, max_length=20)
-    severity: str | None = Field(default=None, max_length=10)
+    status: Status | None = None
+    severity: Severity | None = None
     reason: str = Field(default="", max_length=2000)
     note: str | None = Field(default=None, max_length=8000)
     evidence: str | None = Field(default=None, max_length=20000)
@@ -49,7 +61,7 @@ class Update(BaseModel):
 
 
 class Assign(BaseModel):
-    role: str = Field(max_length=20)
+    role: Literal["commander", "comms_lead", "scribe", "sme"]
     person: str = Field(min_length=1, max_length=64)
 
 
@@ -76,7 +88,12 @@ def _kick(ctx: AppContext, ids: tuple[int, ...]) -> None:
     deliver_soon(ctx, ids)
 
 
-@router.post("", status_code=201, summary="Declare an incident (classified, team paged)")
+@router.post(
+    "",
+    operation_id="declareIncident",
+    status_code=201,
+    summary="Declare an incident (classified, team paged)",
+)
 @permission_first("incidents:manage", "incidents")
 async def declare(ctx: Ctx, caller: Caller, body: Declare, response: Response) -> dict[str, Any]:
     from opsbook.incidents.config import load_config  # noqa: PLC0415
@@ -109,11 +126,11 @@ async def declare(ctx: Ctx, caller: Caller, body: Declare, response: Response) -
     }
 
 
-@router.get("", summary="List incidents, newest first")
+@router.get("", operation_id="listIncidents", summary="List incidents, newest first")
 async def list_incidents(
     ctx: Ctx,
     caller: Caller,
-    status: Annotated[str | None, Query(max_length=20)] = None,
+    status: Status | None = None,
     open_only: Annotated[bool, Query(alias="open")] = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
@@ -123,7 +140,11 @@ async def list_incidents(
     return [i.to_dict() for i in find(db=ctx.db, status=status, open_only=open_only, limit=limit)]
 
 
-@router.get("/report", summary="MTTA/MTTR/time to detect by severity (drills excluded)")
+@router.get(
+    "/report",
+    operation_id="getIncidentReport",
+    summary="MTTA/MTTR/time to detect by severity (drills excluded)",
+)
 async def report(
     ctx: Ctx,
     caller: Caller,
@@ -141,7 +162,7 @@ async def report(
     )
 
 
-@router.get("/{ref}", summary="One incident")
+@router.get("/{ref}", operation_id="getIncident", summary="One incident")
 async def show(ctx: Ctx, caller: Caller, ref: IncidentRef) -> dict[str, Any]:
     from opsbook.incidents.service import get  # noqa: PLC0415
 
@@ -149,7 +170,11 @@ async def show(ctx: Ctx, caller: Caller, ref: IncidentRef) -> dict[str, Any]:
     return get(db=ctx.db, ref=ref).to_dict()
 
 
-@router.get("/{ref}/timeline", summary="Every event, oldest first (with executions' steps)")
+@router.get(
+    "/{ref}/timeline",
+    operation_id="getIncidentTimeline",
+    summary="Every event, oldest first (with executions' steps)",
+)
 async def timeline(ctx: Ctx, caller: Caller, ref: IncidentRef) -> list[dict[str, Any]]:
     from opsbook.incidents.service import get  # noqa: PLC0415
     from opsbook.incidents.service import timeline as events  # noqa: PLC0415
@@ -158,7 +183,9 @@ async def timeline(ctx: Ctx, caller: Caller, ref: IncidentRef) -> list[dict[str,
     return [e.to_dict() for e in events(db=ctx.db, incident=get(db=ctx.db, ref=ref))]
 
 
-@router.post("/{ref}/ack", summary="Acknowledge (stops escalation)")
+@router.post(
+    "/{ref}/ack", operation_id="acknowledgeIncident", summary="Acknowledge (stops escalation)"
+)
 async def ack(ctx: Ctx, caller: Caller, ref: IncidentRef) -> dict[str, Any]:
     from opsbook.incidents.lifecycle import acknowledge  # noqa: PLC0415
 
@@ -166,7 +193,11 @@ async def ack(ctx: Ctx, caller: Caller, ref: IncidentRef) -> dict[str, Any]:
     return acknowledge(db=ctx.db, ref=ref, actor=caller.username, via="api").to_dict()
 
 
-@router.post("/{ref}/update", summary="Status, severity (four-eyes downgrade), notes, evidence")
+@router.post(
+    "/{ref}/update",
+    operation_id="updateIncident",
+    summary="Status, severity (four-eyes downgrade), notes, evidence",
+)
 @permission_first("incidents:manage", "{ref}")
 async def update(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Update) -> dict[str, Any]:
     from opsbook.errors import ValidationError  # noqa: PLC0415
@@ -230,7 +261,11 @@ async def update(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Update) -> di
     return get(db=ctx.db, ref=ref).to_dict()
 
 
-@router.post("/{ref}/assign", summary="Assign a role (commander, comms_lead, scribe, sme)")
+@router.post(
+    "/{ref}/assign",
+    operation_id="assignIncidentRole",
+    summary="Assign a role (commander, comms_lead, scribe, sme)",
+)
 @permission_first("incidents:manage", "{ref}")
 async def assign(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Assign) -> dict[str, Any]:
     from opsbook.incidents.lifecycle import assign as assign_role  # noqa: PLC0415
@@ -241,7 +276,7 @@ async def assign(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Assign) -> di
     ).to_dict()
 
 
-@router.post("/{ref}/resolve", summary="Resolve")
+@router.post("/{ref}/resolve", operation_id="resolveIncident", summary="Resolve")
 @permission_first("incidents:manage", "{ref}")
 async def resolve(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dict[str, Any]:
     from opsbook.incidents.lifecycle import resolve as resolve_incident  # noqa: PLC0415
@@ -250,7 +285,7 @@ async def resolve(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dic
     return resolve_incident(db=ctx.db, ref=ref, actor=caller.username, note=body.note).to_dict()
 
 
-@router.post("/{ref}/close", summary="Close a resolved incident")
+@router.post("/{ref}/close", operation_id="closeIncident", summary="Close a resolved incident")
 @permission_first("incidents:manage", "{ref}")
 async def close(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dict[str, Any]:
     from opsbook.incidents.lifecycle import close as close_incident  # noqa: PLC0415
@@ -259,7 +294,11 @@ async def close(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dict[
     return close_incident(db=ctx.db, ref=ref, actor=caller.username, note=body.note).to_dict()
 
 
-@router.get("/{ref}/suggestions", summary="Runbook procedures that fit the incident")
+@router.get(
+    "/{ref}/suggestions",
+    operation_id="listIncidentSuggestions",
+    summary="Runbook procedures that fit the incident",
+)
 async def suggestions(ctx: Ctx, caller: Caller, ref: IncidentRef) -> list[dict[str, Any]]:
     from opsbook.incidents.service import get  # noqa: PLC0415
     from opsbook.incidents.suggest import suggest_for  # noqa: PLC0415
@@ -271,6 +310,7 @@ async def suggestions(ctx: Ctx, caller: Caller, ref: IncidentRef) -> list[dict[s
 
 @router.post(
     "/{ref}/executions",
+    operation_id="startIncidentExecution",
     status_code=201,
     summary="Start a procedure for the incident (its steps join the timeline)",
 )
@@ -306,16 +346,18 @@ async def start_run(ctx: Ctx, caller: Caller, ref: IncidentRef, body: StartRun) 
 
 @router.get(
     "/{ref}/review",
-    response_class=PlainTextResponse,
+    operation_id="getIncidentReviewDraft",
+    response_class=MarkdownResponse,
+    responses={200: {"description": "The draft, in Markdown"}},
     summary="Post-incident review draft (Markdown)",
 )
-async def review(ctx: Ctx, caller: Caller, ref: IncidentRef) -> PlainTextResponse:
+async def review(ctx: Ctx, caller: Caller, ref: IncidentRef) -> MarkdownResponse:
     _may(ctx, caller, "incidents:read", ref)
     import asyncio  # noqa: PLC0415
 
     # an open incident's impact is read from the sandbox now: off the event loop
     text = await asyncio.to_thread(_draft_in_thread, ctx, ref)
-    return PlainTextResponse(text, media_type="text/markdown")
+    return MarkdownResponse(text)
 
 
 def _draft_in_thread(ctx: AppContext, ref: str) -> str:

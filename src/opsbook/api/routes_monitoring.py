@@ -17,6 +17,7 @@ from starlette.responses import Response
 from opsbook.api.auth import context_of, principal_of
 from opsbook.api.deps import Caller, Ctx, permission_first
 from opsbook.api.problems import MEDIA_TYPE
+from opsbook.api.schemas import Timestamp
 from opsbook.errors import OpsbookError, ValidationError
 from opsbook.users.access import require
 
@@ -81,17 +82,17 @@ class AlertOut(BaseModel):
     service: str | None
     environment: str | None
     severity: str
-    status: str
+    status: Literal["firing", "resolved"]
     summary: str | None
     labels: dict[str, str]
     annotations: dict[str, str]
     runbook: str | None
-    starts_at: str
-    ends_at: str | None
-    last_received: str
+    starts_at: Timestamp
+    ends_at: Timestamp | None
+    last_received: Timestamp
     received: int
     acked_by: str | None
-    acked_at: str | None
+    acked_at: Timestamp | None
     ack_comment: str | None
     escalated_level: int
     silenced: int | None = None
@@ -121,11 +122,11 @@ class SilenceIn(BaseModel):
 class SilenceOut(BaseModel):
     id: int
     matchers: list[str] = Field(description="Matcher texts, e.g. service=payment, pod=~pay-.*")
-    starts_at: str
-    ends_at: str
+    starts_at: Timestamp
+    ends_at: Timestamp
     created_by: str
     comment: str
-    created_at: str
+    created_at: Timestamp
 
 
 class ProbeOut(BaseModel):
@@ -141,7 +142,7 @@ class ProbeOut(BaseModel):
 class HealthReportOut(BaseModel):
     execution_id: str
     environment: str
-    created_at: str
+    created_at: Timestamp
     markdown: str
     html: str
 
@@ -213,6 +214,7 @@ def _ingest_batch(ctx: AppContext) -> IngestBatch:
 
 @router.post(
     "/alerts/alertmanager",
+    operation_id="receiveAlertmanagerWebhook",
     response_model=IngestOut,
     summary="Receive an Alertmanager webhook (version 4); idempotent on fingerprint",
     openapi_extra={
@@ -244,7 +246,12 @@ async def alertmanager_webhook(request: Request) -> Response:
 
 
 # -- alerts and silences --------------------------------------------------------------------
-@router.get("/alerts", response_model=list[AlertOut], summary="Alerts, newest first")
+@router.get(
+    "/alerts",
+    operation_id="listAlerts",
+    response_model=list[AlertOut],
+    summary="Alerts, newest first",
+)
 async def list_alerts(
     ctx: Ctx,
     caller: Caller,
@@ -264,7 +271,12 @@ async def list_alerts(
 AlertRef = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$", description="Id or fingerprint")]
 
 
-@router.post("/alerts/{alert}/ack", response_model=AlertOut, summary="Acknowledge an alert")
+@router.post(
+    "/alerts/{alert}/ack",
+    operation_id="acknowledgeAlert",
+    response_model=AlertOut,
+    summary="Acknowledge an alert",
+)
 @permission_first("alerts:manage", "alert:{alert}")
 async def ack_alert(ctx: Ctx, caller: Caller, alert: AlertRef, body: AckIn) -> dict[str, Any]:
     from opsbook.monitoring import alerts  # noqa: PLC0415
@@ -276,7 +288,12 @@ async def ack_alert(ctx: Ctx, caller: Caller, alert: AlertRef, body: AckIn) -> d
     return row
 
 
-@router.get("/silences", response_model=list[SilenceOut], summary="Active silences")
+@router.get(
+    "/silences",
+    operation_id="listSilences",
+    response_model=list[SilenceOut],
+    summary="Active silences",
+)
 async def list_silences(ctx: Ctx, caller: Caller, include_expired: bool = False) -> Any:
     from opsbook.monitoring import alerts  # noqa: PLC0415
 
@@ -284,7 +301,13 @@ async def list_silences(ctx: Ctx, caller: Caller, include_expired: bool = False)
     return alerts.list_silences(ctx.db, include_expired=include_expired)
 
 
-@router.post("/silences", response_model=SilenceOut, status_code=201, summary="Silence alerts")
+@router.post(
+    "/silences",
+    operation_id="createSilence",
+    response_model=SilenceOut,
+    status_code=201,
+    summary="Silence alerts",
+)
 @permission_first("alerts:manage", "silences")
 async def create_silence(ctx: Ctx, caller: Caller, body: SilenceIn) -> dict[str, Any]:
     from opsbook.monitoring import alerts  # noqa: PLC0415
@@ -299,7 +322,12 @@ async def create_silence(ctx: Ctx, caller: Caller, body: SilenceIn) -> dict[str,
     )
 
 
-@router.delete("/silences/{silence_id}", status_code=204, summary="Expire a silence now")
+@router.delete(
+    "/silences/{silence_id}",
+    operation_id="expireSilence",
+    status_code=204,
+    summary="Expire a silence now",
+)
 async def expire_silence(
     ctx: Ctx, caller: Caller, silence_id: Annotated[int, Path(ge=1, le=2**62)]
 ) -> Response:
@@ -313,7 +341,12 @@ async def expire_silence(
 
 
 # -- probes, SLOs, reports ------------------------------------------------------------------
-@router.get("/monitoring/probes", response_model=list[ProbeOut], summary="Latest probe results")
+@router.get(
+    "/monitoring/probes",
+    operation_id="listProbeResults",
+    response_model=list[ProbeOut],
+    summary="Latest probe results",
+)
 async def probes(ctx: Ctx, caller: Caller, environment: EnvName = None) -> Any:
     from opsbook.monitoring import store  # noqa: PLC0415
 
@@ -322,7 +355,12 @@ async def probes(ctx: Ctx, caller: Caller, environment: EnvName = None) -> Any:
     return store.latest(ctx.db, environment=env)
 
 
-@router.get("/monitoring/slos", response_model=list[dict[str, Any]], summary="SLO budgets")
+@router.get(
+    "/monitoring/slos",
+    operation_id="listSloStatuses",
+    response_model=list[dict[str, Any]],
+    summary="SLO budgets",
+)
 async def slos(ctx: Ctx, caller: Caller, environment: EnvName = None) -> Any:
     from opsbook.monitoring.background import prometheus_slos  # noqa: PLC0415
     from opsbook.monitoring.config import load_monitoring  # noqa: PLC0415
@@ -333,7 +371,12 @@ async def slos(ctx: Ctx, caller: Caller, environment: EnvName = None) -> Any:
     return slo_statuses(db=ctx.db, config=config, prometheus=prometheus_slos(ctx))
 
 
-@router.get("/monitoring/sla", response_model=dict[str, Any], summary="SLA report of a month")
+@router.get(
+    "/monitoring/sla",
+    operation_id="getSlaReport",
+    response_model=dict[str, Any],
+    summary="SLA report of a month",
+)
 async def sla(
     ctx: Ctx,
     caller: Caller,
@@ -350,6 +393,7 @@ async def sla(
 
 @router.get(
     "/monitoring/health-reports/{execution_id}",
+    operation_id="getHealthReport",
     response_model=HealthReportOut,
     summary="The morning health check report of an execution",
 )

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Json
+from pydantic import BaseModel, ConfigDict, Field, Json, WithJsonSchema
+
+from opsbook.engine.states import State
+from opsbook.runbooks.model import StepKind
 
 Scalar = str | int | float | bool
+#: A UTC timestamp as stored and answered (RFC 3339, e.g. 2026-12-03T07:28:22.805768Z); kept a
+#: string so the answer is byte for byte what it always was, typed for the OpenAPI document.
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+Risk = Literal["low", "medium", "high"]
+Via = Literal["session", "token", "cli", "system"]
 
 
 class _In(BaseModel):
@@ -64,14 +72,14 @@ class Execution(BaseModel):
     ref: str
     environment: str
     params: dict[str, Any]
-    state: str
+    state: State
     state_name: str
     reason: str | None
     dry_run: bool
     started_by: str
-    created_at: str
-    updated_at: str
-    finished_at: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    finished_at: Timestamp | None
 
 
 class ExecutionPage(BaseModel):
@@ -93,14 +101,14 @@ class StoredExecutionPage(BaseModel):
 class StepView(BaseModel):
     id: str
     title: str
-    kind: str
+    kind: StepKind
     line: int
-    state: str
+    state: State
     state_name: str
     duration: float | None
     attempts: int
-    started_at: str | None
-    finished_at: str | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     reason: str | None
     result: Any = None
 
@@ -116,7 +124,7 @@ class ExecutionDetail(Execution):
 
 class Event(BaseModel):
     id: int
-    ts: str
+    ts: Timestamp
     actor: str
     action: str
     subject: str
@@ -124,7 +132,7 @@ class Event(BaseModel):
 
 
 class ApprovalStatus(BaseModel):
-    verdict: str
+    verdict: Literal["pending", "approved", "rejected", "expired"]
     approved_by: list[str]
     quorum: int
     rejected_by: str | None
@@ -134,7 +142,7 @@ class ProcedureSummary(BaseModel):
     id: str
     ref: str
     title: str
-    risk: str
+    risk: Risk
     when_to_use: str | None
     schedule: str | None
     steps: int
@@ -165,12 +173,12 @@ class Finding(BaseModel):
     col: int
     code: str
     message: str
-    severity: str
+    severity: Literal["error", "warning"]
 
 
 class AuditEvent(BaseModel):
     id: int
-    ts: str
+    ts: Timestamp
     actor: str
     action: str
     subject: str
@@ -198,9 +206,9 @@ class User(BaseModel):
     roles: list[str]
     source: str
     disabled: bool
-    locked_until: str | None
-    created_at: str
-    last_login_at: str | None
+    locked_until: Timestamp | None
+    created_at: Timestamp
+    last_login_at: Timestamp | None
 
 
 class UserCreate(_In):
@@ -224,10 +232,10 @@ class Token(BaseModel):
     user: str
     name: str
     scopes: list[str]
-    created_at: str
-    expires_at: str
-    last_used_at: str | None
-    revoked_at: str | None
+    created_at: Timestamp
+    expires_at: Timestamp
+    last_used_at: Timestamp | None
+    revoked_at: Timestamp | None
     created_by: str
 
 
@@ -246,11 +254,11 @@ class Me(BaseModel):
     username: str
     roles: list[str]
     permissions: list[str]
-    via: str
+    via: Via
     token: str | None
     scopes: list[str] | None
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok"]
     version: str
