@@ -128,7 +128,8 @@ def test_every_endpoint_with_a_body_names_its_permission() -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_role_endpoint_invalid_body(served: Served, role: str, endpoint: str) -> None:
     """Permission before the body (issue 16 §4): a role that may not use the endpoint gets
-    403 whatever it sends, so 422s never describe the body to it; a role holding the permission gets 422."""
+    403 whatever it sends, so 422s never describe the body to it; a role holding the
+    permission gets 422."""
     method, path, _, _ = ENDPOINTS[endpoint]
     client: httpx.Client = served.user(f"user-{role}", [role])
     path = path.format(id="abc123")  # no setup: the body is refused before the id is looked at
