@@ -121,3 +121,19 @@ def test_a_successful_signin_does_not_use_up_the_limit(site: Served) -> None:
         assert _post(c, "alice", "wrong password!").status_code != 429
         assert _post(c, "alice", "wrong password!").status_code != 429
         assert _post(c, "alice", "wrong password!").status_code == 429
+
+
+def test_a_flood_with_a_forged_form_is_throttled_before_it_is_audited(site: Served) -> None:
+    site.ctx.cache["signin.throttle"] = Throttle(rate=1e-6, burst=3.0)
+
+    def denied() -> int:
+        return len(site.audit_actions(action="access.denied"))
+
+    before = denied()
+    with httpx.Client(base_url=site.url, timeout=30) as c:
+        codes = [
+            c.post("/signin", data={"csrf": "forged", "username": "x", "password": "y"}).status_code
+            for _ in range(20)
+        ]
+    assert codes == [403] * 3 + [429] * 17
+    assert denied() - before == 3  # no database write per refused request

@@ -82,17 +82,7 @@ async def signin(request: Request) -> Response:
     form = await read_form(request)
     expected = request.cookies.get(SIGNIN_CSRF, "")
     username = form.get("username")[:64]
-    if not expected or not hmac.compare_digest(expected, form.get("csrf")):
-        audit.record(
-            db=ctx.db,
-            actor=username.strip().lower() or "-",
-            action="access.denied",
-            subject="signin",
-            payload={"reason": "missing or wrong sign-in CSRF token"},
-        )
-        raise PermissionDenied(
-            "the sign-in form expired", hint="reload the sign-in page and try again"
-        )
+    # Throttled first, so a flood (even with a forged form) costs no hash and no audit write.
     throttle, client = signin_throttle(ctx), client_key(request.client and request.client.host)
     try:
         throttle.check(client, what="sign-in attempts")
@@ -104,6 +94,17 @@ async def signin(request: Request) -> Response:
         page = _signin_page(request, next_url=form.get("next", "/"), username=username, error=exc)
         page.headers["Retry-After"] = str(exc.retry_after)
         return page
+    if not expected or not hmac.compare_digest(expected, form.get("csrf")):
+        audit.record(
+            db=ctx.db,
+            actor=username.strip().lower() or "-",
+            action="access.denied",
+            subject="signin",
+            payload={"reason": "missing or wrong sign-in CSRF token"},
+        )
+        raise PermissionDenied(
+            "the sign-in form expired", hint="reload the sign-in page and try again"
+        )
     try:
         account = accounts.authenticate(
             db=ctx.db, username=username, password=form.get("password"), policy=ctx.lockout
