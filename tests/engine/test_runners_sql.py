@@ -216,3 +216,117 @@ async def test_postgresql_read_only_values_and_writes(runner: SqlRunner, pg_url:
         make_input("SELECT pg_sleep(5)", here, databases=databases, timeout=0.3)
     )
     assert slow.timed_out
+
+
+# -- template values are bind parameters ---------------------------------------------------
+
+PAYLOADS = [
+    "'; DROP TABLE accounts; --",
+    "x' OR '1'='1",
+    'say "hi"',
+    "back\\slash\\",
+    "\\'; DROP TABLE accounts; --",
+    "50% off_",
+    "a\x00b",
+    "line\nbreak -- and /* comment */",
+    "$$ $tag$ ? %s :p0",
+]
+
+
+def bound(template: str, **params: Any) -> str:
+    context = {"params": params}
+    return templating.render(template, context=context, kind=StepKind.SQL, secrets=None)
+
+
+async def test_payloads_are_stored_and_compared_as_data_in_sqlite(
+    runner: SqlRunner, workspace: Path
+) -> None:
+    for k, payload in enumerate(PAYLOADS, start=10):
+        insert = bound(
+            "INSERT INTO accounts (id, owner) VALUES ({{ params.id }}, {{ params.owner }})",
+            id=k,
+            owner=payload,
+        )
+        wrote = await runner.run(make_input(insert, workspace, write=True))
+        assert wrote.ok and wrote.fields["row_count"] == 1, (payload, wrote.error)
+        for template in (
+            "SELECT id FROM accounts WHERE owner = {{ params.owner }}",
+            "SELECT id FROM accounts WHERE owner = '{{ params.owner }}'",
+        ):
+            found = await runner.run(make_input(bound(template, owner=payload), workspace))
+            assert found.fields["rows"] == [{"id": k}], (payload, template, found.error)
+    with sqlite3.connect(workspace / "data" / "app.db") as conn:
+        stored = [
+            r[0] for r in conn.execute("SELECT owner FROM accounts WHERE id >= 10 ORDER BY id")
+        ]
+    conn.close()
+    assert stored == PAYLOADS
+
+
+async def test_a_value_inside_a_string_joins_the_string(runner: SqlRunner, workspace: Path) -> None:
+    query = bound(
+        "SELECT owner, '%' || 'x' AS pct FROM accounts "
+        "WHERE owner LIKE '{{ params.start }}%' AND 'it''s' = 'it''s'",
+        start="ali",
+    )
+    result = await runner.run(make_input(query, workspace))
+    assert result.fields["rows"] == [{"owner": "alice", "pct": "%x"}], result.error
+    typed = bound(
+        "SELECT {{ params.n }} + 1 AS n, {{ params.f }} AS f, {{ params.t }} AS t, "
+        "{{ params.z }} IS NULL AS z, {{ params.j }} AS j",
+        n=41,
+        f=0.5,
+        t=True,
+        z=None,
+        j=["a", 1],
+    )
+    result = await runner.run(make_input(typed, workspace))
+    assert result.fields["rows"] == [{"n": 42, "f": 0.5, "t": 1, "z": 1, "j": '["a", 1]'}]
+
+
+async def test_the_record_shows_the_query_not_the_values(
+    runner: SqlRunner, workspace: Path
+) -> None:
+    query = bound("SELECT id FROM accounts WHERE owner = {{ params.o }}", o="alice")
+    assert str(query) == "SELECT id FROM accounts WHERE owner = ?"
+    shown = await runner.run(make_input(query, workspace, dry_run=True))
+    assert shown.fields["would_query"] == "SELECT id FROM accounts WHERE owner = ?"
+
+
+@pytest.mark.postgres
+async def test_postgresql_payloads_are_bind_parameters(runner: SqlRunner, pg_url: str) -> None:
+    databases = {"ledger": {"url": pg_url.replace("postgresql://", "postgresql+psycopg://")}}
+    here = Path(".")
+
+    async def run(template: str, *, write: bool = False, **params: Any) -> Any:
+        inp = make_input(bound(template, **params), here, databases=databases, write=write)
+        return await runner.run(inp)
+
+    made = await run(
+        "DROP TABLE IF EXISTS bind_probe; CREATE TABLE bind_probe (id int, owner text)", write=True
+    )
+    assert made.ok, made.error
+    text_payloads = [p for p in PAYLOADS if "\x00" not in p]
+    for k, payload in enumerate(text_payloads):
+        wrote = await run(
+            "INSERT INTO bind_probe VALUES ({{ params.id }}, {{ params.owner }})",
+            write=True,
+            id=k,
+            owner=payload,
+        )
+        assert wrote.ok, (payload, wrote.error)
+        for template in (
+            "SELECT id, owner FROM bind_probe WHERE owner = {{ params.owner }}",
+            "SELECT id, owner FROM bind_probe WHERE owner = '{{ params.owner }}'",
+            "SELECT id, owner FROM bind_probe WHERE strpos(owner, '' || {{ params.owner }}) = 1"
+            " AND id = '{{ params.id }}'",
+        ):
+            found = await run(template, owner=payload, id=k)
+            assert found.fields["rows"] == [{"id": k, "owner": payload}], (payload, found.error)
+    # PostgreSQL text cannot hold NUL: the step fails with the database's reason, nothing runs.
+    nul = await run("SELECT {{ params.v }} AS v", v="a\x00b")
+    assert not nul.ok and "NUL" in (nul.error or "")
+    counted = await run("SELECT count(*) AS n FROM bind_probe")
+    assert counted.fields["rows"] == [{"n": len(text_payloads)}]
+    pct = await run("SELECT 'a%' AS pct, {{ params.v }}::text AS v", v="100%")
+    assert pct.fields["rows"] == [{"pct": "a%", "v": "100%"}], pct.error

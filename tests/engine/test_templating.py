@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from opsbook.engine import templating
 from opsbook.engine.runners.sh import ShRunner
+from opsbook.engine.runners.text_quoting import BoundQuery
 from opsbook.engine.secrets import EnvSecretProvider, Redactor, SecretResolver
 from opsbook.engine.templating import TemplateError, render, render_value
 from opsbook.errors import ExpressionError, SecretError
@@ -328,25 +329,45 @@ def test_any_value_comes_out_exactly_as_given(value: str, tmp_path: Path) -> Non
 # -- other block types ---------------------------------------------------------------------
 
 
-def test_sql_values_are_literals() -> None:
-    def q(template: str, **params: Any) -> str:
-        return render(template, context=ctx(**params), kind=SQL, secrets=None)
+def test_sql_values_are_bind_parameters() -> None:
+    def q(template: str, **params: Any) -> tuple[str, tuple[Any, ...]]:
+        out = render(template, context=ctx(**params), kind=SQL, secrets=None)
+        assert isinstance(out, BoundQuery)
+        return str(out), out.params
 
     assert q("SELECT * FROM t WHERE name = {{ params.v }}", v="it's") == (
-        "SELECT * FROM t WHERE name = 'it''s'"
+        "SELECT * FROM t WHERE name = ?",
+        ("it's",),
     )
-    assert q("WHERE name = '{{ params.v }}'", v="x' OR '1'='1") == "WHERE name = 'x'' OR ''1''=''1'"
-    assert q("LIMIT {{ params.n }} OFFSET {{ params.m }}", n=5, m=-1) == "LIMIT 5 OFFSET (-1)"
+    assert q("WHERE name = '{{ params.v }}'", v="x' OR '1'='1") == (
+        "WHERE name = (?)",
+        ("x' OR '1'='1",),
+    )
+    assert q("LIMIT {{ params.n }} OFFSET {{ params.m }}", n=5, m=-1) == (
+        "LIMIT ? OFFSET ?",
+        (5, -1),
+    )
     assert q("WHERE a = {{ params.b }} AND c IS {{ params.z }}", b=True, z=None) == (
-        "WHERE a = TRUE AND c IS NULL"
+        "WHERE a = ? AND c IS ?",
+        (True, None),
     )
-    assert q('SELECT "{{ params.col }}" FROM t', col='a"b') == 'SELECT "a""b" FROM t'
-    assert q("SELECT 1 -- {{ params.v }}\n", v="x\nDROP TABLE t") == "SELECT 1 -- x DROP TABLE t\n"
-    assert q("WHERE x LIKE '%{{ params.v }}%'", v="50%") == "WHERE x LIKE '%50%%'"
+    assert q("WHERE j = {{ params.j }}", j={"a": [1]}) == ("WHERE j = ?", ('{"a": [1]}',))
+    assert q("WHERE x LIKE '%{{ params.v }}%'", v="50%") == (
+        "WHERE x LIKE ('%' || ? || '%')",
+        ("50%",),
+    )
+    assert q("WHERE x = E'\\n{{ params.v }}'", v=7) == ("WHERE x = (E'\\n' || ?)", ("7",))
+    assert q("WHERE a = {{ params.v }}", v="\\' OR 1=1 --") == ("WHERE a = ?", ("\\' OR 1=1 --",))
+    # Names cannot be parameters: a quoted identifier is escaped; a comment stays one line.
+    assert q('SELECT "{{ params.col }}" FROM t', col='a"b') == ('SELECT "a""b" FROM t', ())
+    assert q("SELECT 1 -- {{ params.v }}\n", v="x\nDROP TABLE t") == (
+        "SELECT 1 -- x DROP TABLE t\n",
+        (),
+    )
     with pytest.raises(ExpressionError, match="directly against a name"):
         q("SELECT E{{ params.v }}", v="a")
-    with pytest.raises(ExpressionError, match="backslash"):
-        q("WHERE a = {{ params.v }}", v="\\' OR 1=1 --")
+    with pytest.raises(ExpressionError, match="inside a X'…' literal"):
+        q("SELECT X'{{ params.v }}'", v="00")
 
 
 def test_http_head_values_cannot_add_headers_and_json_strings_are_escaped() -> None:

@@ -8,7 +8,7 @@ JSON, anything else ``str``. Where it goes depends on the block type, so a value
 change the meaning of the block around it:
 
 - ``sh`` — quoted for the shell context it sits in (:mod:`.runners.shell_quoting`);
-- ``sql`` — a SQL literal (:mod:`.runners.text_quoting`);
+- ``sql`` — a bind parameter of the database driver (:mod:`.runners.text_quoting`);
 - ``http`` — no line breaks in the request line and headers, JSON-escaped in JSON strings;
 - ``promql`` — escaped inside strings, names/numbers only outside;
 - anything else (action arguments, ``env``, ``cwd``) — as is.
@@ -211,7 +211,8 @@ def render(
         raise
     except Exception as exc:  # Jinja reports user mistakes as assorted exceptions
         raise _translate(exc) from exc
-    return str(filler(text, values)) if filler is not None else str(text)
+    # A ``sql`` body stays a BoundQuery (a str carrying its bind parameters): no str() here.
+    return filler(text, values) if filler is not None else str(text)
 
 
 def render_value(

@@ -4,6 +4,9 @@
 without it the database called ``default``, or the only one. A relative SQLite path is taken
 from the workspace root. The query runs in a worker thread.
 
+Template values arrive as a :class:`~.text_quoting.BoundQuery` and are sent as the driver's bind
+parameters (``?`` for sqlite3, ``%s`` for psycopg), never pasted into the SQL text.
+
 Read-only unless ``{write=true}``: SQLite files are opened with ``mode=ro`` (``mode=rw`` when
 writing: a mistyped path is an error, not a new empty database), PostgreSQL transactions begin
 ``READ ONLY``; a query that writes then fails the step with a clear message.
@@ -28,6 +31,7 @@ from typing import Any, ClassVar
 
 from opsbook.engine.runners._common import bounded, json_safe, seconds
 from opsbook.engine.runners.base import RunContext, RunnerInput, RunnerResult
+from opsbook.engine.runners.text_quoting import BoundQuery
 from opsbook.errors import NotFoundError, ValidationError
 
 MAX_ROWS = 10_000
@@ -108,6 +112,27 @@ class _Job:
                 return
 
 
+def driver_query(query: str, paramstyle: str) -> tuple[str, Any]:
+    """The SQL text and parameters for a DB-API driver of ``paramstyle`` (PEP 249)."""
+    parts = list(query.parts) if isinstance(query, BoundQuery) else [str(query)]
+    params = list(query.params) if isinstance(query, BoundQuery) else []
+    if paramstyle in ("format", "pyformat"):
+        parts = [p.replace("%", "%%") for p in parts]  # the driver reads % as a placeholder
+    if paramstyle == "named":
+        markers = [f":p{k}" for k in range(len(params))]
+        named = {f"p{k}": v for k, v in enumerate(params)}
+        return _join(parts, markers), named
+    if paramstyle == "numeric":
+        markers = [f":{k + 1}" for k in range(len(params))]
+    else:
+        markers = ["%s" if paramstyle in ("format", "pyformat") else "?"] * len(params)
+    return _join(parts, markers), tuple(params)
+
+
+def _join(parts: list[str], markers: list[str]) -> str:
+    return "".join(p + m for p, m in zip(parts, [*markers, ""], strict=True))
+
+
 def _execute(engine: Any, query: str, *, write: bool, timeout: float | None, job: _Job) -> Any:
     from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
 
@@ -125,9 +150,8 @@ def _execute(engine: Any, query: str, *, write: bool, timeout: float | None, job
                     conn = conn.execution_options(postgresql_readonly=True)
                 if timeout:
                     conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
-            if engine.dialect.paramstyle in ("format", "pyformat"):
-                query = query.replace("%", "%%")  # the driver reads % as a placeholder
-            result = conn.exec_driver_sql(query)
+            statement, params = driver_query(query, engine.dialect.paramstyle)
+            result = conn.exec_driver_sql(statement, params)
             if result.returns_rows:
                 keys = list(result.keys())
                 fetched = result.fetchmany(MAX_ROWS + 1)
@@ -183,9 +207,10 @@ class SqlRunner:
         started = time.perf_counter()
         name, url = database_url(inp.context, inp.step.options.db)
         write = inp.step.options.write
-        query = inp.body.strip()
+        query = _stripped(inp.body)
         if inp.context.dry_run:
-            return RunnerResult(True, {"would_query": query, "db": name, "dry_run": True}, 0.0)
+            shown = {"would_query": str(query), "db": name, "dry_run": True}
+            return RunnerResult(True, shown, 0.0)
         engine = self.engine(url, write=write)
         job = _Job()
         work = asyncio.ensure_future(
@@ -220,6 +245,16 @@ class SqlRunner:
         if truncated:
             fields["truncated"] = True
         return RunnerResult(True, fields, duration)
+
+
+def _stripped(body: str) -> str:
+    """The body without surrounding white space (a bound query stays bound)."""
+    if not isinstance(body, BoundQuery):
+        return body.strip()
+    parts = list(body.parts)
+    parts[0] = parts[0].lstrip()
+    parts[-1] = parts[-1].rstrip()
+    return BoundQuery(parts, body.params)
 
 
 def _create_engine(url: str, *, write: bool) -> Any:

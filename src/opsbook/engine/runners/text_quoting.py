@@ -1,13 +1,15 @@
 """Putting template values into ``sql``, ``http`` and ``promql`` bodies (see shell_quoting for
 ``sh``). Each ``{{ … }}`` was rendered to a placeholder; these fillers read the body the way its
-language does and insert each value escaped for where it sits.
+language does and put each value in for where it sits.
 
-- **sql** — a value is a SQL literal: strings are quoted (``'it''s'``), numbers and booleans are
-  written as such, None is NULL, lists and mappings are JSON strings. Inside ``'…'``, ``"…"`` or
-  backticks the value is escaped for that quote. So ``WHERE name = {{ params.name }}`` and
-  ``WHERE name = '{{ params.name }}'`` both compare with the exact value, and no value can add
-  SQL. Table or column names cannot come from a value unquoted (write ``"{{ x }}"`` to use one as
-  a quoted identifier).
+- **sql** — a value is a bind parameter of the driver, never SQL text (:class:`BoundQuery`):
+  ``WHERE name = {{ params.name }}`` sends ``WHERE name = ?`` plus the value. None is NULL,
+  booleans and numbers keep their type, lists and mappings are JSON text, anything else is text.
+  A value inside a ``'…'`` string is text joined to the rest of the string:
+  ``'%{{ v }}%'`` becomes ``('%' || ? || '%')``, so ``WHERE name = '{{ params.name }}'`` also
+  compares with the exact value. Names cannot be parameters: inside ``"…"`` or backticks a
+  value is a quoted identifier (escaped for the quote); in a comment it is text on one line; in
+  a PostgreSQL ``$$…$$`` string it is inserted as written (and may not contain ``$``).
 - **http** (a body that starts with a request line) — a value in the request line or a header
   may not contain a line break; in a JSON body (``Content-Type: …json``, or no Content-Type and a
   body starting with ``{``/``[``) a value inside a ``"string"`` is JSON-escaped. Elsewhere values
@@ -19,7 +21,6 @@ language does and insert each value escaped for where it sits.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -65,32 +66,129 @@ def _is_safe_markup(raw: Any) -> bool:
 # -- sql ----------------------------------------------------------------------------------
 
 
-def sql_literal(raw: Any) -> str:
-    if raw is None:
-        return "NULL"
-    if isinstance(raw, bool):
-        return "TRUE" if raw else "FALSE"
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        if isinstance(raw, float) and not math.isfinite(raw):
-            raise _refuse("sql", f"as the number {raw}", "use a finite number")
-        return f"({raw!r})" if raw < 0 else repr(raw)
-    return "'" + _sql_string(_text(raw)) + "'"
+class BoundQuery(str):
+    """A rendered ``sql`` body whose template values are bind parameters. As text it reads with
+    ``?`` where each value goes (what a step record or a dry run shows); ``parts`` is the SQL
+    around the values (``len(params) + 1`` pieces) and ``params`` the values, in order."""
+
+    parts: tuple[str, ...]
+    params: tuple[Any, ...]
+
+    def __new__(cls, parts: Sequence[str], params: Sequence[Any]) -> BoundQuery:
+        if len(parts) != len(params) + 1:
+            raise ValueError("a bound query has one more part than parameters")
+        self = super().__new__(cls, "?".join(parts))
+        self.parts = tuple(parts)
+        self.params = tuple(params)
+        return self
 
 
-def _sql_string(text: str, *, estring: bool = False) -> str:
-    if "\\'" in text or (estring and "\\" in text):
+def sql_param(raw: Any) -> Any:
+    """A template value as a bind parameter: None, booleans and numbers as they are, lists and
+    mappings as JSON text, anything else as its text."""
+    if raw is None or isinstance(raw, bool | int | float):
+        return raw
+    text = text_of(raw)
+    if PLACEHOLDER.search(text):
+        raise ExpressionError(
+            "a template value holds the output of a macro or {% set %} block",
+            hint="pass plain values; use {% set x = … %} rather than a {% set %} block",
+        )
+    return text
+
+
+class _Binder:
+    """Collects the SQL text between bind parameters."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.params: list[Any] = []
+        self.out: list[str] = []
+
+    def bind(self, value: Any) -> None:
+        self.parts.append("".join(self.out))
+        self.out = []
+        self.params.append(value)
+
+    def query(self) -> BoundQuery:
+        return BoundQuery([*self.parts, "".join(self.out)], self.params)
+
+
+def _sql_string(text: str, i: int, b: _Binder, values: Sequence[Any]) -> int:
+    """The '…' string starting at ``text[i]``: copied as written, or, when it holds template
+    values, rebuilt as a concatenation of its pieces and bind parameters:
+    ``'%{{ v }}%'`` → ``('%' || ? || '%')``. Returns the index after the string."""
+    prefix = ""
+    if i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_&"):
+        prefix = text[i - 1]
+        if prefix in "eE" and (i < 2 or not (text[i - 2].isalnum() or text[i - 2] == "_")):
+            prefix = "E"
+    pieces: list[str | int] = []  # literal text (as written) or the index of a value
+    chunk: list[str] = []
+    j, n = i + 1, len(text)
+    while j < n:
+        c = text[j]
+        if c == "'":
+            if text.startswith("''", j):
+                chunk.append("''")
+                j += 2
+                continue
+            break
+        if c == PH:
+            match = PLACEHOLDER.match(text, j)
+            if match is None or int(match.group(1)) >= len(values):
+                raise ExpressionError("the block contains a NUL character", hint="remove it")
+            pieces.append("".join(chunk))
+            chunk = []
+            pieces.append(int(match.group(1)))
+            j = match.end()
+            continue
+        if c == "\\" and prefix == "E":
+            if text[j + 1 : j + 2] == PH:
+                raise _refuse("sql", "right after a backslash", "remove the backslash")
+            chunk.append(text[j : j + 2])
+            j += 2
+            continue
+        chunk.append(c)
+        j += 1
+    pieces.append("".join(chunk))
+    end = min(j + 1, n)
+    if len(pieces) == 1:
+        b.out.append(text[i:end])
+        return end
+    if prefix not in ("", "E"):
         raise _refuse(
             "sql",
-            "in a string and contains a backslash before a quote",
-            "some databases read \\' as an escaped quote; remove the backslash",
+            f"inside a {prefix}'…' literal",
+            "write the value outside quotes ({{ … }} is passed to the database as a parameter)",
         )
-    return text.replace("'", "''")
+    if prefix == "E":
+        b.out[-1] = b.out[-1][:-1]  # the E goes in front of each piece instead
+    b.out.append("(")
+    first = True
+    for piece in pieces:
+        if piece == "":
+            continue
+        if not first:
+            b.out.append(" || ")
+        first = False
+        if isinstance(piece, int):
+            b.bind(text_of_value(values[piece]))
+        else:
+            b.out.append(f"{prefix}'{piece}'")
+    b.out.append(")")
+    return end
+
+
+def text_of_value(raw: Any) -> str:
+    """A template value inside a quoted SQL string: its text, as a parameter."""
+    value = sql_param(raw)
+    return value if isinstance(value, str) else text_of(value)
 
 
 def _sql_quoted(text: str, i: int, quote: str, out: list[str], values: Sequence[Any]) -> int:
-    """Copy the quoted string/identifier starting at ``text[i]`` and return the index after it."""
-    estring = quote == "'" and i > 0 and text[i - 1] in "eE"
-    estring = estring and (i < 2 or not (text[i - 2].isalnum() or text[i - 2] == "_"))
+    """Copy the quoted identifier starting at ``text[i]`` (a value in it is escaped for the
+    quote: names cannot be parameters) and return the index after it."""
     out.append(quote)
     i += 1
     n = len(text)
@@ -105,17 +203,7 @@ def _sql_quoted(text: str, i: int, quote: str, out: list[str], values: Sequence[
             return i + 1
         if c == PH:
             raw, i = _raw(text, i, values)
-            value = _text(raw)
-            if quote == "'":
-                out.append(_sql_string(value, estring=estring))
-            else:
-                out.append(value.replace(quote, quote * 2))
-            continue
-        if c == "\\" and estring:
-            if text[i + 1 : i + 2] == PH:
-                raise _refuse("sql", "right after a backslash", "remove the backslash")
-            out.append(text[i : i + 2])
-            i += 2
+            out.append(_text(raw).replace(quote, quote * 2))
             continue
         out.append(c)
         i += 1
@@ -135,16 +223,15 @@ def _sql_comment(text: str, i: int, end: int, out: list[str], values: Sequence[A
     return end
 
 
-def fill_sql(text: str, values: Sequence[Any]) -> str:
-    """Replace the placeholders of a rendered ``sql`` block (see the module docstring)."""
-    if PH not in text:
-        return text
-    out: list[str] = []
+def fill_sql(text: str, values: Sequence[Any]) -> BoundQuery:
+    """The placeholders of a rendered ``sql`` block as bind parameters (see the module
+    docstring)."""
+    b = _Binder()
     i, n = 0, len(text)
     while i < n:
         plain = _SQL_PLAIN.match(text, i)
         if plain is not None:
-            out.append(plain.group())
+            b.out.append(plain.group())
             i = plain.end()
             continue
         c = text[i]
@@ -159,18 +246,18 @@ def fill_sql(text: str, values: Sequence[Any]) -> str:
                     "directly against a name or a literal",
                     "separate {{ … }} from the text around it with a space",
                 )
-            if prev == "[" and "]" in _text(raw):
-                raise _refuse("sql", "inside […] and contains ]", "remove the ] from the value")
-            out.append(sql_literal(raw))
+            b.bind(sql_param(raw))
             i = end
-        elif c in "'\"`":
-            i = _sql_quoted(text, i, c, out, values)
+        elif c == "'":
+            i = _sql_string(text, i, b, values)
+        elif c in '"`':
+            i = _sql_quoted(text, i, c, b.out, values)
         elif text.startswith("--", i):
             end = text.find("\n", i)
-            i = _sql_comment(text, i, n if end < 0 else end, out, values)
+            i = _sql_comment(text, i, n if end < 0 else end, b.out, values)
         elif text.startswith("/*", i):
             end = _block_comment_end(text, i)
-            i = _sql_comment(text, i, end, out, values)
+            i = _sql_comment(text, i, end, b.out, values)
         elif c == "$" and (tag := _DOLLAR_TAG.match(text, i)) and not text[i - 1 : i].isalnum():
             close = text.find(tag.group(), tag.end())
             end = n if close < 0 else close + len(tag.group())
@@ -178,12 +265,12 @@ def fill_sql(text: str, values: Sequence[Any]) -> str:
             for match in PLACEHOLDER.finditer(body):
                 if "$" in _text(values[int(match.group(1))]):
                     raise _refuse("sql", "inside a $$-quoted string", "remove the $ from the value")
-            out.append(PLACEHOLDER.sub(lambda m: _text(values[int(m.group(1))]), body))
+            b.out.append(PLACEHOLDER.sub(lambda m: _text(values[int(m.group(1))]), body))
             i = end
         else:
-            out.append(c)
+            b.out.append(c)
             i += 1
-    return "".join(out)
+    return b.query()
 
 
 def _block_comment_end(text: str, i: int) -> int:
