@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from opsbook.config import Settings
@@ -18,6 +19,7 @@ from opsbook.notify.keys import workspace_key
 from opsbook.workspace import Workspace
 from opsbook.workspace.doctor import run_checks
 from opsbook.workspace.init import init_workspace
+from tests.conftest import free_port
 
 OPSBOOK = [sys.executable, "-m", "opsbook.cli.main"]
 
@@ -123,3 +125,33 @@ def test_doctor_checks_a_database_outside_the_workspace(tmp_path: Path) -> None:
     _, by_name = _doctor(root, OPSBOOK_DATABASE_URL=url)
     assert by_name["file permissions"]["status"] == "failed"
     assert by_name["file permissions"]["hint"] == f"chmod 600 {db_path}"
+
+
+def test_serve_says_at_start_that_the_database_is_readable_by_others(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    init_workspace(target=root)
+    db_path = root / ".opsbook" / "opsbook.db"
+    open_database(f"sqlite:///{db_path}").close()
+    db_path.chmod(0o644)  # made by an older version
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*OPSBOOK, "serve", "--port", str(port), "--no-schedules"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OPSBOOK_WORKSPACE": str(root)},
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "opsbook console:" not in log.read_text():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    text = log.read_text()
+    assert f"warning: readable by group or others: {db_path} is 0644" in text
+    assert f"fix: chmod 600 {db_path}" in text
+    assert _mode(db_path) == 0o644  # told, not changed behind the operator's back

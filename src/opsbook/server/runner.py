@@ -43,6 +43,16 @@ def announce(first: FirstAdmin | None, url: str, out: TextIO) -> None:
     out.flush()
 
 
+def _warn_loose_files(*, settings: Settings, workspace: Workspace, out: TextIO) -> None:
+    """Say so at start when the state database, WAL or a key is readable by others (the same
+    check as `opsbook doctor`; files from an older version keep their mode)."""
+    from opsbook.workspace.doctor_files import file_mode_checks  # noqa: PLC0415
+
+    for _, status, detail, hint in file_mode_checks(workspace=workspace, settings=settings):
+        if status == "failed":
+            out.write(f"warning: {detail}\n  fix: {hint}\n")
+
+
 def serve(
     *,
     settings: Settings,
@@ -56,6 +66,7 @@ def serve(
     from opsbook.server.app import create_app  # noqa: PLC0415
 
     ctx = prepare(settings=settings, server=server, workspace=workspace)
+    _warn_loose_files(settings=settings, workspace=workspace, out=out)
     first = ensure_first_admin(db=ctx.db, known=ctx.known_roles())
     scheme = "https" if server.tls_certfile else "http"
     announce(first, server.public_url or f"{scheme}://{server.host}:{server.port}/", out)
