@@ -63,6 +63,20 @@ class Settings:
             " default: [limits] max_body_bytes in opsbook.toml, else 1048576 (1 MiB)"
         ),
     )
+    audit_witness: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "Append-only file of signed audit checkpoints; default:"
+            " .opsbook-audit/witness.jsonl beside .opsbook/ (put it on another host or mount)"
+        ),
+    )
+    audit_key_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "Ed25519 key (PEM, mode 0600) that signs audit checkpoints, created on first use,"
+            " unless the secret audit-signing-key holds it; default: beside the witness"
+        ),
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,7 +86,7 @@ class Settings:
             raw = env.get(f"OPSBOOK_{f.name.upper()}")
             if raw is None or raw == "":
                 continue
-            if f.name in ("workspace", "secrets_dir"):
+            if f.name in ("workspace", "secrets_dir", "audit_witness", "audit_key_file"):
                 values[f.name] = Path(raw)
             elif f.name in ("output_limit", "param_max_bytes", "max_body_bytes"):
                 name = f"OPSBOOK_{f.name.upper()}"

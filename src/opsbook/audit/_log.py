@@ -35,6 +35,29 @@ def record_hash(
     return sha256_hex(material)
 
 
+#: (id, hash) of the records this process appended and has not yet vouched for in a signed
+#: checkpoint (see :mod:`opsbook.audit._witness`). Mutated, never rebound.
+_OWN: list[tuple[int, str]] = []
+_OWN_MAX = 200_000
+
+
+def records_written() -> int:
+    """How many records this process appended that no checkpoint of its own covers yet."""
+    return len(_OWN)
+
+
+def take_own() -> list[tuple[int, str]]:
+    """Hand over (and forget) the records this process appended since the last call."""
+    taken = list(_OWN)
+    del _OWN[: len(taken)]
+    return taken
+
+
+def give_back(own: list[tuple[int, str]]) -> None:
+    """Return records :func:`take_own` handed out when signing them failed."""
+    _OWN[:0] = own
+
+
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -93,6 +116,9 @@ def record(
             (new_id, when, actor, action, subject, execution_id, body, digest, prev, h),
         )
         db.execute("UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (new_id, h))
+    _OWN.append((new_id, h))
+    if len(_OWN) > _OWN_MAX:  # nobody signs in this process: keep memory bounded
+        del _OWN[: len(_OWN) - _OWN_MAX]
     return AuditRecord(
         id=new_id,
         ts=when,

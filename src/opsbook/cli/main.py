@@ -76,6 +76,24 @@ VersionOpt = Annotated[
 @app.callback()
 def _main(ctx: typer.Context, workspace: WorkspaceOpt = None, version: VersionOpt = False) -> None:
     ctx.obj = AppState(workspace_arg=workspace)
+    state = ctx.obj
+    ctx.call_on_close(lambda: _sign_audit_checkpoint(state))
+
+
+def _sign_audit_checkpoint(state: AppState) -> None:
+    """At the end of a command that wrote audit records, sign a checkpoint vouching for them
+    (docs/audit.md). The records are committed already: a failure here only warns."""
+    log = sys.modules.get("opsbook.audit._log")
+    if log is None or not log.records_written():
+        return  # the command wrote nothing (and the audit package was never imported)
+    from opsbook.errors import OpsbookError  # noqa: PLC0415
+
+    try:
+        from opsbook.cli.audit_cmd import sign_after_command  # noqa: PLC0415
+
+        sign_after_command(state)
+    except (OpsbookError, OSError) as exc:
+        sys.stderr.write(f"warning: audit checkpoint not signed: {exc}\n")
 
 
 #: Every top-level command: the module that registers it and its one-line help (shown by
