@@ -23,8 +23,8 @@ def _env(st: AppState, env: str | None) -> tuple[Any, str]:
 
 
 def _seconds(text: str, flag: str) -> float:
+    from opsbook.durations import parse_duration  # noqa: PLC0415
     from opsbook.errors import UsageError  # noqa: PLC0415
-    from opsbook.runbooks._values import parse_duration  # noqa: PLC0415
 
     try:
         return parse_duration(text)

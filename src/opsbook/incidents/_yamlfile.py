@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from opsbook.durations import DURATION_HINT, duration_seconds
 from opsbook.errors import Location, ValidationError
 
 Key = tuple[str | int, ...]
-
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 @dataclass(frozen=True)
@@ -80,11 +77,9 @@ def _walk(node: Any, key: Key, out: dict[Key, int]) -> None:
 
 def duration(doc: YamlDoc, value: Any, *key: str | int) -> float:
     """A duration such as ``30s``, ``15m``, ``1h``, ``1d`` (or a number of seconds)."""
-    match = _DURATION.fullmatch(str(value)) if value is not None else None
-    if not match or isinstance(value, bool):
+    try:
+        return duration_seconds(value)
+    except ValueError:
         raise doc.error(
-            f"{'.'.join(map(str, key))}: {value!r} is not a duration",
-            *key,
-            hint="write a duration such as 30s, 15m, 1h or 1d",
-        )
-    return float(match.group(1)) * _UNITS[match.group(2)]
+            f"{'.'.join(map(str, key))}: {value!r} is not a duration", *key, hint=DURATION_HINT
+        ) from None

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from opsbook.durations import DURATION_HINT, duration_seconds
 from opsbook.errors import Location, NotFoundError, ValidationError
 from opsbook.workspace import Workspace
 
@@ -147,15 +148,11 @@ def _loc(path: Path, node: Any) -> Location:
 
 
 def _duration(value: Any, *, path: Path, node: Any, what: str) -> float:
-    from opsbook.runbooks._values import parse_duration  # noqa: PLC0415
-
     try:
-        seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
+        seconds = duration_seconds(value)
     except ValueError as exc:
         raise ValidationError(
-            f"{what}: {value!r} is not a duration",
-            location=_loc(path, node),
-            hint="write e.g. 10s, 5m, 1h",
+            f"{what}: {value!r} is not a duration", location=_loc(path, node), hint=DURATION_HINT
         ) from exc
     if seconds <= 0:
         raise ValidationError(

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opsbook.durations import DURATION_HINT, parse_duration
 from opsbook.errors import ExpressionError, Location, RunbookFormatError
-from opsbook.runbooks._values import DURATION_HINT, ID_PATTERN, is_id, parse_bool, parse_duration
+from opsbook.runbooks._values import ID_PATTERN, is_id, parse_bool
 from opsbook.runbooks.model import RISKS, OnFailure, StepOptions
 
 KNOWN = (

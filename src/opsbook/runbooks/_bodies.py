@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opsbook.durations import DURATION_HINT, parse_duration
 from opsbook.errors import ExpressionError, Location, RunbookFormatError
 from opsbook.runbooks import _yaml
-from opsbook.runbooks._values import DURATION_HINT, is_id, parse_duration
+from opsbook.runbooks._values import is_id
 from opsbook.runbooks.model import ApprovalSpec, DecideRule, Expectation
 
 CompileCel = Callable[[str, Location], None]

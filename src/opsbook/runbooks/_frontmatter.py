@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from opsbook.durations import DURATION_HINT, has_unit
 from opsbook.errors import Location, RunbookFormatError
 from opsbook.runbooks import _yaml
-from opsbook.runbooks._values import DURATION_HINT, has_unit, is_id
+from opsbook.runbooks._values import is_id
 from opsbook.runbooks.model import RunbookMeta
 
 _FENCE = re.compile(r"---[ \t]*")

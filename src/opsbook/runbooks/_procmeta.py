@@ -9,9 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from opsbook.durations import DURATION_HINT, parse_duration
 from opsbook.errors import RunbookFormatError
 from opsbook.runbooks import _yaml
-from opsbook.runbooks._values import DURATION_HINT, convert_param, is_id, parse_duration
+from opsbook.runbooks._values import convert_param, is_id
 from opsbook.runbooks.model import PARAM_TYPES, RISKS, WHEN_TO_USE, Param
 
 KNOWN = (

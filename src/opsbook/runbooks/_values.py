@@ -1,4 +1,4 @@
-"""Small value grammars shared by the parser and parameter validation: durations, booleans,
+"""Small value grammars shared by the parser and parameter validation: booleans,
 identifiers, GitHub heading slugs, and the typed conversion of one parameter value."""
 
 from __future__ import annotations
@@ -8,40 +8,14 @@ import re
 import unicodedata
 from typing import Any
 
+from opsbook.durations import DURATION_HINT, format_duration, parse_duration
 from opsbook.runbooks.model import Param
 
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 #: Runbook, procedure and step ids written by hand (``id:``, ``name=``).
 ID_PATTERN = re.compile(r"[\w][\w.-]*")
-DURATION_HINT = "write a duration such as 500ms, 30s, 5m, 1h, 1d, or a number of seconds"
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
-
-
-def parse_duration(text: str) -> float:
-    """``500ms``, ``30s``, ``5m``, ``1h``, ``1d`` or a plain number of seconds → seconds.
-
-    Raises ``ValueError`` for anything else.
-    """
-    match = _DURATION.fullmatch(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as the largest whole unit: 3600 → ``1h``, 90 → ``90s``, 0.5 → ``500ms``."""
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-        if seconds >= size and float(seconds / size).is_integer():
-            return f"{int(seconds / size)}{unit}"
-    return f"{round(seconds * 1000, 3):g}ms" if seconds < 1 else f"{seconds:g}s"
-
-
-def has_unit(text: str) -> bool:
-    match = _DURATION.fullmatch(text)
-    return bool(match and match.group(2))
 
 
 def parse_bool(text: str) -> bool:

@@ -21,10 +21,10 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Protocol
 
+from opsbook.durations import parse_duration
 from opsbook.errors import OpsbookError
 from opsbook.runbooks import _markdown
 from opsbook.runbooks._frontmatter import has_front_matter, key_line, split
-from opsbook.runbooks._values import parse_duration
 from opsbook.runbooks.catalogue import INDEX_NAMES
 from opsbook.runbooks.model import DOC_HEADINGS, EXECUTABLE_INFO, Procedure, Runbook, StepKind
 from opsbook.runbooks.parser import parse_file

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from opsbook.config import DEFAULT_PARAM_MAX_BYTES as PARAM_MAX_BYTES
+from opsbook.durations import DURATION_HINT
 from opsbook.errors import ParameterError
-from opsbook.runbooks._values import DURATION_HINT, convert_param, format_bound
+from opsbook.runbooks._values import convert_param, format_bound
 from opsbook.runbooks.model import Param, Procedure
 
 

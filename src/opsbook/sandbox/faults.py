@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from opsbook.durations import DURATION_HINT, duration_seconds
 from opsbook.errors import NotFoundError, UsageError
 from opsbook.sandbox.config import SERVICES, check_service
 
@@ -175,23 +175,17 @@ def get_spec(name: str) -> FaultSpec:
     return spec
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-
-
 def parse_duration(text: str | float | None) -> float | None:
-    """``90``, ``30s``, ``5m``, ``1h`` -> seconds; None stays None."""
+    """A fault's ``duration`` (:func:`opsbook.durations.duration_seconds`) in seconds; None
+    stays None."""
     if text is None or text == "":
         return None
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        match = _DURATION.match(str(text))
-        if not match:
-            raise UsageError(
-                f"not a duration: {text!r}", field="duration", hint="e.g. 30s, 5m, 1h or 90"
-            )
-        unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
-        seconds = float(match.group(1)) * unit
+    try:
+        seconds = duration_seconds(text)
+    except ValueError:
+        raise UsageError(
+            f"not a duration: {text!r}", field="duration", hint=DURATION_HINT
+        ) from None
     if seconds <= 0:
         raise UsageError("the duration must be positive", field="duration", hint="e.g. 30s")
     return seconds

@@ -61,9 +61,9 @@ async def acknowledge(request: Request, alert_id: int = Path(ge=1, le=2**62)) ->
 
 @router.post("/monitoring/silences")
 async def silence(request: Request) -> Response:
+    from opsbook.durations import parse_duration  # noqa: PLC0415
     from opsbook.errors import ValidationError  # noqa: PLC0415
     from opsbook.monitoring import alerts  # noqa: PLC0415
-    from opsbook.runbooks._values import parse_duration  # noqa: PLC0415
 
     def change(who: Principal, form: Form) -> str:
         texts = [line.strip() for line in form.get("matchers").splitlines() if line.strip()]
