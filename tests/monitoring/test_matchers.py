@@ -146,3 +146,11 @@ def test_regex_matchers_are_re2_anchored_and_linear() -> None:
     with pytest.raises(ValidationError) as info:
         matchers.parse("pod=~(?=a)a", field="--match")
     assert "lookahead" in info.value.message
+
+
+def test_a_stored_matcher_re2_refuses_silences_nothing_instead_of_failing() -> None:
+    """Silences stored while matchers ran on Python's re may hold a lookahead."""
+    stored = matchers.loads('[["pod", "=~", "(?!x)pay.*"], ["service", "=", "payment"]]')
+    texts = [str(m) for m in stored]
+    assert matchers.all_match(texts, LABELS) is False
+    assert matchers.all_match(["service=payment"], LABELS) is True

@@ -211,10 +211,19 @@ def loads(text: str) -> list[Matcher]:
 
 
 def all_match(texts: Iterable[str], labels: Mapping[str, str]) -> bool:
-    """Whether ``labels`` satisfy every matcher, given as texts (a silence as listed)."""
-    return all(_parsed(t).matches(labels) for t in texts)
+    """Whether ``labels`` satisfy every matcher, given as texts (a silence as listed). A
+    matcher stored before these rules that no longer holds (a regular expression RE2 refuses,
+    such as a lookahead) matches nothing: its silence silences nothing rather than fail."""
+    for text in texts:
+        m = _parsed(text)
+        if m is None or not m.matches(labels):
+            return False
+    return True
 
 
 @functools.lru_cache(maxsize=1024)
-def _parsed(text: str) -> Matcher:
-    return parse(text)
+def _parsed(text: str) -> Matcher | None:
+    try:
+        return parse(text)
+    except ValidationError:
+        return None
