@@ -127,6 +127,10 @@ def export(
     the boundary ``prev_hash``, its record count and its last record's id and hash. A pack of
     a broken chain carries no export checkpoint, so its ``verify_chain.py`` fails."""
     check_out_dir(out_dir, force=force)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir} cannot be created: {exc}", field="--out") from exc
     report = verify(db=db, witness=witness, allow_unwitnessed_tail=allow_unwitnessed_tail)
     rows = _select(db, since, until)
     export_line: dict[str, Any] | None = None

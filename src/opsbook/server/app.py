@@ -130,7 +130,15 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sessions.purge_expired(db=ctx.db)
         ctx.start_checkpoints()
-        tasks: list[asyncio.Task[None]] = []
+        from opsbook.audit import config_for  # noqa: PLC0415
+        from opsbook.audit._signer import run_signer, sign_now  # noqa: PLC0415
+
+        witness = config_for(
+            workspace_root=ctx.workspace.root,
+            settings=ctx.settings,
+            providers=ctx.resolver.providers,
+        )
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(run_signer(db=ctx.db, cfg=witness))]
         if background and ctx.server.schedules:
             from opsbook.server.schedules import run_schedules  # noqa: PLC0415
 
@@ -153,6 +161,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await operations.drain(ctx, DRAIN_SECONDS)
+            sign_now(db=ctx.db, cfg=witness, signer="serve")  # vouch for the last records
             ctx.stop_database_threads()
 
     app = FastAPI(
