@@ -1,5 +1,6 @@
-"""Fault injection, inside the supervisor: apply a fault, end it (clear, expiry, restart,
-rollback), and log each change to ``chaos.jsonl``."""
+"""Fault injection, inside the supervisor: apply a fault and end it (clear, expiry), using the
+platform operations of :mod:`.ops` (a bad deploy deploys, ending a crash restarts); each change
+is recorded through :mod:`.fault_book`."""
 
 from __future__ import annotations
 
@@ -9,78 +10,34 @@ import json
 import signal
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opsbook.errors import ConflictError, UsageError
+from opsbook.sandbox.fault_book import log_change, publish
 from opsbook.sandbox.faults import (
-    FAULTS,
     ActiveFault,
-    append_chaos_log,
     check_request,
     get_spec,
     parse_duration,
     read_faults,
     write_faults,
 )
+from opsbook.sandbox.host import Host
+from opsbook.sandbox.ops import deploy, restart, rollback
 from opsbook.sandbox.proxy import http_request
-from opsbook.sandbox.tls import NORMAL_DAYS, issue_certificate
-
-if TYPE_CHECKING:
-    from opsbook.sandbox.supervisor import Supervisor
+from opsbook.sandbox.tls import NORMAL_DAYS, ensure_certificate, issue_certificate
 
 BALLAST = "ballast.img"
 ATTACK_SOURCES = ("203.0.113.7", "203.0.113.42", "198.51.100.23", "192.0.2.191")
 ATTACK_USERS = ("alice", "admin", "bob", "root", "carol", "test", "operator", "dave")
 
 
-def list_faults(sup: Supervisor) -> list[dict[str, Any]]:
-    now = time.time()
-    out = []
-    for f in sup.faults:
-        if f.expired(now):
-            continue
-        spec = FAULTS[f.fault]
-        out.append(
-            {
-                **f.as_dict(),
-                "ended_by": spec.ended_by,
-                "symptom": spec.symptom,
-                "remaining": None if f.until is None else round(f.until - now, 1),
-            }
-        )
-    return out
-
-
-def _log(sup: Supervisor, action: str, fault: ActiveFault, actor: str, **extra: Any) -> None:
-    entry = {
-        "action": action,
-        "fault": fault.fault,
-        "id": fault.id,
-        "service": fault.service,
-        "target": fault.service or FAULTS[fault.fault].target,
-        "actor": actor,
-        **extra,
-    }
-    append_chaos_log(sup.data_dir, entry)
-    sup.log(
-        "warning" if action.endswith("injected") else "info",
-        action,
-        **{k: v for k, v in entry.items() if k != "action"},
-    )
-
-
-def _publish(sup: Supervisor) -> None:
-    write_faults(sup.data_dir, sup.faults)
-    sup.save()
-
-
-async def reset_faults(sup: Supervisor) -> None:
+async def reset_faults(sup: Host) -> None:
     """At boot: end what a previous run left behind (faults file, ballast, a short cert)."""
-    from opsbook.sandbox.tls import ensure_certificate  # noqa: PLC0415
 
     leftovers = read_faults(sup.data_dir)
     for leftover in leftovers:
-        _log(sup, "sandbox.fault.cleared", leftover, "supervisor", reason="sandbox restarted")
+        log_change(sup, "sandbox.fault.cleared", leftover, "supervisor", reason="sandbox restarted")
     sup.faults = []
     write_faults(sup.data_dir, [])
     (sup.data_dir / BALLAST).unlink(missing_ok=True)
@@ -89,7 +46,7 @@ async def reset_faults(sup: Supervisor) -> None:
     await asyncio.to_thread(ensure_certificate, sup.data_dir)
 
 
-async def inject(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
+async def inject(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
     name = str(args.get("fault") or "")
     spec, service = check_request(name, args.get("service") or None)
     duration = parse_duration(args.get("duration"))
@@ -131,11 +88,10 @@ async def inject(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
                     hint="restart it first: platform.restart",
                 )
             sup.faults.append(fault)
-            _publish(sup)
+            publish(sup)
             await _crash(sup, service)
         elif name == "bad-deploy":
             assert service is not None
-            from opsbook.sandbox.ops import deploy  # noqa: PLC0415 - ops imports this module
 
             current = sup.units[service].current
             result = await deploy(
@@ -147,12 +103,12 @@ async def inject(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
             extra = {"revision": result["revision"], "previous_revision": current.revision}
             fault = ActiveFault(**{**fault.__dict__, "params": {**fault.params, **extra}})
             sup.faults.append(fault)
-            _publish(sup)
+            publish(sup)
         else:
             sup.faults.append(fault)
-            _publish(sup)
+            publish(sup)
             await _apply(sup, fault)
-        _log(sup, "sandbox.fault.injected", fault, actor, duration=duration, **extra)
+        log_change(sup, "sandbox.fault.injected", fault, actor, duration=duration, **extra)
     return {
         **fault.as_dict(),
         "ended_by": spec.ended_by,
@@ -168,7 +124,7 @@ def _next(version: str) -> str:
     return f"{version}.1"
 
 
-async def _crash(sup: Supervisor, service: str) -> None:
+async def _crash(sup: Host, service: str) -> None:
     for replica in [r for r in sup.units[service].active if r.alive]:
         proc = replica.process
         if proc is None:
@@ -184,7 +140,7 @@ async def _crash(sup: Supervisor, service: str) -> None:
     await asyncio.sleep(0)  # let the exit watchers record the crash
 
 
-async def _apply(sup: Supervisor, fault: ActiveFault) -> None:
+async def _apply(sup: Host, fault: ActiveFault) -> None:
     if fault.fault == "disk-full":
         ballast = sup.data_dir / BALLAST
         used = sum(p.stat().st_size for p in sup.data_dir.rglob("*") if p.is_file())
@@ -199,7 +155,7 @@ async def _apply(sup: Supervisor, fault: ActiveFault) -> None:
         sup.attacker = asyncio.create_task(_attack(sup, float(fault.params["per_second"])))
 
 
-async def _undo(sup: Supervisor, fault: ActiveFault, actor: str) -> None:
+async def _undo(sup: Host, fault: ActiveFault, actor: str) -> None:
     if fault.fault == "disk-full":
         (sup.data_dir / BALLAST).unlink(missing_ok=True)
     elif fault.fault == "cert-expiring":
@@ -209,20 +165,16 @@ async def _undo(sup: Supervisor, fault: ActiveFault, actor: str) -> None:
         sup.attacker.cancel()
         sup.attacker = None
     elif fault.fault == "crash" and fault.service:
-        from opsbook.sandbox.ops import restart  # noqa: PLC0415
-
         if sup.units[fault.service].state != "running":
             await restart(sup, {"service": fault.service, "actor": actor})
     elif fault.fault == "bad-deploy" and fault.service:
-        from opsbook.sandbox.ops import rollback  # noqa: PLC0415
-
         unit = sup.units[fault.service]
         if unit.current.bug:
             previous = int(fault.params.get("previous_revision", 0)) or None
             await rollback(sup, {"service": fault.service, "revision": previous, "actor": actor})
 
 
-async def clear(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
+async def clear(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
     name = args.get("fault") or None
     if name:
         get_spec(str(name))
@@ -235,10 +187,10 @@ async def clear(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
             if (name is None or f.fault == name) and (service is None or f.service == service)
         ]
         sup.faults = [f for f in sup.faults if f not in chosen]
-        _publish(sup)
+        publish(sup)
         for fault in chosen:
             await _undo(sup, fault, actor)
-            _log(
+            log_change(
                 sup,
                 "sandbox.fault.cleared",
                 fault,
@@ -248,30 +200,7 @@ async def clear(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
     return {"cleared": [f.as_dict() for f in chosen]}
 
 
-def clear_process_faults(sup: Supervisor, service: str, *, actor: str, reason: str) -> list[str]:
-    """A restart ends the faults that live in the processes (crash, hang, memory-leak)."""
-    ended = [
-        f for f in sup.faults if f.service == service and FAULTS[f.fault].ended_by == "restart"
-    ]
-    if ended:
-        sup.faults = [f for f in sup.faults if f not in ended]
-        _publish(sup)
-        for f in ended:
-            _log(sup, "sandbox.fault.cleared", f, actor, reason=reason)
-    return [f.fault for f in ended]
-
-
-def end_bad_deploy(sup: Supervisor, service: str, *, actor: str) -> list[str]:
-    ended = [f for f in sup.faults if f.service == service and f.fault == "bad-deploy"]
-    if ended:
-        sup.faults = [f for f in sup.faults if f not in ended]
-        _publish(sup)
-        for f in ended:
-            _log(sup, "sandbox.fault.cleared", f, actor, reason="rollback")
-    return [f.fault for f in ended]
-
-
-async def expiry_loop(sup: Supervisor) -> None:
+async def expiry_loop(sup: Host) -> None:
     while True:
         await asyncio.sleep(0.25)
         for fault in [f for f in sup.faults if f.expired()]:
@@ -279,12 +208,12 @@ async def expiry_loop(sup: Supervisor) -> None:
                 if fault not in sup.faults:
                     continue
                 sup.faults = [f for f in sup.faults if f is not fault]
-                _publish(sup)
+                publish(sup)
                 await _undo(sup, fault, "supervisor")
-                _log(sup, "sandbox.fault.expired", fault, "supervisor", reason="duration")
+                log_change(sup, "sandbox.fault.expired", fault, "supervisor", reason="duration")
 
 
-async def _attack(sup: Supervisor, per_second: float) -> None:
+async def _attack(sup: Host, per_second: float) -> None:
     """Credential stuffing against the account service, through its public port."""
     port = sup.units["account"].port
     i = 0

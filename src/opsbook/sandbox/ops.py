@@ -1,38 +1,27 @@
-"""What the supervisor does when asked: status, restart, scale, deploy, switch, rollback (the
-``local`` platform) and the chaos operations (in :mod:`opsbook.sandbox.chaos_ops`)."""
+"""The ``local`` platform's operations inside the supervisor: status, restart, scale, deploy,
+switch, rollback, history. Fault injection is above this (:mod:`.chaos_ops`), the record of
+active faults below it (:mod:`.fault_book`), the command table in :mod:`.commands`."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opsbook.errors import ConflictError, NotFoundError, OpsbookError, UsageError
-from opsbook.sandbox.chaos_ops import (
-    clear,
-    clear_process_faults,
-    end_bad_deploy,
-    expiry_loop,
-    inject,
-    list_faults,
-    reset_faults,
-)
-from opsbook.sandbox.config import INITIAL_VERSION, MAX_REPLICAS, check_service
+from opsbook.sandbox.config import MAX_REPLICAS, check_service
+from opsbook.sandbox.fault_book import clear_process_faults, end_bad_deploy, list_faults
+from opsbook.sandbox.host import Host
 from opsbook.sandbox.procs import Replica, sample_memory, wait_answering
 from opsbook.sandbox.units import Revision, Unit
-
-if TYPE_CHECKING:
-    from opsbook.sandbox.supervisor import Supervisor
-
-__all__ = ["INITIAL_VERSION", "dispatch", "expiry_loop", "reset_faults"]
 
 START_TIMEOUT = 20.0
 READY_TIMEOUT = 10.0
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}$")
 
 
-def unit_of(sup: Supervisor, args: dict[str, Any]) -> Unit:
+def unit_of(sup: Host, args: dict[str, Any]) -> Unit:
     return sup.units[check_service(args.get("service"))]
 
 
@@ -43,7 +32,7 @@ async def _all(replicas: list[Replica], *, healthy: bool, timeout: float) -> boo
     return all(results)
 
 
-def status(sup: Supervisor) -> dict[str, Any]:
+def status(sup: Host) -> dict[str, Any]:
     net = sup.network
     for replica in sup.all_replicas():
         sample_memory(replica)
@@ -69,7 +58,7 @@ def _safe_url(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
-async def start_set(sup: Supervisor, unit: Unit, rev: Revision, count: int) -> list[Replica]:
+async def start_set(sup: Host, unit: Unit, rev: Revision, count: int) -> list[Replica]:
     """Start ``count`` replicas of ``rev`` and wait until they answer (or fail, cleaning up)."""
     new = await sup.start_replicas(unit, rev, count)
     if not await _all(new, healthy=False, timeout=START_TIMEOUT):
@@ -82,7 +71,7 @@ async def start_set(sup: Supervisor, unit: Unit, rev: Revision, count: int) -> l
     return new
 
 
-async def restart(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
+async def restart(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
     unit = unit_of(sup, args)
     actor = str(args.get("actor") or "operator")
     async with unit.lock:
@@ -117,7 +106,7 @@ async def restart(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def scale(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
+async def scale(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
     unit = unit_of(sup, args)
     raw = args.get("replicas")
     try:
@@ -164,7 +153,7 @@ def _switch(unit: Unit) -> None:
     )
 
 
-async def _retire_standby(sup: Supervisor, unit: Unit) -> None:
+async def _retire_standby(sup: Host, unit: Unit) -> None:
     if unit.standby:
         await sup.stop_all(unit.standby)
         unit.standby = []
@@ -174,7 +163,7 @@ async def _retire_standby(sup: Supervisor, unit: Unit) -> None:
 
 
 async def deploy(
-    sup: Supervisor, args: dict[str, Any], *, bug: bool = False, cause: str = ""
+    sup: Host, args: dict[str, Any], *, bug: bool = False, cause: str = ""
 ) -> dict[str, Any]:
     unit = unit_of(sup, args)
     version = str(args.get("version") or "")
@@ -222,7 +211,7 @@ async def deploy(
     }
 
 
-async def switch_traffic(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
+async def switch_traffic(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
     unit = unit_of(sup, args)
     async with unit.lock:
         if not any(r.alive for r in unit.standby) or unit.standby_revision is None:
@@ -260,7 +249,7 @@ def _target(unit: Unit, revision: Any) -> Revision:
     return target
 
 
-async def rollback(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
+async def rollback(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
     unit = unit_of(sup, args)
     actor = str(args.get("actor") or "operator")
     async with unit.lock:
@@ -305,7 +294,7 @@ async def rollback(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def history(sup: Supervisor, args: dict[str, Any]) -> dict[str, Any]:
+def history(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
     unit = unit_of(sup, args)
     return {"service": unit.name, "revisions": [r.view() for r in unit.revisions]}
 
@@ -328,29 +317,3 @@ def _brief(unit: Unit) -> dict[str, Any]:
             )
         },
     }
-
-
-async def dispatch(sup: Supervisor, op: str, args: dict[str, Any]) -> Any:
-    if op == "status":
-        return status(sup)
-    if op == "ping":
-        return {"phase": sup.phase}
-    if op == "shutdown":
-        sup.stopping.set()
-        return {"stopping": True}
-    table = {
-        "restart": restart,
-        "scale": scale,
-        "deploy": deploy,
-        "switch": switch_traffic,
-        "rollback": rollback,
-        "inject": inject,
-        "clear": clear,
-    }
-    if op in table:
-        return await table[op](sup, args)
-    if op == "history":
-        return history(sup, args)
-    if op == "faults":
-        return {"faults": list_faults(sup)}
-    raise UsageError(f"unknown supervisor operation {op!r}")

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import OpsbookError
-from opsbook.sandbox import ops
-from opsbook.sandbox.config import SERVICES, SandboxConfig
+from opsbook.sandbox.chaos_ops import expiry_loop, reset_faults
+from opsbook.sandbox.commands import dispatch
+from opsbook.sandbox.config import INITIAL_VERSION, SERVICES, SandboxConfig
 from opsbook.sandbox.faults import ActiveFault
 from opsbook.sandbox.jsonlog import JsonLog
 from opsbook.sandbox.procs import (
@@ -255,7 +256,7 @@ class Supervisor:
             ledger.close()
 
         await asyncio.to_thread(prepare_ledger)
-        await ops.reset_faults(self)
+        await reset_faults(self)
         self.control = await asyncio.start_server(self.serve_control, "127.0.0.1", 0)
         self.control_port = int(self.control.sockets[0].getsockname()[1])
         for unit in self.units.values():
@@ -272,7 +273,7 @@ class Supervisor:
         for unit in self.units.values():
             rev = Revision(
                 1,
-                ops.INITIAL_VERSION,
+                INITIAL_VERSION,
                 False,
                 unit.desired,
                 time.time(),
@@ -301,7 +302,7 @@ class Supervisor:
         for unit in self.units.values():
             unit.route()
             unit.event(
-                "Normal", f"started revision 1 ({ops.INITIAL_VERSION}), {unit.desired} replica(s)"
+                "Normal", f"started revision 1 ({INITIAL_VERSION}), {unit.desired} replica(s)"
             )
 
     async def _listen(self, start: Callable[[int], Awaitable[None]], port: int, what: str) -> None:
@@ -367,7 +368,7 @@ class Supervisor:
                     "error": {"error": "permission_denied", "message": "bad control token"},
                 }
             else:
-                result = await ops.dispatch(
+                result = await dispatch(
                     self, str(request.get("op")), dict(request.get("args") or {})
                 )
                 reply = {"ok": True, "result": result}
@@ -406,7 +407,7 @@ class Supervisor:
         self.log("info", "sandbox ready", pid=os.getpid(), control_port=self.control_port)
         tasks = [
             asyncio.create_task(self.probe_loop()),
-            asyncio.create_task(ops.expiry_loop(self)),
+            asyncio.create_task(expiry_loop(self)),
             asyncio.create_task(_orphan_watch(self)),
         ]
         await self.stopping.wait()
