@@ -30,7 +30,7 @@ incidents_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     """Add the incident command groups to ``app``."""
-    from opsbook.notify.cli import notify_app  # noqa: PLC0415 - small: typer only
+    from opsbook.cli.notify_cmd import notify_app  # noqa: PLC0415 - small: typer only
 
     app.add_typer(incidents_app, name="incidents")
     app.add_typer(notify_app, name="notify")
