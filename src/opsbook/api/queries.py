@@ -338,11 +338,16 @@ def evidence_zip(
 
     from opsbook import audit  # noqa: PLC0415
     from opsbook.audit._export import export  # noqa: PLC0415
+    from opsbook.audit._signer import server_witness, sign_now  # noqa: PLC0415
 
     require(db=ctx.db, principal=principal, permission="audit:export", subject="audit")
     buf = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="opsbook-export-") as tmp:
-        res = export(db=ctx.db, out_dir=Path(tmp) / "pack", since=since, until=until)
+        witness = server_witness(ctx)
+        sign_now(db=ctx.db, cfg=witness, signer="serve")  # vouch for this server's records
+        res = export(
+            db=ctx.db, out_dir=Path(tmp) / "pack", since=since, until=until, witness=witness
+        )
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for name in res.files:
                 zf.write(res.out_dir / name, f"evidence/{name}")

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from opsbook import __version__
-from opsbook import audit as audit_log
 from opsbook.api import queries, schemas
 from opsbook.api.deps import Caller, Ctx, permission_first
+from opsbook.audit._signer import server_witness, verify_live
 from opsbook.users import accounts, passwords, tokens
 from opsbook.users.access import require
 
@@ -83,7 +83,7 @@ async def audit_events(
 async def audit_verify(ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Walk the whole hash chain; names the first record that was altered or removed."""
     require(db=ctx.db, principal=caller, permission="audit:read", subject="audit")
-    return audit_log.verify(db=ctx.db).to_dict()
+    return verify_live(db=ctx.db, cfg=server_witness(ctx)).to_dict()
 
 
 @router.get(

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING, Protocol
 
 from opsbook.audit._log import records_written
-from opsbook.audit._witness import WitnessConfig, sign_own
+from opsbook.audit._verify import VerifyReport, verify
+from opsbook.audit._witness import WitnessConfig, config_for, sign_own
 from opsbook.db import Database
 from opsbook.errors import OpsbookError
+
+if TYPE_CHECKING:
+    from opsbook.config import Settings
+    from opsbook.engine.secrets import SecretResolver
+    from opsbook.workspace import Workspace
 
 EVERY_RECORDS = 100
 EVERY_SECONDS = 10.0
@@ -49,3 +56,33 @@ async def run_signer(
         if pending >= every_records or time.monotonic() - since >= every_seconds:
             sign_now(db=db, cfg=cfg, signer=signer)
             since = time.monotonic()
+
+
+#: How old a record no checkpoint vouches for yet may be when a *server* verifies the chain
+#: for its console or API (another process, e.g. a long ``opsbook run``, signs when it ends).
+LIVE_TAIL_SECONDS = 300.0
+
+
+class _ServerContext(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def workspace(self) -> Workspace: ...
+    @property
+    def resolver(self) -> SecretResolver: ...
+
+
+def server_witness(ctx: _ServerContext) -> WitnessConfig:
+    """The witness of a server's workspace (the API and console use it)."""
+    return config_for(
+        workspace_root=ctx.workspace.root, settings=ctx.settings, providers=ctx.resolver.providers
+    )
+
+
+def verify_live(*, db: Database, cfg: WitnessConfig) -> VerifyReport:
+    """For a running server's API and console: vouch for this process's records first, then
+    verify, accepting other writers' records younger than :data:`LIVE_TAIL_SECONDS` (listed in
+    the report's ``unwitnessed`` and ``warnings``). ``opsbook audit verify`` is the strict
+    check."""
+    sign_now(db=db, cfg=cfg, signer="serve")
+    return verify(db=db, witness=cfg, allow_unwitnessed_tail=LIVE_TAIL_SECONDS)

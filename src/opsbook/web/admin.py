@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from opsbook import audit
 from opsbook.api import catalogue, queries
 from opsbook.api.auth import context_of, principal_of
+from opsbook.audit._signer import server_witness, verify_live
 from opsbook.errors import OpsbookError, ValidationError
 from opsbook.users import accounts, passwords, tokens
 from opsbook.users.access import require
@@ -85,7 +85,7 @@ async def audit_verify(request: Request) -> Response:
     ctx = context_of(request)
     who = principal_of(request)
     require(db=ctx.db, principal=who, permission="audit:read", subject="audit")
-    report = audit.verify(db=ctx.db)
+    report = verify_live(db=ctx.db, cfg=server_witness(ctx))
     f = dict.fromkeys(("actor", "action", "execution_id", "since", "until", "before_id"), "")
     return _audit_page(request, f, report=report)
 
