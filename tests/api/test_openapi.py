@@ -13,6 +13,7 @@ import pytest
 from opsbook.engine.states import State
 from opsbook.incidents import model as incidents
 from opsbook.runbooks.model import RISKS
+from opsbook.users.roles import SCOPES
 from tests.api.harness import Served
 
 
@@ -87,6 +88,8 @@ def test_states_statuses_and_severities_are_enums(spec: dict[str, Any]) -> None:
     assert tuple(_enum(spec, prop("Declare", "impact"))) == incidents.IMPACTS
     assert tuple(_enum(spec, prop("Declare", "urgency"))) == incidents.URGENCIES
     assert tuple(_enum(spec, prop("Assign", "role"))) == incidents.ROLES
+    scopes = _schema(spec, "TokenCreate")["properties"]["scopes"]["items"]
+    assert _enum(spec, scopes) == list(SCOPES)
 
 
 def test_timestamps_are_date_time(spec: dict[str, Any]) -> None:

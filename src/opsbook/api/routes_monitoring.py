@@ -107,7 +107,7 @@ class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     matchers: (
         dict[Annotated[str, Field(min_length=1, max_length=100)], Label]
-        | list[Annotated[str, Field(min_length=2, max_length=1200)]]
+        | Annotated[list[Annotated[str, Field(min_length=2, max_length=1200)]], Field(min_length=1)]
     ) = Field(
         min_length=1,
         max_length=20,
@@ -380,7 +380,7 @@ async def slos(ctx: Ctx, caller: Caller, environment: EnvName = None) -> Any:
 async def sla(
     ctx: Ctx,
     caller: Caller,
-    month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
+    month: Annotated[str, Query(pattern=r"^[1-9]\d{3}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
     environment: EnvName = None,
 ) -> Any:
     from opsbook.monitoring.config import load_monitoring  # noqa: PLC0415

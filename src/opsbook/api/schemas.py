@@ -35,7 +35,9 @@ class Problem(BaseModel):
 
 
 class StartExecution(_In):
-    ref: str = Field(min_length=1, max_length=300, description="RUNBOOK#PROCEDURE")
+    ref: str = Field(
+        min_length=3, max_length=300, pattern=r"^[^#\s]+#[^#\s]+$", description="RUNBOOK#PROCEDURE"
+    )
     environment: str | None = Field(default=None, max_length=100)
     params: dict[str, Scalar] = Field(default_factory=dict)
     dry_run: bool = False
@@ -241,7 +243,9 @@ class Token(BaseModel):
 
 class TokenCreate(_In):
     name: str = Field(min_length=1, max_length=80)
-    scopes: list[str] = Field(default_factory=lambda: ["read"], min_length=1, max_length=10)
+    scopes: list[Literal["read", "alerts", "run", "approve", "audit", "admin"]] = Field(
+        default_factory=lambda: ["read"], min_length=1, max_length=10
+    )
     expires_in_days: int = Field(default=90, ge=1, le=366)
     user: str | None = Field(default=None, max_length=64, description="Admins only: for whom")
 
