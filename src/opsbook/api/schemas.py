@@ -15,6 +15,7 @@ Scalar = str | int | float | bool
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Risk = Literal["low", "medium", "high"]
 Via = Literal["session", "token", "cli", "system"]
+Scope = Literal["read", "alerts", "run", "approve", "audit", "admin"]  # users.roles.SCOPES
 
 
 class _In(BaseModel):
@@ -241,11 +242,13 @@ class Token(BaseModel):
     created_by: str
 
 
+def _read_only() -> list[Scope]:
+    return ["read"]
+
+
 class TokenCreate(_In):
     name: str = Field(min_length=1, max_length=80)
-    scopes: list[Literal["read", "alerts", "run", "approve", "audit", "admin"]] = Field(
-        default_factory=lambda: ["read"], min_length=1, max_length=10
-    )
+    scopes: list[Scope] = Field(default_factory=_read_only, min_length=1, max_length=10)
     expires_in_days: int = Field(default=90, ge=1, le=366)
     user: str | None = Field(default=None, max_length=64, description="Admins only: for whom")
 
