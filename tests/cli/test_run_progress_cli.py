@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 from .conftest import OPSBOOK, Run
@@ -84,7 +85,7 @@ echo got-it >&2
 """
 
 
-def test_output_appears_while_the_step_runs(ws_root: Path) -> None:
+def test_output_appears_while_the_step_runs(ob: Run, ws_root: Path) -> None:
     """The step waits for a file that the test creates only after it has read the step's first
     line from the terminal: without live output the step would time out and fail."""
     (ws_root / "runbooks" / "live.md").write_text(textwrap.dedent(LIVE).lstrip())
@@ -102,6 +103,12 @@ def test_output_appears_while_the_step_runs(ws_root: Path) -> None:
         for line in proc.stdout:
             seen.append(line.rstrip())
             if "│ waiting-for-go" in line:
+                # `executions show` shows the output of the running step too.
+                execution_id = seen[0].rsplit("execution ", 1)[1].split()[0]
+                deadline = time.monotonic() + 30
+                while "│ waiting-for-go" not in ob("executions", "show", execution_id).stdout:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
                 (ws_root / "go").write_text("")
         assert proc.wait(timeout=60) == 0, "\n".join(seen)
     assert seen.index("  … Wait for the go") < seen.index("      │ waiting-for-go")

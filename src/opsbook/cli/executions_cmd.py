@@ -81,6 +81,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show an execution with its steps (and, with --events, its journal)."""
         from opsbook.engine import _journal as journal  # noqa: PLC0415
+        from opsbook.engine.states import State  # noqa: PLC0415
 
         st: AppState = ctx.obj
         db = open_db(st.workspace(), st.settings)
@@ -124,6 +125,11 @@ def register(app: typer.Typer) -> None:
                 f"  {r.seq:>3}. {r.step_id:<40} {r.state_name:<18} {dur}"
                 + (f"  {r.reason}" if r.reason else "")
             )
+            live = r.result.get("live_output") if isinstance(r.result, dict) else None
+            if r.state is State.RUNNING and live:
+                typer.echo("         output so far:")
+                for line in live[-20:]:
+                    typer.echo(f"         │ {line}")
             for ev in retries.get(r.seq, []):
                 p = ev["payload"]
                 of = f" of {p['of']}" if p.get("of") else ""

@@ -29,6 +29,7 @@ from opsbook.engine._context import ExecutionContext, SecretParams, secret_sourc
 from opsbook.engine._dry import needs_results, step_entry
 from opsbook.engine._hooks import Interaction, Reporter, StepReport
 from opsbook.engine._leftovers import record_process, stop_leftovers
+from opsbook.engine._live_output import LiveOutput
 from opsbook.engine._steps import StepOutcome, run_executable
 from opsbook.engine.secrets import Redactor, SecretResolver, refuse_secret_params
 from opsbook.engine.states import TERMINAL_STATES, State
@@ -585,6 +586,7 @@ class Engine:
         # most steps are done by then, and the journal write would cost more than they do.
         loop = asyncio.get_running_loop()
         pending: list[asyncio.TimerHandle] = []
+        live = LiveOutput(self, eid, seq, step, loop)
 
         def remember(pid: int) -> None:
             pending.append(
@@ -601,9 +603,7 @@ class Engine:
                 cancel=cancel,
                 workspace=self.workspace.root,
                 on_start=remember,
-                on_output=lambda stream, line: self.reporter.step_output(
-                    step=step, seq=seq, stream=stream, line=line
-                ),
+                on_output=live.add,
                 on_retry=lambda attempt, why, delay: self._retrying(
                     eid, seq, step, attempt, why, delay, actor=actor
                 ),
@@ -618,6 +618,7 @@ class Engine:
             )
         finally:
             watcher.cancel()
+            live.close()
             for handle in pending:
                 handle.cancel()
         duration = time.perf_counter() - started

@@ -40,6 +40,11 @@
     var source = new EventSource(box.dataset.stream, { withCredentials: true });
     source.addEventListener("journal", later);
     source.addEventListener("end", function () { source.close(); refresh(); });
+    // A running step's output is kept on its row, not journaled: look again every second
+    // while a step is running.
+    setInterval(function () {
+      if (box.querySelector(".row-running")) later();
+    }, 1000);
   }
 
   document.addEventListener("DOMContentLoaded", function () { confirmations(); live(); });
