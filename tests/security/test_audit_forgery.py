@@ -318,3 +318,31 @@ def test_records_a_writer_never_signed_can_be_accepted_after_review(workspace: P
     con = _con(workspace)
     row = con.execute("SELECT actor, action FROM events WHERE id = 242").fetchone()
     assert tuple(row) == ("carol", "audit.records.accepted")
+
+
+def test_doctor_checks_the_checkpoints_the_key_and_the_witness(workspace: Path) -> None:
+    def checks() -> dict[str, dict[str, str]]:
+        res = subprocess.run(
+            [*OPSBOOK, "doctor", "--json"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OPSBOOK_WORKSPACE": str(workspace)},
+            check=False,
+            timeout=120,
+        )
+        assert "Traceback" not in res.stderr, res.stderr
+        return {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+
+    found = checks()
+    assert found["audit checkpoints"]["status"] == "ok"
+    assert found["audit key"]["status"] == "ok" and found["audit witness"]["status"] == "ok"
+    cfg = _cfg(workspace)
+    cfg.key_file.chmod(0o644)
+    cfg.witness.chmod(0o666)
+    con = _con(workspace)
+    con.execute("UPDATE events SET actor = 'mallory' WHERE id = 7")
+    _recompute(con)
+    found = checks()
+    assert found["audit checkpoints"]["status"] == "failed"
+    assert found["audit key"]["hint"] == f"chmod 600 {cfg.key_file}"
+    assert found["audit witness"]["hint"] == f"chmod go-w {cfg.witness}"
