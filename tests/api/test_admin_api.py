@@ -193,3 +193,22 @@ def test_metrics(served: Served) -> None:
     text = httpx.get(served.url + "/metrics").text
     assert "opsbook_http_requests_total" in text
     assert 'opsbook_executions{state="' in text
+
+
+def test_audit_pages_with_limit_and_cursor_like_executions(served: Served) -> None:
+    """One pagination style (issue 18): limit + the opaque next_cursor; before_id and
+    next_before_id are kept for callers of the older form."""
+    auditor = served.user("aud2", ["auditor"])
+    first = auditor.get("/api/v1/audit", params={"limit": 2}).json()
+    assert first["next_cursor"] and first["next_before_id"] == int(first["next_cursor"])
+    second = auditor.get(
+        "/api/v1/audit", params={"limit": 2, "cursor": first["next_cursor"]}
+    ).json()
+    older = auditor.get(
+        "/api/v1/audit", params={"limit": 2, "before_id": first["next_before_id"]}
+    ).json()
+    assert second == older and second["items"][0]["id"] < first["items"][-1]["id"]
+    bad = auditor.get("/api/v1/audit", params={"cursor": "abc"})
+    assert bad.status_code == 422 and bad.json()["field"] == "cursor"
+    page = auditor.get("/api/v1/executions", params={"limit": 1}).json()
+    assert set(page) == {"items", "next_cursor"}

@@ -11,6 +11,7 @@ from opsbook import __version__
 from opsbook.api import queries, schemas
 from opsbook.api.deps import Caller, Ctx, permission_first
 from opsbook.audit._signer import server_witness, verify_live
+from opsbook.errors import ValidationError
 from opsbook.users import accounts, passwords, tokens
 from opsbook.users.access import require
 
@@ -55,8 +56,16 @@ async def audit_events(
     since: TS = None,
     until: TS = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 100,
-    before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=300, description="next_cursor of the previous page")
+    ] = None,
+    before_id: Annotated[
+        int | None,
+        Query(ge=1, le=2**62, deprecated=True, description="Older form of cursor (kept)"),
+    ] = None,
 ) -> dict[str, Any]:
+    if cursor is not None:
+        before_id = _audit_cursor(cursor)
     page = queries.audit_log(
         ctx=ctx,
         principal=caller,
@@ -70,8 +79,20 @@ async def audit_events(
     )
     return {
         "items": page.items,
+        "next_cursor": page.next_cursor,
         "next_before_id": int(page.next_cursor) if page.next_cursor else None,
     }
+
+
+def _audit_cursor(cursor: str) -> int:
+    """The audit log's cursor: opaque to callers (today the id to continue before)."""
+    if not cursor.isdigit() or not 1 <= int(cursor) <= 2**62:
+        raise ValidationError(
+            "the cursor is not one this server issued",
+            field="cursor",
+            hint="use next_cursor from the previous page, or leave it out for the first page",
+        )
+    return int(cursor)
 
 
 @router.get(

@@ -87,7 +87,7 @@ class Execution(BaseModel):
 
 class ExecutionPage(BaseModel):
     items: list[Execution]
-    next_cursor: str | None
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
 
 
 class StoredExecution(Execution):
@@ -192,7 +192,8 @@ class AuditEvent(BaseModel):
 
 class AuditPage(BaseModel):
     items: list[AuditEvent]
-    next_before_id: int | None
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
+    next_before_id: int | None = Field(description="Older form of next_cursor (kept)")
 
 
 class VerifyReport(BaseModel):
