@@ -586,7 +586,9 @@ class Engine:
         # most steps are done by then, and the journal write would cost more than they do.
         loop = asyncio.get_running_loop()
         pending: list[asyncio.TimerHandle] = []
-        live = LiveOutput(self, eid, seq, step, loop)
+        live = LiveOutput(
+            db=self.db, reporter=self.reporter, eid=eid, seq=seq, step=step, loop=loop
+        )
 
         def remember(pid: int) -> None:
             pending.append(

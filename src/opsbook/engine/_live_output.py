@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
 
+from opsbook.db import Database
+from opsbook.engine._hooks import Reporter
 from opsbook.engine.states import State
 from opsbook.runbooks.model import Step
-
-if TYPE_CHECKING:
-    from opsbook.engine._executor import Engine
 
 
 class LiveOutput:
@@ -24,9 +22,17 @@ class LiveOutput:
     LIVE_WRITE_EVERY = 0.5
 
     def __init__(
-        self, engine: Engine, eid: str, seq: int, step: Step, loop: asyncio.AbstractEventLoop
+        self,
+        *,
+        db: Database,
+        reporter: Reporter,
+        eid: str,
+        seq: int,
+        step: Step,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self.engine = engine
+        self.db = db
+        self.reporter = reporter
         self.eid = eid
         self.seq = seq
         self.step = step
@@ -36,7 +42,7 @@ class LiveOutput:
         self.written = 0.0
 
     def add(self, stream: str, line: str) -> None:
-        self.engine.reporter.step_output(step=self.step, seq=self.seq, stream=stream, line=line)
+        self.reporter.step_output(step=self.step, seq=self.seq, stream=stream, line=line)
         self.lines.append(line if stream == "stdout" else f"[stderr] {line}")
         del self.lines[: -self.LIVE_LINES]
         if self.timer is None:
@@ -46,7 +52,7 @@ class LiveOutput:
     def _write(self) -> None:
         self.timer = None
         self.written = self.loop.time()
-        self.engine.db.execute(
+        self.db.execute(
             "UPDATE step_runs SET result = ? WHERE execution_id = ? AND seq = ? AND state = ?",
             (json.dumps({"live_output": self.lines}), self.eid, self.seq, str(State.RUNNING)),
         )
