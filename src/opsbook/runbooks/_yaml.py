@@ -4,24 +4,24 @@ Errors and positions are shifted from the YAML text to the runbook file so a mes
 the file's own line and column.
 
 Runbooks are read by ``opsbook serve`` from every file in ``runbooks/``, so one committed file
-must not be able to exhaust it: anchors and aliases are refused (eleven lines of nested
-aliases expand to gigabytes), and so are YAML texts past :data:`MAX_TEXT` characters and
-nesting past :data:`MAX_DEPTH` levels.
+must not be able to exhaust it: :mod:`opsbook.yamlsafe` refuses anchors, aliases and merge
+keys (eleven lines of nested aliases expand to gigabytes), YAML texts past :data:`MAX_TEXT`
+characters, nesting past :data:`MAX_DEPTH` levels and more than ``yamlsafe.MAX_NODES`` values.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from opsbook import yamlsafe
 from opsbook.errors import Location, RunbookFormatError
 
 Key = tuple[str | int, ...]
 MAX_TEXT = 256 * 1024  # characters of one YAML text (front matter, one block's body)
-MAX_DEPTH = 64  # nested mappings and lists
-ALIAS_FIX = "write the values out; YAML aliases are not allowed in runbooks"
+MAX_DEPTH = yamlsafe.MAX_DEPTH  # nested mappings and lists
+ALIAS_FIX = yamlsafe.alias_fix("runbooks")
 
 
 @dataclass(frozen=True)
@@ -58,136 +58,22 @@ class Doc:
 
 
 def load(text: str, *, where: Where, what: str) -> Doc:
-    """Parse ``text`` (safe loader). ``what`` names the YAML in messages (``front matter``)."""
-    import yaml  # noqa: PLC0415 - deferred: not needed for CLI start-up
-
-    if len(text) > MAX_TEXT:
-        raise RunbookFormatError(
-            f"{what}: the YAML is too large ({len(text)} characters, at most {MAX_TEXT})",
-            location=where.at(0, 0),
-            hint="keep runbook metadata and block bodies short; put large data in a file",
-        )
-    node = None
-    try:
-        loader = _loader_class()(text)
-    except yaml.YAMLError as exc:  # a character YAML does not allow (the reader checks first)
-        position = getattr(exc, "position", 0) or 0
-        line0 = text.count("\n", 0, position)
-        raise RunbookFormatError(
-            f"{what}: invalid YAML: {str(exc).splitlines()[0]}",
-            location=where.at(line0, position - (text.rfind("\n", 0, position) + 1)),
-            hint="remove the control character",
-        ) from exc
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except _Refused as exc:
-        raise RunbookFormatError(
-            f"{what}: {exc.problem}",
-            location=where.at(exc.mark.line, exc.mark.column),
-            hint=exc.fix,
-        ) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        loc = where.at(mark.line, mark.column) if mark else where.at(0, 0)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise RunbookFormatError(
-            f"{what}: invalid YAML: {problem}",
-            location=loc,
-            hint="fix the YAML syntax (indentation, quoting, a missing ':')",
-        ) from exc
-    except RecursionError:
-        raise _too_deep(what, where) from None
-    except (yaml.YAMLError, ValueError, TypeError) as exc:
-        raise RunbookFormatError(
-            f"{what}: invalid YAML: {str(exc).splitlines()[0] if str(exc) else exc!r}",
-            location=_culprit(loader, node, where),
-            hint="fix the YAML (an impossible date such as 2026-02-30, or a control character)",
-        ) from exc
-    finally:
-        loader.dispose()
-    doc = Doc(data=data, where=where)
-    if node is not None:
-        try:
-            _index(node, (), doc)
-        except RecursionError:
-            raise _too_deep(what, where) from None
-    return doc
-
-
-class _Refused(Exception):
-    """Raised while composing; converted to a RunbookFormatError by :func:`load`."""
-
-    def __init__(self, problem: str, mark: Any, fix: str) -> None:
-        super().__init__(problem)
-        self.problem, self.mark, self.fix = problem, mark, fix
-
-
-@functools.cache
-def _loader_class() -> Any:
-    """The safe loader, refusing anchors, aliases and deep nesting while it composes (before
-    anything is expanded or built)."""
-    import yaml  # noqa: PLC0415
-
-    class Loader(yaml.SafeLoader):
-        depth = 0
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves it untyped
-            if isinstance(event, yaml.AliasEvent):
-                raise _Refused(
-                    f"YAML aliases (*{event.anchor}) are not allowed", event.start_mark, ALIAS_FIX
-                )
-            anchor = getattr(event, "anchor", None)
-            if anchor is not None:
-                raise _Refused(
-                    f"YAML anchors (&{anchor}) and aliases are not allowed",
-                    event.start_mark,
-                    ALIAS_FIX,
-                )
-            if self.depth >= MAX_DEPTH:
-                raise _Refused(
-                    f"the YAML is nested too deeply (more than {MAX_DEPTH} levels)",
-                    event.start_mark,
-                    "flatten the YAML: runbook metadata needs only a few levels",
-                )
-            self.depth += 1
-            try:
-                return super().compose_node(parent, index)
-            finally:
-                self.depth -= 1
-
-    return Loader
-
-
-def _too_deep(what: str, where: Where) -> RunbookFormatError:
-    return RunbookFormatError(
-        f"{what}: the YAML is nested too deeply",
-        location=where.at(0, 0),
-        hint="flatten the YAML: runbook metadata needs only a few levels",
+    """Parse ``text`` with :func:`opsbook.yamlsafe.load` (no anchors or aliases, bounded
+    nesting and size). ``what`` names the YAML in messages (``front matter``)."""
+    loaded = yamlsafe.load(
+        text,
+        source=where.path,
+        what=what,
+        kind="runbooks",
+        first_line=where.first_line,
+        first_col=where.indent + 1,
+        error=RunbookFormatError,
+        max_chars=MAX_TEXT,
     )
-
-
-def _culprit(loader: Any, node: Any, where: Where) -> Location:
-    """Where a value that parsed but could not be built sits (e.g. the date 2026-02-30)."""
-    import yaml  # noqa: PLC0415
-
-    loader.constructed_objects, loader.recursive_objects = {}, {}
-    stack = [node] if node is not None else []
-    seen = 0
-    while stack and seen < 100_000:
-        seen += 1
-        n = stack.pop()
-        if isinstance(n, yaml.ScalarNode):
-            try:
-                loader.construct_object(n, deep=True)
-            except (yaml.YAMLError, ValueError, TypeError, RecursionError):
-                return where.at(n.start_mark.line, n.start_mark.column)
-        elif isinstance(n, yaml.MappingNode):
-            stack.extend(v for pair in reversed(n.value) for v in reversed(pair))
-        elif isinstance(n, yaml.SequenceNode):
-            stack.extend(reversed(n.value))
-    return where.at(0, 0)
+    doc = Doc(data=loaded.data, where=where)
+    if loaded.node is not None:
+        _index(loaded.node, (), doc)  # at most MAX_DEPTH levels: yamlsafe refused deeper
+    return doc
 
 
 def _index(node: Any, path: Key, doc: Doc) -> None:
