@@ -16,29 +16,9 @@ from typing import Any
 from opsbook.errors import NotFoundError
 from opsbook.incidents._yamlfile import YamlDoc, duration, load_yaml
 from opsbook.incidents.policy import NotifySettings
+from opsbook.notify.model import Channel as Channel  # noqa: PLC0414 - explicit re-export
+from opsbook.notify.model import Recipient as Recipient  # noqa: PLC0414 - explicit re-export
 from opsbook.workspace import Workspace
-
-
-@dataclass(frozen=True)
-class Channel:
-    kind: str  # email | chat | webhook | sms
-    target: str
-
-
-@dataclass(frozen=True)
-class Recipient:
-    key: str  # stable id: ``id:`` or the role, slugged
-    name: str
-    level: str
-    channels: tuple[Channel, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "name": self.name,
-            "level": self.level,
-            "channels": [{"kind": c.kind, "target": c.target} for c in self.channels],
-        }
 
 
 @dataclass(frozen=True)

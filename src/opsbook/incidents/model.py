@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opsbook.errors import NotFoundError, ValidationError
+from opsbook.timeline import fmt_ts as fmt_ts  # noqa: PLC0414 - explicit re-export
+from opsbook.timeline import ref_of as ref_of  # noqa: PLC0414 - explicit re-export
 
 STATUSES = ("investigating", "identified", "monitoring", "resolved", "closed")
 OPEN_STATUSES = ("investigating", "identified", "monitoring")
@@ -53,10 +55,6 @@ def choice(value: str, allowed: tuple[str, ...], field_name: str) -> str:
     return v
 
 
-def ref_of(incident_id: int) -> str:
-    return f"INC-{incident_id}"
-
-
 def id_of(ref: str | int) -> int:
     """``INC-12``, ``inc-12`` or ``12`` → 12."""
     text = str(ref).strip().upper().removeprefix("INC-")
@@ -70,10 +68,6 @@ def id_of(ref: str | int) -> int:
 
 def parse_ts(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def fmt_ts(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def normalise_ts(text: str, field_name: str) -> str:

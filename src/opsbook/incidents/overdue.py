@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from opsbook.db import Database
-from opsbook.incidents import escalation
 from opsbook.incidents.contacts import Contacts
 from opsbook.incidents.model import Incident, fmt_ts, parse_ts
+from opsbook.incidents.paging import SYSTEM, add_timer, cancel_timers, page_level
 from opsbook.incidents.policy import Policy
 
 
@@ -37,12 +37,12 @@ def resolve_overdue(
         return "skipped", ()
     due = parse_ts(inc.declared_at) + timedelta(seconds=target_s)
     if due > when + timedelta(seconds=1):
-        escalation.add_timer(db=db, incident_id=inc.id, kind="resolve", due=due, now=ts)
+        add_timer(db=db, incident_id=inc.id, kind="resolve", due=due, now=ts)
         return "postponed", ()
     names = [lv.name for lv in contacts.levels]
     current = names[min(inc.level, len(names) - 1)]
     level = contacts.next_level(current) or current
-    ids = escalation.page_level(
+    ids = page_level(
         db=db,
         incident=inc,
         level=level,
@@ -50,7 +50,7 @@ def resolve_overdue(
         policy=policy,
         key=key,
         reason=f"not resolved within {_span(target_s)} (the {inc.severity} resolve target)",
-        actor=escalation.SYSTEM,
+        actor=SYSTEM,
         ts=ts,
     )
     db.execute(
@@ -79,7 +79,7 @@ def retarget(*, db: Database, inc: Incident, contacts: Contacts, now: datetime) 
     )
     if target is None:
         if pending:
-            escalation.cancel_timers(db=db, incident_id=inc.id, kind="resolve")
+            cancel_timers(db=db, incident_id=inc.id, kind="resolve")
         return
     due = parse_ts(inc.declared_at) + timedelta(seconds=target)
     if pending:
@@ -88,7 +88,7 @@ def retarget(*, db: Database, inc: Incident, contacts: Contacts, now: datetime) 
             (fmt_ts(due), pending["id"]),
         )
     else:
-        escalation.add_timer(db=db, incident_id=inc.id, kind="resolve", due=due, now=fmt_ts(now))
+        add_timer(db=db, incident_id=inc.id, kind="resolve", due=due, now=fmt_ts(now))
 
 
 def _span(seconds: float) -> str:

@@ -9,10 +9,11 @@ from typing import Any
 
 from opsbook.incidents._yamlfile import YamlDoc, duration, load_yaml
 from opsbook.incidents.model import IMPACTS, SEVERITIES, TYPES, URGENCIES, higher, rank
+from opsbook.notify.model import CHANNELS as CHANNELS  # noqa: PLC0414 - explicit re-export
+from opsbook.notify.model import NotifySettings as NotifySettings  # noqa: PLC0414 - re-export
 from opsbook.workspace import Workspace
 
 POLICY_FILE = "incident_policy.yaml"
-CHANNELS = ("email", "chat", "webhook", "sms")
 
 
 @dataclass(frozen=True)
@@ -38,21 +39,6 @@ class Rule:
         if self.service and self.service not in services:
             return False
         return not (self.impact and impact not in self.impact)
-
-
-@dataclass(frozen=True)
-class NotifySettings:
-    channels: tuple[str, ...] = CHANNELS
-    retries: int = 2
-    retry_delay: float = 1.0
-    timeout: float = 10.0
-    smtp_host: str = "localhost"
-    smtp_port: int = 25
-    smtp_from: str = "opsbook@localhost"
-    smtp_starttls: bool = False
-    webhook_secret_env: str = "OPSBOOK_WEBHOOK_SECRET"  # noqa: S105 - a variable name
-    public_url: str = "http://127.0.0.1:8000"
-    sms_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,79 +14,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from opsbook.durations import DURATION_HINT, duration_seconds
 from opsbook.errors import Location, NotFoundError, ValidationError
+from opsbook.monitoring.probe_specs import parse_probe
+from opsbook.monitoring.slo_specs import parse_slo, parse_sloth
+from opsbook.monitoring.specs import (
+    SEVERITIES,
+    LineDict,
+    duration_at,
+    load_yaml_with_lines,
+    location_of,
+)
+
+# Probe and Slo live in .specs (below the spec parsers); importers keep using config.
+from opsbook.monitoring.specs import Probe as Probe  # noqa: PLC0414 - explicit re-export
+from opsbook.monitoring.specs import Slo as Slo  # noqa: PLC0414 - explicit re-export
 from opsbook.workspace import Workspace
 
-PROBE_KINDS = ("http", "tcp", "tls", "sql", "promql")
-DEFAULT_INTERVAL = 30.0
-DEFAULT_TIMEOUT = 5.0
-SEVERITIES = ("page", "ticket", "info")
 #: Without ``monitoring.escalation``: an unacknowledged paging alert goes to Level 2 after
 #: 15 minutes (contacts.yaml's ack_timeout), to Level 3 after an hour.
 DEFAULT_ESCALATION = (
     {"severity": "page", "after": "15m", "level": "level-2"},
     {"severity": "page", "after": "1h", "level": "level-3"},
 )
-
-
-class _LineDict(dict[str, Any]):
-    line: int = 0
-
-
-def load_yaml_with_lines(path: Path) -> Any:
-    """Parse YAML keeping the 1-based line of every mapping (``_LineDict.line``)."""
-    import yaml  # noqa: PLC0415
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def construct(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _LineDict:
-        out = _LineDict({str(k): v for k, v in loader.construct_mapping(node, deep=True).items()})
-        out.line = node.start_mark.line + 1
-        return out
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct)
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)  # noqa: S506
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ValidationError(
-            f"not valid YAML: {getattr(exc, 'problem', exc)}",
-            location=Location(str(path), mark.line + 1 if mark else 0),
-            hint="fix the YAML syntax",
-        ) from exc
-
-
-@dataclass(frozen=True)
-class Probe:
-    environment: str
-    service: str
-    name: str
-    kind: str
-    target: Mapping[str, Any]
-    interval: float = DEFAULT_INTERVAL
-    timeout: float = DEFAULT_TIMEOUT
-    expect: tuple[str, ...] = ()
-    severity: str = "page"
-    runbook: str | None = None
-    failures_to_alert: int = 2
-
-
-@dataclass(frozen=True)
-class Slo:
-    name: str
-    service: str
-    objective: float  # percent, 0 < objective < 100
-    period_days: int = 30
-    probe: str | None = None  # the probe whose results are the SLI (default: the service's)
-    latency_ms: int | None = None  # a latency SLO: good = ok and faster than this
-    error_query: str | None = None  # Sloth: PromQL of bad events (evaluated by Prometheus)
-    total_query: str | None = None
-
-    @property
-    def budget(self) -> float:
-        return 1.0 - self.objective / 100.0
 
 
 @dataclass(frozen=True)
@@ -143,24 +92,6 @@ class MonitoringConfig:
         return self.service_runbooks.get("*")
 
 
-def _loc(path: Path, node: Any) -> Location:
-    return Location(str(path), getattr(node, "line", 0))
-
-
-def _duration(value: Any, *, path: Path, node: Any, what: str) -> float:
-    try:
-        seconds = duration_seconds(value)
-    except ValueError as exc:
-        raise ValidationError(
-            f"{what}: {value!r} is not a duration", location=_loc(path, node), hint=DURATION_HINT
-        ) from exc
-    if seconds <= 0:
-        raise ValidationError(
-            f"{what} must be positive", location=_loc(path, node), hint="e.g. 30s"
-        )
-    return seconds
-
-
 _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -172,7 +103,7 @@ def _when(value: Any, *, path: Path, node: Any) -> datetime:
     except ValueError as exc:
         raise ValidationError(
             f"{value!r} is not a date and time",
-            location=_loc(path, node),
+            location=location_of(path, node),
             hint="write ISO 8601 in UTC, e.g. 2026-11-14T02:00:00Z",
         ) from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -180,13 +111,15 @@ def _when(value: Any, *, path: Path, node: Any) -> datetime:
 
 def _maintenance(path: Path, node: Any, services: tuple[str, ...]) -> Maintenance:
     if not isinstance(node, dict):
-        raise ValidationError("a maintenance window must be a mapping", location=_loc(path, node))
+        raise ValidationError(
+            "a maintenance window must be a mapping", location=location_of(path, node)
+        )
     start = _when(node.get("start"), path=path, node=node)
     end = _when(node.get("end"), path=path, node=node)
     if end <= start:
         raise ValidationError(
             "maintenance window ends before it starts",
-            location=_loc(path, node),
+            location=location_of(path, node),
             hint="end > start",
         )
     names = tuple(str(s) for s in node.get("services", []) or [])
@@ -194,7 +127,7 @@ def _maintenance(path: Path, node: Any, services: tuple[str, ...]) -> Maintenanc
         if s not in services:
             raise ValidationError(
                 f"maintenance window names unknown service {s!r}",
-                location=_loc(path, node),
+                location=location_of(path, node),
                 hint=f"use one of: {', '.join(services)}",
             )
     return Maintenance(
@@ -217,7 +150,7 @@ def _kpi_thresholds(
         if service not in services:
             raise ValidationError(
                 f"kpi_thresholds names unknown service {service!r}",
-                location=_loc(path, raw),
+                location=location_of(path, raw),
                 hint=f"use one of: {', '.join(services)}",
             )
         for kpi, rule in (kpis or {}).items():
@@ -225,7 +158,7 @@ def _kpi_thresholds(
             if kpi not in KPIS or bound is None:
                 raise ValidationError(
                     f"kpi_thresholds.{service}.{kpi}: unknown KPI or no max/min",
-                    location=_loc(path, kpis),
+                    location=location_of(path, kpis),
                     hint=f"KPIs: {', '.join(KPIS)}; write e.g. error_rate: {{max: 0.01}}",
                 )
             out.setdefault(str(service), {})[str(kpi)] = (bound, float(rule[bound]))
@@ -247,9 +180,9 @@ def load_monitoring(workspace: Workspace, environment: str) -> MonitoringConfig:
     alerting = data.get("alerting") or {}
     if not isinstance(mon, dict) or not isinstance(alerting, dict):
         raise ValidationError(
-            "monitoring and alerting must be mappings", location=_loc(path, data), hint=""
+            "monitoring and alerting must be mappings", location=location_of(path, data), hint=""
         )
-    mon = _LineDict(mon)  # top-level slos/maintenance and alerting.* may sit beside it
+    mon = LineDict(mon)  # top-level slos/maintenance and alerting.* may sit beside it
     for key in ("slos", "sloth", "maintenance"):
         if key in data:
             mon[key] = data[key]
@@ -262,8 +195,6 @@ def load_monitoring(workspace: Workspace, environment: str) -> MonitoringConfig:
     ):
         if key in alerting:
             mon[target] = alerting[key]
-    from opsbook.monitoring.probe_specs import parse_probe  # noqa: PLC0415
-
     probes: list[Probe] = []
     for s in svc_nodes:
         for node in s.get("probes", []) or []:
@@ -281,8 +212,6 @@ def load_monitoring(workspace: Workspace, environment: str) -> MonitoringConfig:
                 f"probe name {p.name!r} is used twice", location=Location(str(path)), hint="rename"
             )
         seen.add(p.name)
-    from opsbook.monitoring.slo_specs import parse_slo, parse_sloth  # noqa: PLC0415
-
     slos = [parse_slo(path, n, services) for n in mon.get("slos", []) or []]
     for ref in mon.get("sloth", []) or []:
         slos.extend(parse_sloth((workspace.root / str(ref)).resolve(), services))
@@ -298,13 +227,13 @@ def load_monitoring(workspace: Workspace, environment: str) -> MonitoringConfig:
         if not isinstance(rule, dict) or rule.get("severity") not in SEVERITIES:
             raise ValidationError(
                 "each escalation rule needs severity (page, ticket or info), after and level",
-                location=_loc(path, rule),
+                location=location_of(path, rule),
                 hint="e.g. {severity: page, after: 15m, level: level-2}",
             )
         escalation.append(
             Escalation(
                 severity=str(rule["severity"]),
-                after=_duration(rule.get("after", "15m"), path=path, node=rule, what="after"),
+                after=duration_at(rule.get("after", "15m"), path=path, node=rule, what="after"),
                 level=str(rule.get("level", "level-1")),
             )
         )
@@ -314,7 +243,7 @@ def load_monitoring(workspace: Workspace, environment: str) -> MonitoringConfig:
         auto_run = parse_rules(mon.get("auto_run"), where="alerting.auto_run")
     except ValidationError as exc:
         raise ValidationError(
-            exc.message, location=_loc(path, alerting or mon), hint=exc.hint
+            exc.message, location=location_of(path, alerting or mon), hint=exc.hint
         ) from exc
     return MonitoringConfig(
         auto_run=auto_run,

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import ExpressionError, ValidationError
-from opsbook.monitoring.config import (
+from opsbook.monitoring.specs import (
     DEFAULT_INTERVAL,
     DEFAULT_TIMEOUT,
     PROBE_KINDS,
     SEVERITIES,
     Probe,
-    _duration,
-    _loc,
+    duration_at,
+    location_of,
 )
 
 _REF = re.compile(r"\$\{(service|env)\.([A-Za-z0-9_.]+)\}")
@@ -37,7 +37,7 @@ def _substitute(value: Any, scope: Mapping[str, Any], *, path: Path, node: Any) 
             if not isinstance(cur, Mapping) or part not in cur:
                 raise ValidationError(
                     f"{match.group(0)}: no such value",
-                    location=_loc(path, node),
+                    location=location_of(path, node),
                     hint="probe targets can read ${service.KEY} and ${env.KEY}",
                 )
             cur = cur[part]
@@ -58,20 +58,22 @@ def parse_probe(
 
     if not isinstance(node, dict):
         raise ValidationError(
-            "a probe must be a mapping", location=_loc(path, node), hint="see docs/monitoring.md"
+            "a probe must be a mapping",
+            location=location_of(path, node),
+            hint="see docs/monitoring.md",
         )
     service = str(node.get("service", service))
     if service not in services:
         raise ValidationError(
             f"probe {node.get('name')!r} names unknown service {service!r}",
-            location=_loc(path, node),
+            location=location_of(path, node),
             hint=f"use one of: {', '.join(services) or 'none (add services: first)'}",
         )
     kinds = [k for k in PROBE_KINDS if k in node]
     if len(kinds) != 1:
         raise ValidationError(
             f"probe {node.get('name')!r} must have exactly one of {', '.join(PROBE_KINDS)}",
-            location=_loc(path, node),
+            location=location_of(path, node),
             hint="e.g. http: {url: http://127.0.0.1:18103/health}",
         )
     kind = kinds[0]
@@ -83,7 +85,9 @@ def parse_probe(
             target = {"host": host, "port": port}
     if not isinstance(target, dict):
         raise ValidationError(
-            f"{kind} must be a mapping", location=_loc(path, node), hint="see docs/monitoring.md"
+            f"{kind} must be a mapping",
+            location=location_of(path, node),
+            hint="see docs/monitoring.md",
         )
     target = _substitute(target, scope or {"service": {}, "env": {}}, path=path, node=node)
     needed = {"http": ("url",), "tcp": ("host", "port"), "tls": ("host", "port")}
@@ -92,7 +96,7 @@ def parse_probe(
         if not target.get(key):
             raise ValidationError(
                 f"{kind} probe {node.get('name')!r} needs {key}",
-                location=_loc(path, node),
+                location=location_of(path, node),
                 hint=f"add {kind}: {{{key}: …}}",
             )
     name = str(node.get("name") or f"{service}-{kind}")
@@ -101,7 +105,7 @@ def parse_probe(
         expect = [expect]
     for expr in expect:
         try:
-            compile_expression(str(expr), location=_loc(path, node))
+            compile_expression(str(expr), location=location_of(path, node))
         except ExpressionError as exc:
             raise ValidationError(
                 f"probe {name!r}: {exc.message}", location=exc.location, hint=exc.hint
@@ -110,7 +114,7 @@ def parse_probe(
     if severity not in SEVERITIES:
         raise ValidationError(
             f"probe {name!r}: severity must be one of {', '.join(SEVERITIES)}",
-            location=_loc(path, node),
+            location=location_of(path, node),
             hint="page wakes someone, ticket waits for working hours",
         )
     return Probe(
@@ -119,10 +123,10 @@ def parse_probe(
         name=name,
         kind=kind,
         target=dict(target),
-        interval=_duration(
+        interval=duration_at(
             node.get("interval", DEFAULT_INTERVAL), path=path, node=node, what="interval"
         ),
-        timeout=_duration(
+        timeout=duration_at(
             node.get("timeout", DEFAULT_TIMEOUT), path=path, node=node, what="timeout"
         ),
         expect=tuple(str(e) for e in expect),

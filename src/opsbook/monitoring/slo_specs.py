@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import Location, ValidationError
-from opsbook.monitoring.config import Slo, _duration, _loc, load_yaml_with_lines
+from opsbook.monitoring.specs import Slo, duration_at, load_yaml_with_lines, location_of
 
 
 def _objective(value: Any, *, path: Path, node: Any, name: str) -> float:
@@ -17,13 +17,13 @@ def _objective(value: Any, *, path: Path, node: Any, name: str) -> float:
     except (TypeError, ValueError) as exc:
         raise ValidationError(
             f"SLO {name!r}: objective {value!r} is not a number",
-            location=_loc(path, node),
+            location=location_of(path, node),
             hint="a percentage such as 99.9",
         ) from exc
     if not 0 < objective < 100:
         raise ValidationError(
             f"SLO {name!r}: objective must be above 0 and below 100 (got {objective:g})",
-            location=_loc(path, node),
+            location=location_of(path, node),
             hint="a percentage such as 99.9; 100 leaves no error budget at all",
         )
     return objective
@@ -33,17 +33,17 @@ def parse_slo(path: Path, node: Any, services: tuple[str, ...]) -> Slo:
     """One entry of ``slos:`` in an environment file."""
     if not isinstance(node, dict) or not node.get("name"):
         raise ValidationError(
-            "an SLO must be a mapping with a name", location=_loc(path, node), hint="name: …"
+            "an SLO must be a mapping with a name", location=location_of(path, node), hint="name: …"
         )
     name = str(node["name"])
     service = str(node.get("service", ""))
     if service not in services:
         raise ValidationError(
             f"SLO {name!r} names unknown service {service!r}",
-            location=_loc(path, node),
+            location=location_of(path, node),
             hint=f"use one of: {', '.join(services)}",
         )
-    period = _duration(node.get("period", "30d"), path=path, node=node, what="period")
+    period = duration_at(node.get("period", "30d"), path=path, node=node, what="period")
     return Slo(
         name=name,
         service=service,
@@ -70,14 +70,16 @@ def parse_sloth(path: Path, services: tuple[str, ...] | None = None) -> tuple[Sl
     if services is not None and service not in services:
         raise ValidationError(
             f"Sloth spec names unknown service {service!r}",
-            location=_loc(path, data),
+            location=location_of(path, data),
             hint=f"use one of: {', '.join(services)}",
         )
     out = []
     for node in data["slos"]:
         name = str(node.get("name", "")) if isinstance(node, dict) else ""
         if not name:
-            raise ValidationError("every SLO needs a name", location=_loc(path, node), hint="name:")
+            raise ValidationError(
+                "every SLO needs a name", location=location_of(path, node), hint="name:"
+            )
         raw = node.get("objective", node.get("target"))
         if "target" in node and "objective" not in node and isinstance(raw, float) and raw < 1:
             raw = raw * 100
@@ -90,7 +92,7 @@ def parse_sloth(path: Path, services: tuple[str, ...] | None = None) -> tuple[Sl
         ):
             raise ValidationError(
                 f"SLO {name!r}: sli.events needs both error_query and total_query (PromQL text)",
-                location=_loc(path, node),
+                location=location_of(path, node),
                 hint='e.g. error_query: sum(rate(http_requests_total{code=~"5.."}[{{.window}}]))',
             )
         out.append(
@@ -113,7 +115,7 @@ def _openslo(path: Path, data: Mapping[str, Any], services: tuple[str, ...] | No
     if not name or (services is not None and service not in services):
         raise ValidationError(
             f"OpenSLO SLO {name!r} needs metadata.name and a known spec.service ({service!r})",
-            location=_loc(path, data),
+            location=location_of(path, data),
             hint=f"services: {', '.join(services or ())}",
         )
     objectives = spec.get("objectives") or [{}]

@@ -19,17 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from opsbook import audit
 from opsbook.audit._log import utcnow
-from opsbook.incidents._events import add_event
-from opsbook.incidents.model import fmt_ts, ref_of
 from opsbook.notify import channels as ch
 from opsbook.notify.channels import DeliveryFailed, Message
+from opsbook.timeline import add_event, fmt_ts, ref_of
 
 if TYPE_CHECKING:
     import httpx
 
     from opsbook.db import Database
-    from opsbook.incidents.contacts import Recipient
-    from opsbook.incidents.policy import NotifySettings
+    from opsbook.notify.model import NotifySettings, Recipient
 
 ACTOR = "system:notify"
 STALE_AFTER = timedelta(minutes=5)

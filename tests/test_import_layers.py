@@ -1,0 +1,62 @@
+"""Packages import only downward (issue 18 §7): the import circles and upward imports that were
+untangled stay untangled. Every import counts, including ones inside functions and under
+``TYPE_CHECKING`` (a hidden import is still a dependency)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "opsbook"
+
+
+def imports_of(relative: str) -> set[str]:
+    """Every module a source file imports, as dotted names (``from a import b`` gives a and
+    a.b)."""
+    path = SRC / relative
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = "opsbook." + ".".join(Path(relative).with_suffix("").parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return found
+
+
+def test_notify_imports_neither_incidents_nor_the_cli() -> None:
+    for path in sorted((SRC / "notify").glob("*.py")):
+        bad = {
+            name
+            for name in imports_of(str(path.relative_to(SRC)))
+            if name.startswith(("opsbook.incidents", "opsbook.cli", "opsbook.api", "opsbook.web"))
+        }
+        assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize(
+    ("module", "must_not_import"),
+    [
+        ("sandbox/ops.py", ("opsbook.sandbox.supervisor", "opsbook.sandbox.chaos_ops")),
+        ("sandbox/chaos_ops.py", ("opsbook.sandbox.supervisor", "opsbook.sandbox.commands")),
+        ("sandbox/fault_book.py", ("opsbook.sandbox.ops", "opsbook.sandbox.chaos_ops")),
+        ("monitoring/probe_specs.py", ("opsbook.monitoring.config",)),
+        ("monitoring/slo_specs.py", ("opsbook.monitoring.config",)),
+        ("monitoring/specs.py", ("opsbook.monitoring.config",)),
+        ("incidents/overdue.py", ("opsbook.incidents.escalation",)),
+        ("incidents/paging.py", ("opsbook.incidents.escalation", "opsbook.incidents.overdue")),
+        ("timeline.py", ("opsbook.incidents", "opsbook.notify")),
+    ],
+)
+def test_lower_modules_do_not_import_upper_ones(module: str, must_not_import: tuple[str]) -> None:
+    bad = {n for n in imports_of(module) if n.startswith(must_not_import)}
+    assert not bad, f"{module} imports {sorted(bad)}"
