@@ -95,7 +95,11 @@ async def status(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
 
 @action("platform.health", description="fake: probe every service's health URL")
 async def health(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
-    services = ctx.environment.get("services", [])
+    services = [
+        s
+        for s in ctx.environment.get("services", [])
+        if not args.get("service") or s["name"] == args["service"]
+    ]
     probes = await asyncio.gather(
         *(asyncio.to_thread(_probe, str(s["health_url"])) for s in services)
     )

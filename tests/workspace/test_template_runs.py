@@ -136,7 +136,7 @@ def test_blue_green_deployment_on_the_sandbox(outcomes: dict[str, Outcome]) -> N
     assert states["deploy-sandbox"] == "Succeeded"
     for kubernetes_only in ("deploy-green", "green-ready", "switch"):
         assert states[kubernetes_only] == "Skipped"
-    assert out.result("verify")["json"]["status"] == "UP"
+    assert out.result("verify")["result"]["services"][0]["status"] == "UP"
 
 
 def test_database_migration_backs_up_and_migrates(outcomes: dict[str, Outcome]) -> None:
@@ -197,7 +197,8 @@ def test_incident_containment_isolates_the_service(outcomes: dict[str, Outcome])
     succeeded(out)
     approval = out.result("approval-to-isolate")
     assert approval["approved_by"] and "security-engineer" not in approval["approved_by"]
-    assert out.result("isolated")["json"]["status"] != "UP"
+    assert [s["name"] for s in out.result("isolated")["result"]["services"]] == ["notification"]
+    assert out.result("isolated")["result"]["services"][0]["status"] != "UP"
 
 
 def test_the_demo_runs_without_the_sandbox(outcomes: dict[str, Outcome]) -> None:

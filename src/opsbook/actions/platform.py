@@ -7,6 +7,7 @@ Every action supports dry run: the kubernetes adapter returns the exact kubectl/
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,6 +90,55 @@ async def health(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
         timeout=timeout,
         concurrency=_int(args, "concurrency", "platform.health", default=500, low=1) or 500,
     )
+
+
+@action(
+    "platform.latency",
+    description="Measure one service's health check: call its health_url several times in a "
+    "row and report the slowest and median answer and whether every answer was UP.",
+    args={
+        "service": "the service to measure",
+        "samples": "how many calls, one after the other (default 10, at most 100)",
+        "timeout": "seconds per call (default 5)",
+    },
+    required=("service",),
+    supports_dry_run=True,
+)
+async def latency(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
+    service = _service(args, "platform.latency")
+    samples = _int(args, "samples", "platform.latency", default=10, low=1) or 10
+    if samples > 100:
+        raise ValidationError(
+            f"platform.latency: samples must be at most 100, not {samples}",
+            field="samples",
+            hint="e.g. platform.latency: {service: payment, samples: 10}",
+        )
+    timeout = float(args.get("timeout") or 5)
+    if not 0 < timeout <= 60:
+        raise ValidationError("platform.latency: timeout must be 0-60 seconds", field="timeout")
+    platform = _platform(ctx)
+    if ctx.dry_run:
+        would = await platform.health(service=service, timeout=timeout)
+        return {**would, "service": service, "samples": samples}
+    answers: list[dict[str, Any]] = []
+    for _ in range(samples):
+        probed = await platform.health(service=service, timeout=timeout, concurrency=1)
+        answers.extend(probed["services"][:1])
+    times = [float(a["latency_ms"]) for a in answers]
+    down = [a for a in answers if a["status"] != "UP"]
+    out: dict[str, Any] = {
+        "service": service,
+        "url": answers[0]["url"],
+        "status": down[-1]["status"] if down else "UP",
+        "samples": len(answers),
+        "up": len(answers) - len(down),
+        "max_ms": round(max(times), 1),
+        "median_ms": round(statistics.median(times), 1),
+        "min_ms": round(min(times), 1),
+    }
+    if down and down[-1].get("error"):
+        out["error"] = down[-1]["error"]
+    return out
 
 
 @action(
@@ -194,5 +244,16 @@ async def top(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
 
 ACTIONS: Mapping[str, ActionSpec] = {
     spec.name: spec
-    for spec in (status, health, restart, scale, deploy, switch_traffic, rollback, logs, top)
+    for spec in (
+        status,
+        health,
+        latency,
+        restart,
+        scale,
+        deploy,
+        switch_traffic,
+        rollback,
+        logs,
+        top,
+    )
 }
