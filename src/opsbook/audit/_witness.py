@@ -41,6 +41,9 @@ WITNESS_DIR = ".opsbook-audit"
 WITNESS_FILE = "witness.jsonl"
 KEY_FILE = "signing-key.pem"
 _FIELDS = {"v", "id", "hash", "signed_at", "signer", "key_id", "sig"}
+#: Parsed key files by path, with the (mtime, size, inode) they were read at: a long-running
+#: signer parses its key once, and picks up a replaced file.
+_KEYS: dict[str, tuple[tuple[int, int, int], Ed25519PrivateKey]] = {}
 
 
 class WitnessError(OpsbookError):
@@ -144,6 +147,10 @@ def load_key(cfg: WitnessConfig, *, create: bool) -> Ed25519PrivateKey | None:
         return key
     path = cfg.key_file
     try:
+        st = path.stat()
+        cached = _KEYS.get(str(path))
+        if cached is not None and cached[0] == (st.st_mtime_ns, st.st_size, st.st_ino):
+            return cached[1]
         text = path.read_text(encoding="ascii")
     except FileNotFoundError:
         if not create:
@@ -154,7 +161,9 @@ def load_key(cfg: WitnessConfig, *, create: bool) -> Ed25519PrivateKey | None:
             f"audit signing key {path} cannot be read: {exc}",
             hint=f"make {path} readable by this user (mode 0600)",
         ) from exc
-    return _from_secret(text, str(path))
+    key = _from_secret(text, str(path))
+    _KEYS[str(path)] = ((st.st_mtime_ns, st.st_size, st.st_ino), key)
+    return key
 
 
 def _create_key_file(path: Path) -> Ed25519PrivateKey:
