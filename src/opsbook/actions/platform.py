@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opsbook.actions._registry import ActionContext, ActionSpec, action
+from opsbook.actions.core import number_arg
 from opsbook.errors import ValidationError
 from opsbook.platforms import Platform, platform_for
 
@@ -113,7 +114,7 @@ async def latency(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
             field="samples",
             hint="e.g. platform.latency: {service: payment, samples: 10}",
         )
-    timeout = float(args.get("timeout") or 5)
+    timeout = number_arg(args, "timeout", action_name="platform.latency", default=5)
     if not 0 < timeout <= 60:
         raise ValidationError("platform.latency: timeout must be 0-60 seconds", field="timeout")
     platform = _platform(ctx)
