@@ -247,6 +247,14 @@ def test_a_removed_witness_is_detected_while_the_key_file_remains(workspace: Pat
     _cfg(workspace).witness.unlink()
     code, report, _ = _verify(workspace)
     assert code == 1 and "the witness removed" in str(report["problem"])
+    # The next writer does not adopt the chain as a first use would: the key file says
+    # checkpoints were signed before.
+    db = _db(workspace)
+    audit.record(db=db, actor="bob", action="thing.changed", subject="after")
+    assert audit.sign_own(db=db, cfg=_cfg(workspace), signer="cli") == 241
+    db.close()
+    code, report, _ = _verify(workspace)
+    assert code == 1 and report["unwitnessed"] == [[1, 240]]
 
 
 def test_a_workspace_without_checkpoints_verifies_with_a_clear_status(tmp_path: Path) -> None:

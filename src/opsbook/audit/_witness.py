@@ -311,7 +311,7 @@ def sign_checkpoint(
     """
     kept = _still_there(db, own) if own else []
     head_id, head_hash = head(db)
-    if not has_lines(cfg.witness) and head_id:
+    if not has_lines(cfg.witness) and head_id and _first_use(cfg):
         cid, chash, ids = head_id, head_hash, [[1, head_id]]
     elif accept:
         cid, chash = head_id, head_hash
@@ -329,6 +329,13 @@ def sign_checkpoint(
     )
     append(cfg.witness, line)
     return cid
+
+
+def _first_use(cfg: WitnessConfig) -> bool:
+    """An empty witness is a first use only while no key file exists yet: if the key file is
+    there, checkpoints were signed and the witness was emptied or removed, and adopting the
+    chain now would bless whatever was done to it (``audit verify`` reports it instead)."""
+    return secret_key(cfg) is not None or not cfg.key_file.exists()
 
 
 def sign_own(*, db: Database, cfg: WitnessConfig, signer: str) -> int | None:
