@@ -354,3 +354,27 @@ def test_doctor_checks_the_checkpoints_the_key_and_the_witness(workspace: Path) 
     assert found["audit checkpoints"]["status"] == "failed"
     assert found["audit key"]["hint"] == f"chmod 600 {cfg.key_file}"
     assert found["audit witness"]["hint"] == f"chmod go-w {cfg.witness}"
+
+
+def test_the_key_can_come_from_the_secret_store(tmp_path: Path) -> None:
+    """`audit-signing-key` from a secret provider (here the environment): no key file is
+    written, and a checkpoint made with another key does not verify."""
+    root = tmp_path / "ws"
+    init_workspace(target=root)
+    seed = "11" * 32
+    env = {**os.environ, "OPSBOOK_WORKSPACE": str(root), "OPSBOOK_SECRET_AUDIT_SIGNING_KEY": seed}
+
+    def ob(*args: str, **more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*OPSBOOK, *args], capture_output=True, text=True, env={**env, **more}, check=False
+        )
+
+    assert ob("users", "add", "alice", "--role", "operator").returncode == 0
+    assert not _cfg(root).key_file.exists()
+    ok = ob("audit", "verify", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["status"] == "ok", ok.stderr
+    other = ob("audit", "verify", "--json", OPSBOOK_SECRET_AUDIT_SIGNING_KEY="22" * 32)
+    assert other.returncode == 1 and "signed by key" in json.loads(other.stdout)["problem"]
+    bad = ob("audit", "verify", OPSBOOK_SECRET_AUDIT_SIGNING_KEY="not a key")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "audit signing key" in bad.stderr and "not a key" not in bad.stderr

@@ -38,11 +38,19 @@ def witness_config(st: AppState) -> WitnessConfig:
     """The audit witness and key of the workspace, with the secret providers that may hold
     the key (``audit-signing-key``)."""
     from opsbook.audit import config_for  # noqa: PLC0415
-    from opsbook.cli._common import secrets_for  # noqa: PLC0415
+    from opsbook.engine.secrets import (  # noqa: PLC0415
+        EnvSecretProvider,
+        FileSecretProvider,
+        SecretProvider,
+    )
 
     ws = st.workspace()
-    resolver, _ = secrets_for(ws, st.settings)
-    return config_for(workspace_root=ws.root, settings=st.settings, providers=resolver.providers)
+    # The providers secrets_for() uses, without a resolver: no redactor to build for one key.
+    providers: list[SecretProvider] = [
+        EnvSecretProvider(),
+        FileSecretProvider(st.settings.secrets_dir_for(ws.state_dir)),
+    ]
+    return config_for(workspace_root=ws.root, settings=st.settings, providers=providers)
 
 
 def sign_after_command(st: AppState) -> None:
