@@ -92,7 +92,7 @@ def test_declare_pages_and_the_lifecycle_over_the_api(
     md = olga.get(f"/api/v1/incidents/{ref}/review")
     assert md.headers["content-type"].startswith("text/markdown")
     assert f"# Post-incident review: {ref} Accounts down" in md.text
-    listed = olga.get("/api/v1/incidents", params={"status": "closed"}).json()
+    listed = olga.get("/api/v1/incidents", params={"status": "closed"}).json()["items"]
     assert ref in [i["ref"] for i in listed]
     rep = olga.get("/api/v1/incidents/report", params={"since": "2020-01-01"}).json()
     assert rep["by_severity"]["SEV4"]["incidents"] >= 1
@@ -176,3 +176,19 @@ def test_console_pages(world: tuple[Served, SmtpSink, Receiver]) -> None:
     assert "Console page" in op.get("/incidents").text
     page = op.get(f"/incidents/{ref}")
     assert page.status_code == 200 and "Declared SEV2" in page.text
+
+
+def test_incidents_page_with_limit_and_cursor(world: tuple[Served, SmtpSink, Receiver]) -> None:
+    """One pagination style (issue 18): limit + the opaque next_cursor, as executions."""
+    s = world[0]
+    op = s.user("pat", ["operator"])
+    for n in range(3):
+        r = op.post("/api/v1/incidents", json={"title": f"page {n}", "severity": "SEV4"})
+        assert r.status_code == 201, r.text
+    first = op.get("/api/v1/incidents", params={"limit": 2}).json()
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    rest = op.get("/api/v1/incidents", params={"limit": 2, "cursor": first["next_cursor"]})
+    everything = op.get("/api/v1/incidents", params={"limit": 500}).json()["items"]
+    refs = [i["ref"] for i in first["items"] + rest.json()["items"]]
+    assert refs == [i["ref"] for i in everything][: len(refs)]
+    assert op.get("/api/v1/incidents", params={"cursor": "x"}).status_code == 422

@@ -120,7 +120,7 @@ def test_huge_bodies_are_refused_before_parsing(ingest: httpx.Client) -> None:
 def test_alerts_ack_and_silences(served: Served, ingest: httpx.Client) -> None:
     ingest.post(HOOK, json=hook_body("b1", n=1))
     op = served.user("olivia", ["operator"])
-    listed = op.get("/api/v1/alerts", params={"status": "firing"}).json()
+    listed = op.get("/api/v1/alerts", params={"status": "firing"}).json()["items"]
     alert = next(a for a in listed if a["fingerprint"].startswith("b1"))
     assert alert["labels"]["alertname"] == "HighErrorRate"
     acked = op.post(f"/api/v1/alerts/{alert['id']}/ack", json={"comment": "on it"})
@@ -132,7 +132,7 @@ def test_alerts_ack_and_silences(served: Served, ingest: httpx.Client) -> None:
         json={"matchers": {"pod": "p0"}, "duration_minutes": 60, "comment": "deploy"},
     )
     assert created.status_code == 201 and created.json()["created_by"] == "olivia"
-    listed = op.get("/api/v1/alerts").json()
+    listed = op.get("/api/v1/alerts").json()["items"]
     assert next(a for a in listed if a["id"] == alert["id"])["silenced"] == created.json()["id"]
     bad = op.post("/api/v1/silences", json={"matchers": {}, "duration_minutes": 60, "comment": "x"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "matchers"
@@ -171,3 +171,25 @@ def test_read_endpoints(served: Served) -> None:
     assert page.status_code == 200 and "Firing alerts" in page.text
     report = viewer.get("/monitoring/sla", params={"month": "2026-11"})
     assert report.status_code == 200 and "<svg" in report.text
+
+
+def test_alerts_page_with_limit_and_cursor(served: Served, ingest: httpx.Client) -> None:
+    """One pagination style (issue 18): limit + the opaque next_cursor, as executions."""
+    ingest.post(HOOK, json=hook_body("pg", n=5))
+    op = served.user("paula", ["operator"])
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, str | int] = {"limit": 2, "status": "all"}
+        if cursor:
+            params["cursor"] = cursor
+        page = op.get("/api/v1/alerts", params=params).json()
+        assert set(page) == {"items", "next_cursor"} and len(page["items"]) <= 2
+        seen += [a["id"] for a in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    everything = op.get("/api/v1/alerts", params={"status": "all", "limit": 500}).json()
+    assert seen == [a["id"] for a in everything["items"]] and len(seen) >= 5
+    bad = op.get("/api/v1/alerts", params={"cursor": "nope"})
+    assert bad.status_code == 422 and bad.json()["field"] == "cursor"

@@ -117,3 +117,18 @@ def test_405_names_every_method_of_the_path(served: Served) -> None:
     assert r.headers["Content-Type"] == "application/problem+json"
     r = served.api().post("/api/v1/health")
     assert (r.status_code, r.headers["Allow"]) == (405, "GET")
+
+
+def test_one_pagination_style(spec: dict[str, Any]) -> None:
+    """Issue 18: every list that pages takes limit + cursor and answers items + next_cursor."""
+    paged = []
+    for path, item in spec["paths"].items():
+        op = item.get("get")
+        names = {p["name"] for p in (op or {}).get("parameters", ())}
+        if op is None or "limit" not in names:
+            continue
+        paged.append(op["operationId"])
+        assert "cursor" in names, path
+        ref = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        assert set(_schema(spec, ref.rsplit("/", 1)[1])["properties"]) >= {"items", "next_cursor"}
+    assert sorted(paged) == ["listAlerts", "listAuditEvents", "listExecutions", "listIncidents"]

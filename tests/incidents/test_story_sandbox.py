@@ -107,12 +107,14 @@ def _story(
         wait_for(lambda: db.one("SELECT 1 AS x FROM mon_samples WHERE ok = 1"), timeout=20)
         crashed_at = datetime.now(UTC)
         chaos.inject(control=sb.control(), fault="crash", service="payment", actor="pytest")
-        incidents = wait_for(lambda: api.get("/api/v1/incidents").json(), timeout=30)
+        incidents = wait_for(lambda: api.get("/api/v1/incidents").json()["items"], timeout=30)
         (inc,) = incidents
         assert inc["severity"] == "SEV2" and inc["services"] == ["payment"]
         assert inc["source"] == "alert" and inc["title"] == "ProbeFailing on payment"
         assert inc["acknowledged_at"] is None and inc["status"] == "investigating"
-        (alert,) = [a for a in api.get("/api/v1/alerts").json() if a["service"] == "payment"]
+        (alert,) = [
+            a for a in api.get("/api/v1/alerts").json()["items"] if a["service"] == "payment"
+        ]
         assert alert["alertname"] == "ProbeFailing" and alert["runbook"] == PROCEDURE
         assert inc["alert_key"] == alert["fingerprint"] and alert["escalated_level"] == 1
         detected = parse_ts(inc["detected_at"])  # the alert's start: probe time, whole seconds
@@ -198,7 +200,7 @@ def _story(
         assert done["state"] == "succeeded", done
 
         def payment_firing() -> list[dict[str, Any]]:
-            alerts: list[dict[str, Any]] = api.get("/api/v1/alerts").json()
+            alerts: list[dict[str, Any]] = api.get("/api/v1/alerts").json()["items"]
             return [a for a in alerts if a["service"] == "payment" and a["status"] == "firing"]
 
         wait_for(lambda: not payment_firing(), timeout=15)  # monitoring sees payment back

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 from starlette.responses import PlainTextResponse, Response
 
+from opsbook.api import pages
 from opsbook.api.context import AppContext
 from opsbook.api.deps import Caller, Ctx, permission_first
 from opsbook.users.access import Principal, require
@@ -126,18 +127,32 @@ async def declare(ctx: Ctx, caller: Caller, body: Declare, response: Response) -
     }
 
 
-@router.get("", operation_id="listIncidents", summary="List incidents, newest first")
+class IncidentPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
+
+
+@router.get(
+    "",
+    operation_id="listIncidents",
+    response_model=IncidentPage,
+    summary="List incidents, newest first (a page: limit and cursor)",
+)
 async def list_incidents(
     ctx: Ctx,
     caller: Caller,
     status: Status | None = None,
     open_only: Annotated[bool, Query(alias="open")] = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> list[dict[str, Any]]:
+    cursor: pages.Cursor = None,
+) -> dict[str, Any]:
     from opsbook.incidents.service import list_incidents as find  # noqa: PLC0415
 
     _may(ctx, caller, "incidents:read", "incidents")
-    return [i.to_dict() for i in find(db=ctx.db, status=status, open_only=open_only, limit=limit)]
+    before = pages.decode(cursor, int)[0] if cursor else None
+    found = find(db=ctx.db, status=status, open_only=open_only, limit=limit + 1, before_id=before)
+    out = pages.page(found, limit, lambda i: pages.encode(i.id))
+    return {**out, "items": [i.to_dict() for i in out["items"]]}
 
 
 @router.get(

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from opsbook.api import pages
 from opsbook.api.auth import context_of, principal_of
 from opsbook.api.deps import Caller, Ctx, permission_first
 from opsbook.api.problems import MEDIA_TYPE
@@ -96,6 +97,11 @@ class AlertOut(BaseModel):
     ack_comment: str | None
     escalated_level: int
     silenced: int | None = None
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
 
 
 class AckIn(BaseModel):
@@ -249,8 +255,8 @@ async def alertmanager_webhook(request: Request) -> Response:
 @router.get(
     "/alerts",
     operation_id="listAlerts",
-    response_model=list[AlertOut],
-    summary="Alerts, newest first",
+    response_model=AlertPage,
+    summary="Alerts, newest first (a page: limit and cursor)",
 )
 async def list_alerts(
     ctx: Ctx,
@@ -258,14 +264,25 @@ async def list_alerts(
     status: Literal["firing", "resolved", "all"] = "firing",
     since_hours: Annotated[int | None, Query(ge=1, le=24 * 400)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[dict[str, Any]]:
+    cursor: pages.Cursor = None,
+) -> dict[str, Any]:
     from opsbook.monitoring import alerts  # noqa: PLC0415
 
     require(db=ctx.db, principal=caller, permission="monitoring:read", subject="alerts")
     since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours else None
-    return alerts.list_alerts(
-        ctx.db, status=None if status == "all" else status, since=since, limit=limit
+    found = alerts.list_alerts(
+        ctx.db,
+        status=None if status == "all" else status,
+        since=since,
+        limit=limit + 1,
+        before=_alert_cursor(cursor) if cursor else None,
     )
+    return pages.page(found, limit, lambda a: pages.encode(a["starts_at"], a["id"]))
+
+
+def _alert_cursor(cursor: str) -> tuple[str, int]:
+    starts_at, alert_id = pages.decode(cursor, str, int)
+    return str(starts_at), int(alert_id)
 
 
 AlertRef = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$", description="Id or fingerprint")]

@@ -250,8 +250,10 @@ def list_incidents(
     open_only: bool = False,
     since: str | None = None,
     limit: int = 100,
+    before_id: int | None = None,
 ) -> list[Incident]:
-    sql, args = "SELECT * FROM incidents WHERE 1 = 1", []
+    """Newest first; ``before_id`` continues a page (incidents with a smaller id)."""
+    sql, args = "SELECT * FROM incidents WHERE 1 = 1", list[str | int]()
     if status:
         sql += " AND status = ?"
         args.append(choice(status, STATUSES, "status"))
@@ -261,6 +263,9 @@ def list_incidents(
     if since:
         sql += " AND declared_at >= ?"
         args.append(since)
+    if before_id is not None:
+        sql += " AND id < ?"
+        args.append(before_id)
     rows = db.query(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
     return [Incident.from_row(r) for r in rows]
 

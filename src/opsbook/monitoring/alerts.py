@@ -247,15 +247,20 @@ def list_alerts(
     since: datetime | None = None,
     limit: int = 200,
     now: datetime | None = None,
+    before: tuple[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Alerts newest first, each with ``silenced`` (the silence's id or None)."""
-    where, params = ["1 = 1"], []
+    """Alerts newest first, each with ``silenced`` (the silence's id or None); ``before``
+    (the last row's ``starts_at`` and ``id``) continues a page."""
+    where, params = ["1 = 1"], list[str | int]()
     if status:
         where.append("status = ?")
         params.append(status)
     if since:
         where.append("last_received >= ?")
         params.append(iso(since))
+    if before:
+        where.append("(starts_at < ? OR (starts_at = ? AND id < ?))")
+        params.extend((before[0], before[0], before[1]))
     rows = db.query(
         f"SELECT * FROM mon_alerts WHERE {' AND '.join(where)}"  # noqa: S608 - fixed text
         " ORDER BY starts_at DESC, id DESC LIMIT ?",
