@@ -165,7 +165,7 @@ def test_an_appended_correctly_hashed_forged_record_is_detected(workspace: Path)
     code, report, _ = _verify(workspace)
     assert code == 1 and report["status"] == "unwitnessed" and report["first_bad_id"] == 241
     assert report["unwitnessed"] == [[241, 241]]
-    assert "not covered by a signed checkpoint" in str(report["problem"])
+    assert "record 241 is not covered by a signed checkpoint" in str(report["problem"])
     # A live server's tail may be accepted for a while; the forgery is still named, and once
     # it is older than the window it fails again.
     code, report, _ = _verify(workspace, "--allow-unwitnessed-tail", "3600")

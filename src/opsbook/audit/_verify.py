@@ -176,8 +176,12 @@ def _merge(checkpoints: tuple[Checkpoint, ...]) -> list[tuple[int, int]]:
 
 
 def _describe(spans: list[list[int]], limit: int = 5) -> str:
+    """``[[241, 241]]`` → "record 241 is"; ``[[5, 6], [9, 9]]`` → "records 5–6, 9 are"."""
+    if len(spans) == 1 and spans[0][0] == spans[0][1]:
+        return f"record {spans[0][0]} is"
     text = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in spans[:limit])
-    return text + (f" and {len(spans) - limit} more ranges" if len(spans) > limit else "")
+    more = f" and {len(spans) - limit} more ranges" if len(spans) > limit else ""
+    return f"records {text}{more} are"
 
 
 _NO_CHECKPOINT = (
@@ -322,7 +326,7 @@ def _against(
                 witness=where,
                 checkpoint_id=cpid,
                 warnings=(
-                    f"records {_describe(spans)} are not yet covered by a signed checkpoint"
+                    f"{_describe(spans)} not yet covered by a signed checkpoint"
                     f" (the oldest is {oldest:.0f} s old, within --allow-unwitnessed-tail)",
                 ),
             )
@@ -330,7 +334,7 @@ def _against(
             False,
             w.checked,
             spans[0][0],
-            f"records {_describe(spans)} are not covered by a signed checkpoint: written by a"
+            f"{_describe(spans)} not covered by a signed checkpoint: written by a"
             " process that stopped before signing, or forged by a database writer; if"
             " `opsbook serve` is writing right now, use --allow-unwitnessed-tail SECONDS;"
             " after review, `opsbook audit checkpoint --accept-unwitnessed` vouches for them",
