@@ -378,3 +378,26 @@ def test_the_key_can_come_from_the_secret_store(tmp_path: Path) -> None:
     bad = ob("audit", "verify", OPSBOOK_SECRET_AUDIT_SIGNING_KEY="not a key")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "audit signing key" in bad.stderr and "not a key" not in bad.stderr
+
+
+def test_a_checkpoint_that_cannot_be_written_never_loses_the_command_or_its_record(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "ws"
+    init_workspace(target=root)
+    env = {
+        **os.environ,
+        "OPSBOOK_WORKSPACE": str(root),
+        "OPSBOOK_AUDIT_WITNESS": "/proc/opsbook-nowhere/witness.jsonl",
+    }
+    res = subprocess.run(
+        [*OPSBOOK, "users", "add", "alice", "--role", "operator"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert res.returncode == 0 and "Traceback" not in res.stderr
+    assert "warning: audit checkpoint not signed" in res.stderr
+    con = _con(root)
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] >= 1
