@@ -144,7 +144,7 @@ def test_deleting_the_newest_20_and_repointing_the_head_is_detected(workspace: P
     con.commit()
     code, report, _ = _verify(workspace)
     assert code == 1 and not report["ok"] and report["first_bad_id"] == 221
-    assert "records 221–240 were deleted" in str(report["problem"])
+    assert "records 221–240 are missing (deleted)" in str(report["problem"])
 
 
 def test_an_appended_correctly_hashed_forged_record_is_detected(workspace: Path) -> None:

@@ -176,7 +176,8 @@ def _merge(checkpoints: tuple[Checkpoint, ...]) -> list[tuple[int, int]]:
 
 
 def _describe(spans: list[list[int]], limit: int = 5) -> str:
-    """``[[241, 241]]`` → "record 241 is"; ``[[5, 6], [9, 9]]`` → "records 5–6, 9 are"."""
+    """``[[241, 241]]`` → "record 241 is"; ``[[5, 6], [9, 9]]`` → "records 5–6, 9 are"
+    (so "… is deleted" / "… are deleted" read as states)."""
     if len(spans) == 1 and spans[0][0] == spans[0][1]:
         return f"record {spans[0][0]} is"
     text = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in spans[:limit])
@@ -292,8 +293,9 @@ def _against(
                 w.checked,
                 w.last + 1,
                 f"the log ends at record {w.last} but a signed checkpoint (witness line"
-                f" {cp.line}, signed {cp.signed_at}) covers record {cp.id}: records"
-                f" {w.last + 1}–{cp.id} were deleted",
+                f" {cp.line}, signed {cp.signed_at}) covers record {cp.id}: "
+                + _describe([[w.last + 1, cp.id]])
+                + " missing (deleted)",
                 status="broken",
                 checkpoints_checked=matched,
                 witness=where,
