@@ -102,6 +102,7 @@ def test_schemathesis_finds_no_failure(live: tuple[str, str], tmp_path: Path) ->
             "--report-dir",
             str(tmp_path),
         ],
+        cwd=tmp_path,  # schemathesis keeps a .schemathesis/ cache in its working directory
         capture_output=True,
         text=True,
         timeout=180,
