@@ -103,18 +103,21 @@ def procedure_detail(rb: Runbook, p: Procedure) -> dict[str, Any]:
 
 def quick_reference(*, ctx: AppContext, principal: Principal, environment: str) -> dict[str, Any]:
     """Contacts and escalation, the environment's critical information, common commands."""
-    import yaml  # noqa: PLC0415
-
+    from opsbook import yamlsafe  # noqa: PLC0415 - refuses YAML aliases (issue 16 §3)
+    from opsbook.errors import ValidationError  # noqa: PLC0415
     from opsbook.workspace import load_environment  # noqa: PLC0415
 
     require(db=ctx.db, principal=principal, permission="runbooks:read", subject="reference")
     env = load_environment(ctx.workspace, environment)
     contacts: Any = {}
     if ctx.workspace.contacts_path.is_file():
+        path = ctx.workspace.contacts_path
         try:
-            contacts = yaml.safe_load(ctx.workspace.contacts_path.read_text("utf-8")) or {}
-        except yaml.YAMLError:
-            contacts = {"problem": "contacts.yaml is not valid YAML"}
+            contacts = yamlsafe.load_file(path, what="the contacts file", kind="contacts.yaml").data
+        except ValidationError as exc:  # bad YAML, aliases: the page still shows the rest
+            line = exc.location.line if exc.location else 0
+            contacts = {"problem": f"contacts.yaml:{line}: {exc.message}; fix: {exc.hint}"}
+        contacts = contacts or {}
     return {
         "environment": env.name,
         "environments": ctx.workspace.environment_names(),

@@ -34,7 +34,7 @@ class YamlDoc:
 
 
 def load_yaml(path: Path, *, what: str) -> YamlDoc:
-    import yaml  # noqa: PLC0415 - deferred: the CLI imports this module lazily anyway
+    from opsbook import yamlsafe  # noqa: PLC0415 - refuses YAML aliases (issue 16 §3)
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -44,16 +44,9 @@ def load_yaml(path: Path, *, what: str) -> YamlDoc:
             location=Location(str(path)),
             hint="run `opsbook init` to get the default, or copy it from the documentation",
         ) from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ValidationError(
-            f"{what} is not valid YAML: {getattr(exc, 'problem', exc)}",
-            location=Location(str(path), mark.line + 1 if mark else 0),
-            hint="fix the YAML syntax",
-        ) from exc
+    # invalid YAML, aliases, deep or huge YAML: a ValidationError at file:line:col
+    loaded = yamlsafe.load(text, source=str(path), what=what, kind=path.name)
+    node, data = loaded.node, loaded.data
     lines: dict[Key, int] = {}
     if node is not None:
         _walk(node, (), lines)

@@ -200,11 +200,13 @@ async def _housekeeping(mon: Monitor, client: Any) -> None:
 
 
 def _contacts(ctx: AppContext) -> dict[str, Any]:
-    import yaml  # noqa: PLC0415
+    from opsbook import yamlsafe  # noqa: PLC0415 - refuses YAML aliases (issue 16 §3)
+    from opsbook.errors import ValidationError  # noqa: PLC0415
 
     try:
-        data = yaml.safe_load(ctx.workspace.contacts_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        path = ctx.workspace.contacts_path
+        data = yamlsafe.load_file(path, what="the contacts file", kind="contacts.yaml").data
+    except (OSError, ValidationError):  # bad YAML, aliases: no levels, the loop goes on
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -23,27 +23,19 @@ class LineDict(dict[str, Any]):
 
 
 def load_yaml_with_lines(path: Path) -> Any:
-    """Parse YAML keeping the 1-based line of every mapping (``LineDict.line``)."""
-    import yaml  # noqa: PLC0415
+    """Parse YAML keeping the 1-based line of every mapping (``LineDict.line``). Invalid
+    YAML, anchors and aliases, deep or huge YAML raise a ValidationError at file:line:col."""
+    from opsbook import yamlsafe  # noqa: PLC0415 - refuses YAML aliases (issue 16 §3)
 
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def construct(loader: yaml.SafeLoader, node: yaml.MappingNode) -> LineDict:
-        out = LineDict({str(k): v for k, v in loader.construct_mapping(node, deep=True).items()})
-        out.line = node.start_mark.line + 1
+    def construct(data: dict[Any, Any], line: int) -> LineDict:
+        out = LineDict({str(k): v for k, v in data.items()})
+        out.line = line
         return out
 
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct)
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)  # noqa: S506
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ValidationError(
-            f"not valid YAML: {getattr(exc, 'problem', exc)}",
-            location=Location(str(path), mark.line + 1 if mark else 0),
-            hint="fix the YAML syntax",
-        ) from exc
+    loaded = yamlsafe.load_file(
+        path, what="environment file", kind="environment files", mapping=construct
+    )
+    return loaded.data
 
 
 @dataclass(frozen=True)

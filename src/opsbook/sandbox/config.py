@@ -259,9 +259,14 @@ def write_back(config: SandboxConfig, changes: list[PortChange]) -> None:
         return
     import yaml  # noqa: PLC0415 - deferred: import cost
 
+    from opsbook import yamlsafe  # noqa: PLC0415 - refuses YAML aliases (issue 16 §3)
+
     path = Path(config.env_path)
     text = path.read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
+    loaded = yamlsafe.load(
+        text, source=str(path), what="environment file", kind="environment files"
+    )
+    data = loaded.data or {}
     data["api_base"] = f"http://127.0.0.1:{config.gateway_port}"
     sandbox = data.setdefault("sandbox", {}) or {}
     data["sandbox"] = sandbox

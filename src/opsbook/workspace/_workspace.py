@@ -116,7 +116,7 @@ _PARSED: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
 def load_environment(workspace: Workspace, name: str) -> Environment:
     import copy  # noqa: PLC0415
 
-    import yaml  # noqa: PLC0415 - deferred to keep CLI start-up fast
+    from opsbook import yamlsafe  # noqa: PLC0415 - refuses YAML aliases (issue 16 §3)
 
     path = workspace.environments_dir / f"{name}.yaml"
     try:
@@ -133,17 +133,8 @@ def load_environment(workspace: Workspace, name: str) -> Environment:
     parsed = _PARSED.get(path)
     if parsed is not None and parsed[0] == stamp:
         return Environment(name=name, path=path, data=copy.deepcopy(parsed[1]))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ValidationError(
-            f"environment file is not valid YAML: {getattr(exc, 'problem', exc)}",
-            location=Location(
-                str(path), mark.line + 1 if mark else 0, mark.column + 1 if mark else 0
-            ),
-            hint="fix the YAML syntax",
-        ) from exc
+    # invalid YAML, aliases, deep or huge YAML: a ValidationError at file:line:col
+    data = yamlsafe.load_file(path, what="environment file", kind="environment files").data or {}
     if not isinstance(data, dict):
         raise ValidationError(
             "environment file must be a mapping of settings",
