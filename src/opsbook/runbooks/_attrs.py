@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Any
 
 from opsbook.durations import DURATION_HINT, parse_duration
 from opsbook.errors import ExpressionError, Location, RunbookFormatError
+from opsbook.runbooks._collect import Errors
 from opsbook.runbooks._values import ID_PATTERN, is_id, parse_bool
 from opsbook.runbooks.model import RISKS, OnFailure, StepOptions
 
@@ -204,81 +206,99 @@ def build_options(
     path: str,
     line: int,
     compile_cel: Callable[[str, Location], None],
+    errors: Errors,
 ) -> StepOptions:
-    """Check every attribute and build the step's options (``name`` and ``ignore`` excluded)."""
+    """Check every attribute and build the step's options (``name`` and ``ignore`` excluded).
+    Each bad attribute goes to ``errors``; the others are still checked."""
     seen: dict[str, Attr] = {}
     for a in attrs:
         if a.key in RUNME_IGNORED:
             continue
         if a.key not in KNOWN:
-            raise RunbookFormatError(
-                f"unknown attribute {a.key!r}",
-                location=Location(path, line, a.col),
-                hint=f"known attributes: {', '.join(KNOWN)} (Runme's "
-                f"{', '.join(sorted(RUNME_IGNORED, key=str.lower))} are accepted and ignored)",
+            errors.add(
+                RunbookFormatError(
+                    f"unknown attribute {a.key!r}",
+                    location=Location(path, line, a.col),
+                    hint=f"known attributes: {', '.join(KNOWN)} (Runme's "
+                    f"{', '.join(sorted(RUNME_IGNORED, key=str.lower))} are accepted and ignored)",
+                )
             )
+            continue
         if a.key in seen:
-            raise RunbookFormatError(
-                f"attribute {a.key!r} is given twice",
-                location=Location(path, line, a.col),
-                hint="keep one of them",
+            errors.add(
+                RunbookFormatError(
+                    f"attribute {a.key!r} is given twice",
+                    location=Location(path, line, a.col),
+                    hint="keep one of them",
+                )
             )
+            continue
         seen[a.key] = a
         if a.key in ("db", "write") and kind != "sql":
-            raise RunbookFormatError(
-                f"attribute {a.key!r} applies only to sql blocks",
-                location=Location(path, line, a.col),
-                hint=f"remove {a.key}= from this {kind} block",
+            errors.add(
+                RunbookFormatError(
+                    f"attribute {a.key!r} applies only to sql blocks",
+                    location=Location(path, line, a.col),
+                    hint=f"remove {a.key}= from this {kind} block",
+                )
             )
     values: dict[str, Any] = {"interpreter": interpreter}
-
-    def loc(a: Attr) -> Location:
-        return Location(path, line, a.vcol)
-
     for key, a in seen.items():
-        if key == "name":
-            if not is_id(a.value):
-                raise RunbookFormatError(
-                    f"name {a.value!r} is not a valid step id",
-                    location=loc(a),
-                    hint=f"use letters, digits, '-', '_' and '.' (pattern {ID_PATTERN.pattern})",
-                )
-        elif key in ("timeout", "retry_delay"):
-            values[key] = _duration(a, loc(a), positive=key == "timeout")
-        elif key == "retries":
-            if not re.fullmatch(r"\d+", a.value):
-                raise RunbookFormatError(
-                    f"retries={a.value!r} is not a whole number",
-                    location=loc(a),
-                    hint="write retries=2 (0 means no retry)",
-                )
-            values["retries"] = int(a.value)
-        elif key in ("when", "for_each"):
-            _cel(a, loc(a), compile_cel)
-            values[key] = a.value
-        elif key == "on_failure":
-            values["on_failure"] = _on_failure(a.value, loc(a))
-        elif key in ("idempotent", "write", "ignore"):
-            flag = _flag(a, loc(a))
-            if key != "ignore":
-                values[key] = flag
-        elif key == "risk":
-            if a.value not in RISKS:
-                raise RunbookFormatError(
-                    f"risk={a.value!r} is not a risk level",
-                    location=loc(a),
-                    hint=f"use one of: {', '.join(RISKS)}",
-                )
-            values["risk"] = a.value
-        elif key == "env":
-            values["env"] = _env(a.value, loc(a))
-        else:  # cwd, db
-            if not a.value:
-                raise RunbookFormatError(
-                    f"{key}= is empty", location=loc(a), hint=f"give {key} a value or remove it"
-                )
-            values[key] = a.value
+        where = Location(path, line, a.vcol)
+        errors.guard(functools.partial(_option, key, a, where, compile_cel, values), None)
     return StepOptions(**values)
+
+
+def _option(
+    key: str,
+    a: Attr,
+    where: Location,
+    compile_cel: Callable[[str, Location], None],
+    values: dict[str, Any],
+) -> None:
+    """Check one attribute and put its typed value in ``values``."""
+    if key == "name":
+        if not is_id(a.value):
+            raise RunbookFormatError(
+                f"name {a.value!r} is not a valid step id",
+                location=where,
+                hint=f"use letters, digits, '-', '_' and '.' (pattern {ID_PATTERN.pattern})",
+            )
+    elif key in ("timeout", "retry_delay"):
+        values[key] = _duration(a, where, positive=key == "timeout")
+    elif key == "retries":
+        if not re.fullmatch(r"\d+", a.value):
+            raise RunbookFormatError(
+                f"retries={a.value!r} is not a whole number",
+                location=where,
+                hint="write retries=2 (0 means no retry)",
+            )
+        values["retries"] = int(a.value)
+    elif key in ("when", "for_each"):
+        _cel(a, where, compile_cel)
+        values[key] = a.value
+    elif key == "on_failure":
+        values["on_failure"] = _on_failure(a.value, where)
+    elif key in ("idempotent", "write", "ignore"):
+        flag = _flag(a, where)
+        if key != "ignore":
+            values[key] = flag
+    elif key == "risk":
+        if a.value not in RISKS:
+            raise RunbookFormatError(
+                f"risk={a.value!r} is not a risk level",
+                location=where,
+                hint=f"use one of: {', '.join(RISKS)}",
+            )
+        values["risk"] = a.value
+    elif key == "env":
+        values["env"] = _env(a.value, where)
+    else:  # cwd, db
+        if not a.value:
+            raise RunbookFormatError(
+                f"{key}= is empty", location=where, hint=f"give {key} a value or remove it"
+            )
+        values[key] = a.value
 
 
 def _duration(a: Attr, where: Location, *, positive: bool) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -10,6 +11,7 @@ from typing import Any
 from opsbook.durations import DURATION_HINT, has_unit
 from opsbook.errors import Location, RunbookFormatError
 from opsbook.runbooks import _yaml
+from opsbook.runbooks._collect import Errors
 from opsbook.runbooks._values import is_id
 from opsbook.runbooks.model import RunbookMeta
 
@@ -61,8 +63,11 @@ def key_line(source: str, key: str) -> int:
     return 1
 
 
-def parse_meta(lines: list[str], *, path: str) -> tuple[RunbookMeta, int]:
-    """The runbook's metadata and the 1-based line of the closing ``---``."""
+def parse_meta(lines: list[str], *, path: str, errors: Errors) -> tuple[RunbookMeta, int]:
+    """The runbook's metadata and the 1-based line of the closing ``---``.
+
+    A missing or unclosed front matter, or one that is not a YAML mapping, stops the parse;
+    each key's own problem goes to ``errors`` and the other keys are still checked."""
     fm = split(lines)
     if fm is None:
         raise RunbookFormatError(
@@ -88,38 +93,52 @@ def parse_meta(lines: list[str], *, path: str) -> tuple[RunbookMeta, int]:
             hint="write 'id: my-runbook' and 'title: My runbook' between the '---' lines",
         )
     for key in ("id", "title"):
-        value = data.get(key)
-        if value is None or not str(value).strip():
-            raise RunbookFormatError(
-                f"the front matter has no {key!r}",
-                location=doc.key(key) if key in data else Location(path, 1, 1),
-                hint=f"add '{key}: …' to the front matter"
-                + (" (lower-case words joined by dashes, e.g. system-monitoring)") * (key == "id"),
-            )
-    rb_id = _yaml.scalar_text(data["id"]).strip()
-    if not is_id(rb_id):
+        errors.guard(functools.partial(_required, data, key, doc, path), None)
+    rb_id = errors.guard(functools.partial(_id, data, doc), "")
+
+    def tuple_of(key: str) -> tuple[str, ...]:
+        return errors.guard(
+            lambda: _yaml.as_str_tuple(data.get(key), doc=doc, key=(key,), what=key), ()
+        )
+
+    meta = RunbookMeta(
+        id=rb_id,
+        title=errors.guard(functools.partial(_text, data, "title", doc), ""),
+        purpose=errors.guard(functools.partial(_text, data, "purpose", doc), ""),
+        owner=errors.guard(functools.partial(_text, data, "owner", doc), ""),
+        review_interval=errors.guard(functools.partial(_interval, data, doc), None),
+        last_reviewed=errors.guard(functools.partial(_reviewed, data, doc), None),
+        use_cases=tuple_of("use_cases"),
+        tags=tuple_of("tags"),
+        services=tuple_of("services"),
+        extra={str(k): v for k, v in data.items() if k not in KNOWN},
+    )
+    return meta, fm.end_line
+
+
+def _required(data: dict[Any, Any], key: str, doc: _yaml.Doc, path: str) -> None:
+    value = data.get(key)
+    if value is None or not str(value).strip():
+        raise RunbookFormatError(
+            f"the front matter has no {key!r}",
+            location=doc.key(key) if key in data else Location(path, 1, 1),
+            hint=f"add '{key}: …' to the front matter"
+            + (" (lower-case words joined by dashes, e.g. system-monitoring)") * (key == "id"),
+        )
+
+
+def _id(data: dict[Any, Any], doc: _yaml.Doc) -> str:
+    value = data.get("id")
+    if value is None:
+        return ""  # reported by _required
+    rb_id = _yaml.scalar_text(value).strip()
+    if rb_id and not is_id(rb_id):
         raise RunbookFormatError(
             f"runbook id {rb_id!r} is not a valid id",
             location=doc.value("id"),
             hint="use letters, digits, '-', '_' and '.', e.g. system-monitoring",
         )
-    meta = RunbookMeta(
-        id=rb_id,
-        title=_text(data, "title", doc),
-        purpose=_text(data, "purpose", doc),
-        owner=_text(data, "owner", doc),
-        review_interval=_interval(data, doc),
-        last_reviewed=_reviewed(data, doc),
-        use_cases=_yaml.as_str_tuple(
-            data.get("use_cases"), doc=doc, key=("use_cases",), what="use_cases"
-        ),
-        tags=_yaml.as_str_tuple(data.get("tags"), doc=doc, key=("tags",), what="tags"),
-        services=_yaml.as_str_tuple(
-            data.get("services"), doc=doc, key=("services",), what="services"
-        ),
-        extra={str(k): v for k, v in data.items() if k not in KNOWN},
-    )
-    return meta, fm.end_line
+    return rb_id
 
 
 def _text(data: dict[Any, Any], key: str, doc: _yaml.Doc) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from opsbook.durations import DURATION_HINT, parse_duration
 from opsbook.errors import RunbookFormatError
 from opsbook.runbooks import _yaml
+from opsbook.runbooks._collect import Errors
 from opsbook.runbooks._values import convert_param, is_id
 from opsbook.runbooks.model import PARAM_TYPES, RISKS, WHEN_TO_USE, Param
 
@@ -52,7 +53,12 @@ class ProcMeta:
     params: tuple[Param, ...]
 
 
-def parse(body: str, *, where: _yaml.Where) -> ProcMeta:
+EMPTY = ProcMeta(None, None, None, (), (), (), "low", ())
+
+
+def parse(body: str, *, where: _yaml.Where, errors: Errors) -> ProcMeta:
+    """The block's metadata. YAML that does not load, or is not a mapping, raises; a bad key or
+    parameter goes to ``errors`` and the others are still checked."""
     doc = _yaml.load(body, where=where, what="procedure block")
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
@@ -63,30 +69,37 @@ def parse(body: str, *, where: _yaml.Where) -> ProcMeta:
         )
     for key in data:
         if key not in KNOWN:
-            raise RunbookFormatError(
-                f"unknown procedure key {key!r}",
-                location=doc.key(str(key)),
-                hint=f"known keys: {', '.join(KNOWN)}",
+            errors.add(
+                RunbookFormatError(
+                    f"unknown procedure key {key!r}",
+                    location=doc.key(str(key)),
+                    hint=f"known keys: {', '.join(KNOWN)}",
+                )
             )
-    proc_id = None
-    if data.get("id") is not None:
-        proc_id = _yaml.scalar_text(data["id"]).strip()
-        if not is_id(proc_id):
-            raise RunbookFormatError(
-                f"procedure id {proc_id!r} is not a valid id",
-                location=doc.value("id"),
-                hint="use letters, digits, '-', '_' and '.', e.g. morning-health-check",
-            )
+    g = errors.guard
     return ProcMeta(
-        id=proc_id,
-        when_to_use=_choice(data, doc, "when_to_use", WHEN_TO_USE),
-        schedule=_schedule(data, doc),
-        permissions=_list(data, doc, "permissions"),
-        prerequisites=_list(data, doc, "prerequisites"),
-        environments=_list(data, doc, "environments"),
-        risk=_choice(data, doc, "risk", RISKS) or "low",
-        params=_params(data.get("params"), doc),
+        id=g(functools.partial(_id, data, doc), None),
+        when_to_use=g(functools.partial(_choice, data, doc, "when_to_use", WHEN_TO_USE), None),
+        schedule=g(functools.partial(_schedule, data, doc), None),
+        permissions=g(functools.partial(_list, data, doc, "permissions"), ()),
+        prerequisites=g(functools.partial(_list, data, doc, "prerequisites"), ()),
+        environments=g(functools.partial(_list, data, doc, "environments"), ()),
+        risk=g(functools.partial(_choice, data, doc, "risk", RISKS), None) or "low",
+        params=_params(data.get("params"), doc, errors),
     )
+
+
+def _id(data: dict[Any, Any], doc: _yaml.Doc) -> str | None:
+    if data.get("id") is None:
+        return None
+    proc_id = _yaml.scalar_text(data["id"]).strip()
+    if not is_id(proc_id):
+        raise RunbookFormatError(
+            f"procedure id {proc_id!r} is not a valid id",
+            location=doc.value("id"),
+            hint="use letters, digits, '-', '_' and '.', e.g. morning-health-check",
+        )
+    return proc_id
 
 
 def _list(data: dict[Any, Any], doc: _yaml.Doc, key: str) -> tuple[str, ...]:
@@ -126,16 +139,24 @@ def _schedule(data: dict[Any, Any], doc: _yaml.Doc) -> str | None:
     return text
 
 
-def _params(value: Any, doc: _yaml.Doc) -> tuple[Param, ...]:
+def _params(value: Any, doc: _yaml.Doc, errors: Errors) -> tuple[Param, ...]:
     if value is None:
         return ()
     if not isinstance(value, dict):
-        raise RunbookFormatError(
-            "params must be a mapping of parameter name to its definition",
-            location=doc.value("params"),
-            hint="e.g. params: {replicas: {type: integer, min: 1, default: 3}}",
+        errors.add(
+            RunbookFormatError(
+                "params must be a mapping of parameter name to its definition",
+                location=doc.value("params"),
+                hint="e.g. params: {replicas: {type: integer, min: 1, default: 3}}",
+            )
         )
-    return tuple(_param(str(name), spec, doc) for name, spec in value.items())
+        return ()
+    out: list[Param] = []
+    for name, spec in value.items():
+        param = errors.guard(functools.partial(_param, str(name), spec, doc), None)
+        if param is not None:
+            out.append(param)
+    return tuple(out)
 
 
 def _param(name: str, spec: Any, doc: _yaml.Doc) -> Param:

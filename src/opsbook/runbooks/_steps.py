@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from opsbook.errors import Location, RunbookFormatError
 from opsbook.runbooks import _attrs, _bodies, _yaml
+from opsbook.runbooks._collect import Errors
 from opsbook.runbooks._markdown import Block as MdBlock
 from opsbook.runbooks._markdown import Fence, Sub, source_of
 from opsbook.runbooks._values import github_slug, parse_bool
@@ -23,6 +25,7 @@ from opsbook.runbooks.model import (
 )
 
 _INDENT = re.compile(r"[ \t]*")
+_NONE: tuple[Expectation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Ctx:
     path: str
     lines: list[str]
     compile_cel: _bodies.CompileCel
+    errors: Errors
 
     def line_text(self, line: int) -> str:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
@@ -85,47 +89,69 @@ def classify(fence: Fence, ctx: Ctx) -> Classified:
 
 
 def build_step(sub: Sub, ctx: Ctx) -> tuple[Step, list[_bodies.GotoRef]]:
+    """The step of a ``###`` subsection. Each fenced block is checked on its own: a problem
+    goes to ``ctx.errors`` and the step's other blocks are still checked."""
     heading = sub.heading
+    errors = ctx.errors
     exec_fence: Fence | None = None
     exec_cls: Classified | None = None
+    broken = False  # an executable block whose info string did not parse (already reported)
     expects: list[Fence] = []
     prose: list[MdBlock] = []
     checklist: list[ChecklistItem] = []
     for b in sub.blocks:
         if b.kind == "fence" and b.fence is not None:
-            cls = classify(b.fence, ctx)
+            cls = errors.guard(functools.partial(classify, b.fence, ctx), None)
+            if cls is None:
+                broken = True
+                continue
             if cls.role == "procedure":
-                raise RunbookFormatError(
-                    "a procedure block must come right under its ## heading, before the steps",
-                    location=Location(ctx.path, b.line, 1),
-                    hint="move the ```yaml procedure block up, directly under the ## heading",
+                errors.add(
+                    RunbookFormatError(
+                        "a procedure block must come right under its ## heading, before the steps",
+                        location=Location(ctx.path, b.line, 1),
+                        hint="move the ```yaml procedure block up, directly under the ## heading",
+                    )
                 )
+                continue
             if cls.role == "exec":
                 if exec_fence is not None:
-                    raise RunbookFormatError(
-                        f"step {heading.title!r} has a second executable block (the first is "
-                        f"at line {exec_fence.line})",
-                        location=Location(ctx.path, b.line, 1),
-                        hint="split it into two ### steps, one block each (or mark the second "
-                        "{ignore=true} if it is an example)",
+                    errors.add(
+                        RunbookFormatError(
+                            f"step {heading.title!r} has a second executable block (the first "
+                            f"is at line {exec_fence.line})",
+                            location=Location(ctx.path, b.line, 1),
+                            hint="split it into two ### steps, one block each (or mark the "
+                            "second {ignore=true} if it is an example)",
+                        )
                     )
+                    continue
                 exec_fence, exec_cls = b.fence, cls
                 continue
             if cls.role == "expect":
                 if exec_fence is None or exec_cls is None:
-                    raise RunbookFormatError(
-                        "an expect block needs an executable block before it in the step",
-                        location=Location(ctx.path, b.line, 1),
-                        hint="put the expect block after the sh/http/sql/promql/action block "
-                        "whose result it checks",
+                    if broken:  # its block is already reported; still check the assertions
+                        expects.append(b.fence)
+                        continue
+                    errors.add(
+                        RunbookFormatError(
+                            "an expect block needs an executable block before it in the step",
+                            location=Location(ctx.path, b.line, 1),
+                            hint="put the expect block after the sh/http/sql/promql/action "
+                            "block whose result it checks",
+                        )
                     )
+                    continue
                 if EXECUTABLE_INFO[exec_cls.info.word] in (StepKind.APPROVAL, StepKind.DECIDE):
-                    raise RunbookFormatError(
-                        f"{_article(exec_cls.info.word)} {exec_cls.info.word} block has no result "
-                        "for expect to check",
-                        location=Location(ctx.path, b.line, 1),
-                        hint="remove the expect block",
+                    errors.add(
+                        RunbookFormatError(
+                            f"{_article(exec_cls.info.word)} {exec_cls.info.word} block has no "
+                            "result for expect to check",
+                            location=Location(ctx.path, b.line, 1),
+                            hint="remove the expect block",
+                        )
                     )
+                    continue
                 expects.append(b.fence)
                 continue
         if b.kind == "list" and b.tasks:
@@ -133,7 +159,15 @@ def build_step(sub: Sub, ctx: Ctx) -> tuple[Step, list[_bodies.GotoRef]]:
             if b.only_tasks:
                 continue
         prose.append(b)
+    if exec_fence is None and expects:  # only when collecting: the block was broken
+        for e in expects:
+            errors.guard(functools.partial(_expectations, e, ctx), _NONE)
+        expects = []
     return _step(heading, exec_fence, exec_cls, expects, prose, checklist, ctx)
+
+
+def _expectations(fence: Fence, ctx: Ctx) -> tuple[Expectation, ...]:
+    return _bodies.expectations(fence.content, where=ctx.where(fence), compile_cel=ctx.compile_cel)
 
 
 def _step(
@@ -145,10 +179,11 @@ def _step(
     checklist: list[ChecklistItem],
     ctx: Ctx,
 ) -> tuple[Step, list[_bodies.GotoRef]]:
+    errors = ctx.errors
     instruction = source_of(prose, ctx.lines)
     step_id = github_slug(heading.title)
     if fence is None or cls is None:
-        _need_id(step_id, heading, ctx)
+        errors.guard(functools.partial(_need_id, step_id, heading, ctx), None)
         step = Step(
             id=step_id,
             title=heading.title,
@@ -169,39 +204,31 @@ def _step(
         path=ctx.path,
         line=fence.line,
         compile_cel=ctx.compile_cel,
+        errors=errors,
     )
     step_id = name or step_id
-    _need_id(step_id, heading, ctx)
+    errors.guard(functools.partial(_need_id, step_id, heading, ctx), None)
     where = ctx.where(fence)
     content = fence.content
-    if not content.strip() and kind is not StepKind.APPROVAL:
-        raise RunbookFormatError(
-            f"the {word} block is empty",
-            location=Location(ctx.path, fence.line, 1),
-            hint=f"write what the {word} block should run, or remove it",
-        )
     gotos: list[_bodies.GotoRef] = []
     extra: dict[str, Any] = {}
-    if kind is StepKind.HTTP:
-        _bodies.http_request_line(content, where=where)
-    elif kind is StepKind.ACTION:
-        extra["action_name"], extra["action_args"] = _bodies.action(content, where=where)
-    elif kind is StepKind.APPROVAL:
-        approval: ApprovalSpec = _bodies.approval(content, where=where)
-        extra["approval"] = approval
-    elif kind is StepKind.DECIDE:
-        rules: tuple[DecideRule, ...]
-        rules, gotos = _bodies.decide(content, where=where, compile_cel=ctx.compile_cel)
-        extra["decide"] = rules
+    if not content.strip() and kind is not StepKind.APPROVAL:
+        errors.add(
+            RunbookFormatError(
+                f"the {word} block is empty",
+                location=Location(ctx.path, fence.line, 1),
+                hint=f"write what the {word} block should run, or remove it",
+            )
+        )
+    else:
+        errors.guard(functools.partial(_body, kind, content, where, ctx, extra, gotos), None)
     of = options.on_failure
     if of.action == "goto" and of.target:
         attr = next(a for a in attrs if a.key == "on_failure")
         gotos.append(_bodies.GotoRef(of.target, Location(ctx.path, fence.line, attr.vcol)))
     expectations: list[Expectation] = []
     for e in expects:
-        expectations.extend(
-            _bodies.expectations(e.content, where=ctx.where(e), compile_cel=ctx.compile_cel)
-        )
+        expectations.extend(errors.guard(functools.partial(_expectations, e, ctx), _NONE))
     step = Step(
         id=step_id,
         title=heading.title,
@@ -220,6 +247,29 @@ def _step(
         **extra,
     )
     return step, gotos
+
+
+def _body(
+    kind: StepKind,
+    content: str,
+    where: _yaml.Where,
+    ctx: Ctx,
+    extra: dict[str, Any],
+    gotos: list[_bodies.GotoRef],
+) -> None:
+    """Check the block's body; its parsed parts go into ``extra`` and ``gotos``."""
+    if kind is StepKind.HTTP:
+        _bodies.http_request_line(content, where=where)
+    elif kind is StepKind.ACTION:
+        extra["action_name"], extra["action_args"] = _bodies.action(content, where=where)
+    elif kind is StepKind.APPROVAL:
+        approval: ApprovalSpec = _bodies.approval(content, where=where)
+        extra["approval"] = approval
+    elif kind is StepKind.DECIDE:
+        rules: tuple[DecideRule, ...]
+        rules, found = _bodies.decide(content, where=where, compile_cel=ctx.compile_cel)
+        extra["decide"] = rules
+        gotos.extend(found)
 
 
 def _need_id(step_id: str, heading: MdBlock, ctx: Ctx) -> None:

@@ -2,7 +2,7 @@
 
 Codes (documented in docs/runbook-format.md, "Lint"):
 
-- OB001 parse error, OB002 runbook id used by two files
+- OB001 parse error (every one the parser can locate), OB002 runbook id used by two files
 - OB101 no steps, OB102 no prerequisites, OB103 no permissions, OB104 automated step without
   an expect block, OB105 no troubleshooting and no on_failure, OB106 high-risk change without a
   prior approval step, OB107 review overdue, OB108 owner/last_reviewed/review_interval missing,
@@ -27,7 +27,7 @@ from opsbook.runbooks import _markdown
 from opsbook.runbooks._frontmatter import has_front_matter, key_line, split
 from opsbook.runbooks.catalogue import INDEX_NAMES
 from opsbook.runbooks.model import DOC_HEADINGS, EXECUTABLE_INFO, Procedure, Runbook, StepKind
-from opsbook.runbooks.parser import parse_file
+from opsbook.runbooks.parser import check_file
 
 AUTOMATED = (StepKind.SH, StepKind.HTTP, StepKind.SQL, StepKind.PROMQL, StepKind.ACTION)
 #: Fence languages that are documentation even though they are close to a block type.
@@ -123,17 +123,18 @@ def format_finding(finding: Finding) -> str:
 
 def lint_paths(paths: Sequence[Path], *, today: date) -> list[Finding]:
     """Lint files and directories (walked for ``*.md``; index files without front matter are
-    skipped). Every file is checked even when others fail to parse."""
+    skipped). Every file is checked even when others fail to parse, and every format error a
+    file's parse can locate is reported (OB001 each), not only the first."""
     findings: list[Finding] = []
     ids: dict[str, Path] = {}
     for path in _files(paths):
         try:
-            rb = parse_file(path)
-        except OpsbookError as exc:
-            loc = exc.location
-            message = exc.message + (f" (fix: {exc.hint})" if exc.hint else "")
-            line, col = (loc.line or 1, loc.col or 1) if loc else (1, 1)
-            findings.append(Finding(path, line, col, "OB001", message, "error"))
+            rb, errors = check_file(path)
+        except OpsbookError as exc:  # not found, unreadable
+            findings.append(_parse_error(path, exc))
+            continue
+        if rb is None:
+            findings.extend(_parse_error(path, exc) for exc in errors)
             continue
         if rb.id in ids and ids[rb.id] != path:
             findings.append(
@@ -149,6 +150,14 @@ def lint_paths(paths: Sequence[Path], *, today: date) -> list[Finding]:
         ids.setdefault(rb.id, path)
         findings.extend(lint_runbook(rb, today=today))
     return sorted(findings, key=lambda f: (str(f.path), f.line, f.col, f.code))
+
+
+def _parse_error(path: Path, exc: OpsbookError) -> Finding:
+    """OB001 at the error's location, its fix in the message."""
+    loc = exc.location
+    message = exc.message + (f" (fix: {exc.hint})" if exc.hint else "")
+    line, col = (loc.line or 1, loc.col or 1) if loc else (1, 1)
+    return Finding(path, line, col, "OB001", message, "error")
 
 
 def _files(paths: Sequence[Path]) -> list[Path]:
