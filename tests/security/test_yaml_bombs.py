@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from opsbook.monitoring.background import _contacts
+from tests.api.harness import serve
+
 CHILD = textwrap.dedent(
     """
     import json, resource, subprocess, sys
@@ -146,3 +149,24 @@ def test_lint_refuses_the_bomb_in_a_runbook(ws: Path) -> None:
     assert [f["code"] for f in findings] == ["OB001"]
     assert "YAML aliases are not allowed in runbooks" in findings[0]["message"]
     assert isinstance(result["maxrss_kb"], int) and result["maxrss_kb"] < 100 * 1024
+
+
+def test_serve_answers_with_the_bomb_in_contacts_and_an_environment(tmp_path: Path) -> None:
+    """``opsbook serve`` keeps serving: the quick reference shows the contacts problem (as
+    for any bad contacts.yaml), a bad environment file is a 422 naming file:line, and the
+    escalation loop reads no levels instead of failing."""
+    with serve(tmp_path / "ws") as served:
+        contacts_line = plant(served.ws.contacts_path)
+        env_line = plant(served.ws.environments_dir / "production.yaml")
+        viewer = served.user("vic", ["viewer"])
+        ref = viewer.get("/api/v1/reference")
+        assert ref.status_code == 200
+        problem = ref.json()["contacts"]["problem"]
+        assert problem.startswith(f"contacts.yaml:{contacts_line}: ")
+        assert "aliases are not allowed in contacts.yaml" in problem
+        prod = viewer.get("/api/v1/reference", params={"environment": "production"})
+        assert prod.status_code == 422
+        assert f"production.yaml:{env_line}:" in str(prod.json())
+        assert "aliases are not allowed" in str(prod.json())
+        assert _contacts(served.ctx) == {}
+        assert viewer.get("/api/v1/health").json()["status"] == "ok"
