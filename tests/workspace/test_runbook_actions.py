@@ -1,8 +1,8 @@
-"""The shipped procedures whose inline-Python health probes became ``platform.*`` action steps
-(issue 18 §6) still work for real: a fresh `opsbook init` workspace on free ports, the real
-sandbox (`opsbook.sandbox.lifecycle.up`), faults injected through `opsbook.sandbox.chaos`, and
-each procedure driven to its end through the real CLI (a person confirms manual steps, other
-people approve). The built-in actions only: no fake platform.
+"""The shipped procedures whose inline-Python steps became action steps (``platform.*``,
+``incidents.classify``; issue 18 §6) still work for real: a fresh `opsbook init` workspace on
+free ports, the real sandbox (`opsbook.sandbox.lifecycle.up`), faults injected through
+`opsbook.sandbox.chaos`, and each procedure driven to its end through the real CLI (a person
+confirms manual steps, other people approve). The built-in actions only: no fake platform.
 """
 
 from __future__ import annotations
@@ -71,6 +71,20 @@ def action_result(execution: dict[str, Any], step: str) -> Any:
 
 def inject(ws: Workspace, fault: str, service: str | None = None) -> None:
     chaos.inject(control=lifecycle.control(workspace=ws), fault=fault, service=service, actor=ACTOR)
+
+
+def test_incident_classification_uses_the_workspace_policy(bank: Workspace) -> None:
+    out = run(
+        bank,
+        "incident-response#incident-classification",
+        impact="moderate",
+        urgency="medium",
+        security_incident="true",
+    )
+    classified = action_result(out, "classify")
+    assert (classified["severity"], classified["major"]) == ("SEV-2", True)
+    assert classified["reasons"][-1] == "a security incident is at least SEV2 → at least SEV2"
+    assert states(out)["declare-a-major-incident"] == "Succeeded"
 
 
 def test_performance_troubleshooting_measures_with_platform_latency(bank: Workspace) -> None:

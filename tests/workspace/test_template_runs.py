@@ -124,7 +124,7 @@ def test_morning_health_check_stops_on_an_unbalanced_ledger(
 def test_incident_classification_declares_a_major_incident(outcomes: dict[str, Outcome]) -> None:
     out = outcomes["classification"]
     succeeded(out)
-    assert out.result("classify")["json"]["severity"] == "SEV-2"
+    assert out.result("classify")["result"]["severity"] == "SEV-2"
     assert out.states()["declare-a-major-incident"] == "Succeeded"
 
 

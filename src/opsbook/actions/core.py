@@ -1,4 +1,5 @@
-"""Built-in ``core.*`` actions: ``core.sleep``, ``core.echo``, ``core.fail``."""
+"""Built-in ``core.*`` actions: ``core.sleep``, ``core.echo``, ``core.fail`` (and, in the same
+table, ``incidents.classify`` from :mod:`opsbook.actions.incidents`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from opsbook.actions import incidents as incident_actions
 from opsbook.actions._registry import ActionContext, ActionSpec, action
 from opsbook.errors import StepError, ValidationError
 
@@ -66,4 +68,8 @@ async def fail(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     raise StepError(message)
 
 
-ACTIONS: Mapping[str, ActionSpec] = {spec.name: spec for spec in (sleep, echo, fail)}
+# The ``core`` entry point also carries the small domain action modules (no entry point each).
+ACTIONS: Mapping[str, ActionSpec] = {
+    **{spec.name: spec for spec in (sleep, echo, fail)},
+    **incident_actions.ACTIONS,
+}
