@@ -55,7 +55,9 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
 
 
 def run(ws: Workspace, ref: str, **params: str) -> dict[str, Any]:
-    execution = Driver(ws.root, fake_platform=False).run(ref, {**EXAMPLE_PARAMS[ref], **params})
+    execution = Driver(ws.root, fake_platform=False).run(
+        ref, {**EXAMPLE_PARAMS.get(ref, {}), **params}
+    )
     assert execution["state"] == "succeeded", failed_steps(execution)
     return execution
 
@@ -138,6 +140,15 @@ def test_emergency_rollback_after_a_bad_deploy_verifies_the_service(bank: Worksp
     out = run(bank, "deployment-procedures#emergency-rollback")
     assert states(out)["rollback"] == "Succeeded"
     assert action_result(out, "verify")["services"][0]["status"] == "UP"
+
+
+def test_infrastructure_reads_the_payment_network_from_the_payment_health_check(
+    bank: Workspace,
+) -> None:
+    out = run(bank, "troubleshooting#infrastructure")
+    payment = action_result(out, "payment-network")["services"]
+    assert [s["name"] for s in payment] == ["payment"]
+    assert payment[0]["checks"]["dependencies"] == "UP"
 
 
 def test_incident_containment_sees_the_isolated_service_down(bank: Workspace) -> None:
