@@ -82,6 +82,8 @@ ACTIONS = {
     "platform.rollback",
     "platform.logs",
     "platform.top",
+    "platform.latency",
+    "incidents.classify",
     "core.echo",
     "core.sleep",
 }
