@@ -6,14 +6,17 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
-from opsbook.errors import RunbookFormatError
+from opsbook.errors import OpsbookError, RunbookFormatError
 from opsbook.runbooks.lint import lint_paths
 from opsbook.runbooks.parser import check_file, parse_file
+from tests.runbooks.test_properties import mutated
 
 OPSBOOK = [sys.executable, "-m", "opsbook.cli.main"]
 TODAY = date(2026, 1, 20)
@@ -226,3 +229,29 @@ def test_a_valid_runbook_parses_the_same_either_way() -> None:
     for f in sorted(shipped.glob("0*.md")):
         runbook, errors = check_file(f)
         assert errors == [] and runbook == parse_file(f)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_collecting_finds_the_first_error_and_nothing_when_there_is_none(text: str) -> None:
+    """The parse that goes on past errors runs the same checks up to the first one: it reports
+    that error too, and a runbook that parses is parsed the same."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rb.md"
+        path.write_bytes(text.encode("utf-8", "surrogatepass"))
+        try:
+            first: RunbookFormatError | None = None
+            expected = parse_file(path)
+        except RunbookFormatError as exc:
+            first = exc
+        except OpsbookError:
+            return  # not UTF-8: one error, the same either way
+        runbook, errors = check_file(path)
+    if first is None:
+        assert errors == [] and runbook == expected
+        return
+    assert runbook is None
+    assert [(e.location, e.message) for e in errors].count((first.location, first.message)) == 1
+    keys = [(e.location.line, e.location.col) for e in errors if e.location]
+    assert len(keys) == len(errors) and keys == sorted(keys)
+    assert all(e.hint for e in errors)
