@@ -8,6 +8,7 @@ start-up does not pay for it.
 from __future__ import annotations
 
 import re
+import threading
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
@@ -19,8 +20,19 @@ from opsbook.errors import ExpressionError, Location
 _POS = re.compile(r"<input>:(\d+):(\d+)")
 
 
-@lru_cache(maxsize=1)
+_CEL_LOAD = threading.Lock()
+
+
 def _cel() -> Any:
+    """The ``cel.cel`` extension module, loaded once. Two threads loading it at once both run
+    its init, and the second logger registration panics (pyo3 ``SetLoggerError``): the load
+    happens under a lock."""
+    with _CEL_LOAD:
+        return _load_cel()
+
+
+@lru_cache(maxsize=1)
+def _load_cel() -> Any:
     """The compiled ``cel.cel`` extension module.
 
     The package's ``__init__`` also imports its interactive ``cel.cli`` (prompt_toolkit, rich):
