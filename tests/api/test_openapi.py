@@ -88,6 +88,8 @@ def test_states_statuses_and_severities_are_enums(spec: dict[str, Any]) -> None:
     assert tuple(_enum(spec, prop("Declare", "impact"))) == incidents.IMPACTS
     assert tuple(_enum(spec, prop("Declare", "urgency"))) == incidents.URGENCIES
     assert tuple(_enum(spec, prop("Assign", "role"))) == incidents.ROLES
+    assert tuple(_enum(spec, prop("IncidentOut", "status"))) == incidents.STATUSES
+    assert tuple(_enum(spec, prop("IncidentOut", "severity"))) == incidents.SEVERITIES
     scopes = _schema(spec, "TokenCreate")["properties"]["scopes"]["items"]
     assert _enum(spec, scopes) == list(SCOPES)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import PlainTextResponse, Response
 
 from opsbook.api import pages
 from opsbook.api.context import AppContext
 from opsbook.api.deps import Caller, Ctx, permission_first
+from opsbook.api.schemas import Timestamp
 from opsbook.users.access import Principal, require
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
@@ -25,6 +26,46 @@ IncidentRef = Annotated[
 Status = Literal["investigating", "identified", "monitoring", "resolved", "closed"]
 Severity = Literal["SEV1", "SEV2", "SEV3", "SEV4"]
 IncidentType = Literal["outage", "security", "performance", "data", "other"]
+
+
+class IncidentOut(BaseModel):
+    """An incident as the API answers it (opsbook.incidents.model.Incident.to_dict)."""
+
+    model_config = ConfigDict(extra="allow")
+    ref: str
+    id: int
+    title: str
+    type: str
+    services: list[str]
+    impact: str | None
+    urgency: str | None
+    severity: Severity
+    status: Status
+    summary: str
+    drill: bool
+    source: str
+    alert_key: str | None
+    roles: dict[str, Any]
+    created_by: str
+    impact_start_at: Timestamp | None
+    detected_at: Timestamp
+    declared_at: Timestamp
+    acknowledged_at: Timestamp | None
+    acknowledged_by: str | None
+    mitigated_at: Timestamp | None
+    resolved_at: Timestamp | None
+    closed_at: Timestamp | None
+    updated_at: Timestamp
+    escalation_level: int
+    pending_severity: Severity | None
+    pending_by: str | None
+    time_to_acknowledge_s: float | None
+    time_to_resolve_s: float | None
+
+
+class IncidentDeclared(IncidentOut):
+    reasons: list[str] = Field(description="Why this severity (the policy's rules that matched)")
+    queued: list[int] = Field(description="Notifications queued (the team paged)")
 
 
 class MarkdownResponse(PlainTextResponse):
@@ -92,6 +133,7 @@ def _kick(ctx: AppContext, ids: tuple[int, ...]) -> None:
 @router.post(
     "",
     operation_id="declareIncident",
+    response_model=IncidentDeclared,
     status_code=201,
     summary="Declare an incident (classified, team paged)",
 )
@@ -128,7 +170,7 @@ async def declare(ctx: Ctx, caller: Caller, body: Declare, response: Response) -
 
 
 class IncidentPage(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[IncidentOut]
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
 
 
@@ -177,7 +219,9 @@ async def report(
     )
 
 
-@router.get("/{ref}", operation_id="getIncident", summary="One incident")
+@router.get(
+    "/{ref}", operation_id="getIncident", response_model=IncidentOut, summary="One incident"
+)
 async def show(ctx: Ctx, caller: Caller, ref: IncidentRef) -> dict[str, Any]:
     from opsbook.incidents.service import get  # noqa: PLC0415
 
@@ -199,7 +243,10 @@ async def timeline(ctx: Ctx, caller: Caller, ref: IncidentRef) -> list[dict[str,
 
 
 @router.post(
-    "/{ref}/ack", operation_id="acknowledgeIncident", summary="Acknowledge (stops escalation)"
+    "/{ref}/ack",
+    operation_id="acknowledgeIncident",
+    response_model=IncidentOut,
+    summary="Acknowledge (stops escalation)",
 )
 async def ack(ctx: Ctx, caller: Caller, ref: IncidentRef) -> dict[str, Any]:
     from opsbook.incidents.lifecycle import acknowledge  # noqa: PLC0415
@@ -211,6 +258,7 @@ async def ack(ctx: Ctx, caller: Caller, ref: IncidentRef) -> dict[str, Any]:
 @router.post(
     "/{ref}/update",
     operation_id="updateIncident",
+    response_model=IncidentOut,
     summary="Status, severity (four-eyes downgrade), notes, evidence",
 )
 @permission_first("incidents:manage", "{ref}")
@@ -279,6 +327,7 @@ async def update(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Update) -> di
 @router.post(
     "/{ref}/assign",
     operation_id="assignIncidentRole",
+    response_model=IncidentOut,
     summary="Assign a role (commander, comms_lead, scribe, sme)",
 )
 @permission_first("incidents:manage", "{ref}")
@@ -291,7 +340,9 @@ async def assign(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Assign) -> di
     ).to_dict()
 
 
-@router.post("/{ref}/resolve", operation_id="resolveIncident", summary="Resolve")
+@router.post(
+    "/{ref}/resolve", operation_id="resolveIncident", response_model=IncidentOut, summary="Resolve"
+)
 @permission_first("incidents:manage", "{ref}")
 async def resolve(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dict[str, Any]:
     from opsbook.incidents.lifecycle import resolve as resolve_incident  # noqa: PLC0415
@@ -300,7 +351,12 @@ async def resolve(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dic
     return resolve_incident(db=ctx.db, ref=ref, actor=caller.username, note=body.note).to_dict()
 
 
-@router.post("/{ref}/close", operation_id="closeIncident", summary="Close a resolved incident")
+@router.post(
+    "/{ref}/close",
+    operation_id="closeIncident",
+    response_model=IncidentOut,
+    summary="Close a resolved incident",
+)
 @permission_first("incidents:manage", "{ref}")
 async def close(ctx: Ctx, caller: Caller, ref: IncidentRef, body: Note) -> dict[str, Any]:
     from opsbook.incidents.lifecycle import close as close_incident  # noqa: PLC0415
