@@ -10,10 +10,14 @@ from starlette.requests import Request
 
 from opsbook.api.auth import context_of, principal_of
 from opsbook.api.context import AppContext
-from opsbook.server.routing import BEFORE_BODY
 from opsbook.users.access import Principal, require
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+#: The attribute an endpoint carries when a check must run before its body is read: a
+#: callable taking the request that raises (e.g. a 401 or 403) or returns None. Read by
+#: opsbook.server.routing.FlatRoute.
+BEFORE_BODY = "__opsbook_before_body__"
 
 
 async def _caller(request: Request) -> Principal:

@@ -28,9 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-#: The attribute an endpoint carries when a check must run before its body is read: a
-#: callable taking the request that raises (e.g. a 401 or 403) or returns None.
-BEFORE_BODY = "__opsbook_before_body__"
+from opsbook.api.deps import BEFORE_BODY
 
 
 class FlatRoute(APIRoute):
