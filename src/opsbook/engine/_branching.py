@@ -1,29 +1,26 @@
-"""Where a run goes next: `decide` branches, child procedures, `on_failure`, and steps that
-fail before they run. Functions of the :class:`Engine`."""
+"""Where a run goes next: `decide` branches and steps that fail before they run. Functions of
+the engine (:class:`~opsbook.engine._protocol.EngineLike`)."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from opsbook.engine import _failure, _waiting
 from opsbook.engine import _journal as journal
-from opsbook.engine import _waiting
-from opsbook.engine._base import MAX_DEPTH, Outcome
+from opsbook.engine._base import Outcome
 from opsbook.engine._context import ExecutionContext
 from opsbook.engine._dry import needs_results
 from opsbook.engine._hooks import StepReport
+from opsbook.engine._protocol import EngineLike
 from opsbook.engine.states import State
-from opsbook.errors import ExpressionError, UsageError
+from opsbook.errors import ExpressionError
 from opsbook.expressions import evaluate
 from opsbook.runbooks.model import DecideRule, Procedure, Runbook, Step
-from opsbook.workspace import load_environment
-
-if TYPE_CHECKING:
-    from opsbook.engine._executor import Engine
 
 
 async def fail_unrun(
-    engine: Engine,
+    engine: EngineLike,
     ctx: ExecutionContext,
     runbook: Runbook,
     procedure: Procedure,
@@ -61,71 +58,12 @@ async def fail_unrun(
         )
     ctx.steps[step.id] = {"result": None, "state": "failed", "ok": False}
     engine.reporter.step_finished(StepReport(step, seq, State.FAILED, "Failed", 0.0, reason))
-    nxt = await after_failure(
+    nxt = await _failure.after_failure(
         engine, ctx, runbook, procedure, step, index, actor=actor, depth=depth, reason=reason
     )
     if isinstance(nxt, int):
         engine._set_cursor(eid, nxt)
     return nxt
-
-
-def on_failure_target(engine: Engine, procedure: Procedure, step: Step, index: int) -> int | None:
-    of = step.options.on_failure
-    if of.action == "continue":
-        return index + 1
-    if of.action == "goto" and of.target:
-        return next(i for i, s in enumerate(procedure.steps) if s.id == of.target)
-    return None
-
-
-async def after_failure(
-    engine: Engine,
-    ctx: ExecutionContext,
-    runbook: Runbook,
-    procedure: Procedure,
-    step: Step,
-    index: int,
-    *,
-    actor: str,
-    depth: int,
-    reason: str | None,
-) -> int | Outcome:
-    of = step.options.on_failure
-    target = on_failure_target(engine, procedure, step, index)
-    if target is not None:
-        return target
-    why = f"step {step.id!r} failed" + (f": {reason}" if reason else "")
-    if of.action == "run" and of.target:
-        child = await run_child(engine, ctx, of.target, actor=actor, depth=depth)
-        why += f"; ran {of.target} (execution {child.execution_id}: {child.state})"
-    return engine._finish(ctx.execution_id, State.FAILED, actor, ctx.redactor.redact(why))
-
-
-async def run_child(
-    engine: Engine, ctx: ExecutionContext, ref: str, *, actor: str, depth: int
-) -> Outcome:
-    if depth >= MAX_DEPTH:
-        raise UsageError(
-            f"procedures nested more than {MAX_DEPTH} deep (at {ref})",
-            hint="check decide/on_failure `run:` targets for a cycle",
-        )
-    runbook, procedure = engine._resolve_ref(ref)
-    environment = load_environment(engine.workspace, ctx.environment_name)
-    names = {p.name for p in procedure.params if p.type != "secret"}
-    params = {k: v for k, v in ctx.params.plain().items() if k in names}
-    for p in procedure.params:
-        if p.name not in params and p.default is not None and p.type != "secret":
-            params[p.name] = p.default
-    return await engine.start(
-        runbook=runbook,
-        procedure=procedure,
-        environment=environment,
-        params=params,
-        started_by=ctx.started_by,
-        dry_run=ctx.dry_run,
-        parent_id=ctx.execution_id,
-        depth=depth + 1,
-    )
 
 
 def _branch_text(rule: DecideRule) -> str:
@@ -134,7 +72,7 @@ def _branch_text(rule: DecideRule) -> str:
 
 
 def _undecided(
-    engine: Engine,
+    engine: EngineLike,
     ctx: ExecutionContext,
     step: Step,
     index: int,
@@ -172,7 +110,7 @@ def _undecided(
 
 
 async def decide(
-    engine: Engine,
+    engine: EngineLike,
     ctx: ExecutionContext,
     runbook: Runbook,
     procedure: Procedure,
@@ -206,7 +144,7 @@ async def decide(
             started=started,
             actor=actor,
         )
-        return await after_failure(
+        return await _failure.after_failure(
             engine,
             ctx,
             runbook,
@@ -228,7 +166,7 @@ async def decide(
         next_index = next(i for i, s in enumerate(procedure.steps) if s.id == chosen.goto)
     record["next_index"] = next_index
     if chosen.run:
-        child = await run_child(engine, ctx, chosen.run, actor=actor, depth=depth)
+        child = await _failure.run_child(engine, ctx, chosen.run, actor=actor, depth=depth)
         record["child"] = child.execution_id
         record["child_state"] = str(child.state)
         if child.state is State.WAITING:
@@ -243,7 +181,7 @@ async def decide(
                 actor=actor,
                 result=record,
             )
-            return await after_failure(
+            return await _failure.after_failure(
                 engine,
                 ctx,
                 runbook,
@@ -283,7 +221,7 @@ async def decide(
 
 
 def _fail_step(
-    engine: Engine,
+    engine: EngineLike,
     eid: str,
     seq: int,
     *,

@@ -12,9 +12,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from opsbook.audit._log import record as audit_record
 from opsbook.audit._log import utcnow
 from opsbook.db import Database
-from opsbook.engine import _branching, _recovery, _waiting, approvals
+from opsbook.engine import _branching, _failure, _recovery, _waiting, approvals
 from opsbook.engine import _journal as journal
 from opsbook.engine._base import (
     ABORT_POLL,
@@ -151,9 +152,7 @@ class Engine:
         if procedure.permissions:
             roles = set(self.roles_of(user))
             if "admin" not in roles and not roles & set(procedure.permissions):
-                from opsbook import audit  # noqa: PLC0415 - keep import graph flat
-
-                audit.record(
+                audit_record(
                     db=self.db,
                     actor=user,
                     action="execution.start.denied",
@@ -653,7 +652,7 @@ class Engine:
         state = State.SUCCEEDED if result.ok else State.FAILED
         next_index = index + 1
         if not result.ok:
-            nxt = _branching.on_failure_target(self, procedure, step, index)
+            nxt = _failure.on_failure_target(self, procedure, step, index)
             next_index = nxt if nxt is not None else index
         journal.transition_step(
             db=self.db,
@@ -681,7 +680,7 @@ class Engine:
         )
         if result.ok:
             return next_index
-        return await _branching.after_failure(
+        return await _failure.after_failure(
             self,
             ctx,
             runbook,

@@ -1,23 +1,19 @@
-"""After a crash: retry, skip or abort the step that was running. A function of the
-:class:`Engine`."""
+"""After a crash: retry, skip or abort the step that was running. A function of the engine
+(:class:`~opsbook.engine._protocol.EngineLike`)."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from opsbook.engine import _journal as journal
 from opsbook.engine._base import Outcome
 from opsbook.engine._context import ExecutionContext
+from opsbook.engine._protocol import EngineLike
 from opsbook.engine.states import State
 from opsbook.errors import UsageError
 from opsbook.runbooks.model import Procedure, Runbook, Step
 
-if TYPE_CHECKING:
-    from opsbook.engine._executor import Engine
-
 
 async def recover(
-    engine: Engine,
+    engine: EngineLike,
     ctx: ExecutionContext,
     runbook: Runbook,
     procedure: Procedure,

@@ -1,25 +1,24 @@
 """Steps that wait for people: manual steps (attestation), approvals, and `decide` branches
-whose child procedure waits (AwaitingChild). Functions of the :class:`Engine`."""
+whose child procedure waits (AwaitingChild). Functions of the engine
+(:class:`~opsbook.engine._protocol.EngineLike`)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from opsbook.engine import _branching, approvals
+from opsbook.engine import _failure, approvals
 from opsbook.engine import _journal as journal
 from opsbook.engine._base import APPROVAL_POLL, Outcome
 from opsbook.engine._context import ExecutionContext
 from opsbook.engine._hooks import StepReport
+from opsbook.engine._protocol import EngineLike
 from opsbook.engine.states import TERMINAL_STATES, State
 from opsbook.runbooks.model import ApprovalSpec, Procedure, Runbook, Step, StepKind
 
-if TYPE_CHECKING:
-    from opsbook.engine._executor import Engine
-
 
 def await_child(
-    engine: Engine,
+    engine: EngineLike,
     ctx: ExecutionContext,
     step: Step,
     seq: int,
@@ -56,7 +55,7 @@ def await_child(
 
 
 async def continue_child(
-    engine: Engine,
+    engine: EngineLike,
     ctx: ExecutionContext,
     runbook: Runbook,
     procedure: Procedure,
@@ -108,7 +107,7 @@ async def continue_child(
         )
     )
     if not ok:
-        nxt = await _branching.after_failure(
+        nxt = await _failure.after_failure(
             engine,
             ctx,
             runbook,
@@ -126,7 +125,7 @@ async def continue_child(
 
 
 def finish_waiting(
-    engine: Engine,
+    engine: EngineLike,
     eid: str,
     seq: int,
     *,
@@ -161,7 +160,7 @@ def finish_waiting(
 
 
 async def continue_waiting(
-    engine: Engine,
+    engine: EngineLike,
     ctx: ExecutionContext,
     runbook: Runbook,
     procedure: Procedure,
@@ -287,7 +286,7 @@ async def continue_waiting(
             )
         )
         if not ok:
-            nxt = await _branching.after_failure(
+            nxt = await _failure.after_failure(
                 engine,
                 ctx,
                 runbook,
@@ -306,14 +305,14 @@ async def continue_waiting(
     return await engine._drive(ctx, runbook, procedure, actor=actor, depth=depth)
 
 
-def attestation(engine: Engine, eid: str, seq: int) -> dict[str, Any] | None:
+def attestation(engine: EngineLike, eid: str, seq: int) -> dict[str, Any] | None:
     for ev in reversed(journal.events(db=engine.db, execution_id=eid)):
         if ev["action"] == "execution.step.attested" and ev["payload"].get("seq") == seq:
             return {"actor": ev["actor"], **ev["payload"]}
     return None
 
 
-def requested_at(engine: Engine, eid: str, seq: int) -> str | None:
+def requested_at(engine: EngineLike, eid: str, seq: int) -> str | None:
     r = engine.db.one(
         "SELECT started_at FROM step_runs WHERE execution_id = ? AND seq = ?", (eid, seq)
     )
