@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from opsbook import patterns
 from opsbook.errors import ExpressionError, Location
 
 _POS = re.compile(r"<input>:(\d+):(\d+)")
@@ -83,11 +84,12 @@ def compile_expression(expr: str, *, location: Location | None = None) -> Any:
     """Compile (and cache) a CEL expression; raise :class:`ExpressionError` pointing at it.
 
     ``location`` is where the expression starts; the column of a syntax error is added to it.
+    A literal ``matches()`` pattern that RE2 refuses is an error too (see :func:`_bad_pattern`).
     """
     if not expr or not expr.strip():
         raise ExpressionError("empty expression", location=location, hint="write a CEL expression")
     try:
-        return _compile(expr)
+        program = _compile(expr)
     except (ValueError, RuntimeError, TypeError) as exc:
         detail, col = _syntax_message(exc)
         loc = location
@@ -98,6 +100,131 @@ def compile_expression(expr: str, *, location: Location | None = None) -> Any:
             location=loc,
             hint="see the CEL examples in docs/runbook-format.md (e.g. exit_code == 0)",
         ) from exc
+    bad = _bad_pattern(expr)
+    if bad is not None:
+        raise ExpressionError(
+            f"invalid CEL expression {expr!r}: {bad}",
+            location=location,
+            hint=PATTERN_HINT,
+        )
+    return program
+
+
+PATTERN_HINT = (
+    "write a pattern RE2 accepts with its default options: repeat counts up to 1000 "
+    "(for a longer run, repeat a group: (?:a{1000}){100}, or test size() separately), no "
+    "backreferences, lookarounds or possessive quantifiers"
+)
+
+# A CEL token: a string literal (optionally raw/bytes prefixed, single or triple quoted), an
+# identifier, or any other single character. Whitespace and comments are skipped.
+_TOKEN = re.compile(
+    r"(?P<space>\s+|//[^\n]*)"
+    r"|(?P<string>(?P<prefix>[rRbB]{0,2})(?P<quote>'''|\"\"\"|'|\")"
+    r"(?P<body>(?:\\.|(?!(?P=quote)).)*?)(?P=quote))"
+    r"|(?P<ident>[A-Za-z_]\w*)"
+    r"|(?P<other>.)",
+    re.DOTALL,
+)
+_ESCAPES = {
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "`": "`",
+    "?": "?",
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+}
+_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|[0-7]{3}|.)", re.DOTALL)
+_REPEAT = re.compile(r"invalid repetition size: (\S+)")
+
+
+def _unescape(body: str) -> str:
+    """A CEL (non-raw) string literal's value; an escape CEL does not know is kept as written
+    (CEL refuses it when compiling)."""
+
+    def one(match: re.Match[str]) -> str:
+        esc = match.group(1)
+        if esc[0] in "xuU" and len(esc) > 1:
+            return chr(int(esc[1:], 16))
+        if len(esc) == 3:
+            return chr(int(esc, 8))
+        return _ESCAPES.get(esc, match.group(0))
+
+    return _ESCAPE.sub(one, body)
+
+
+def _tokens(expr: str) -> list[tuple[str, str]]:
+    """``expr`` as (kind, text) tokens; a string literal's text is its value."""
+    tokens: list[tuple[str, str]] = []
+    for m in _TOKEN.finditer(expr):
+        if m.group("space") is not None:
+            continue
+        if m.group("string") is not None:
+            body = m.group("body")
+            raw = "r" in m.group("prefix").lower()
+            tokens.append(("string", body if raw else _unescape(body)))
+        elif m.group("ident") is not None:
+            tokens.append(("ident", m.group("ident")))
+        else:
+            tokens.append(("other", m.group("other")))
+    return tokens
+
+
+def _literal_patterns(expr: str) -> Iterator[str]:
+    """The string literals passed as the pattern of ``matches``: ``x.matches('…')`` (the first
+    argument) and ``matches(x, '…')`` (the second). A computed pattern is not a literal and is
+    left to run time."""
+    tokens = _tokens(expr)
+    for i, token in enumerate(tokens):
+        if token != ("ident", "matches") or tokens[i + 1 : i + 2] != [("other", "(")]:
+            continue
+        j = i + 2
+        if i == 0 or tokens[i - 1] != ("other", "."):  # matches(x, '…'): skip x
+            depth = 0
+            while j < len(tokens):
+                kind, text = tokens[j]
+                if kind == "other" and text in "([{":
+                    depth += 1
+                elif kind == "other" and text in ")]}," and depth == 0:
+                    break
+                elif kind == "other" and text in ")]}":
+                    depth -= 1
+                j += 1
+            if tokens[j : j + 1] != [("other", ",")]:
+                continue
+            j += 1
+        arg = tokens[j : j + 2]
+        if len(arg) == 2 and arg[0][0] == "string" and arg[1] in (("other", ")"), ("other", ",")):
+            yield arg[0][1]
+
+
+@lru_cache(maxsize=4096)
+def _bad_pattern(expr: str) -> str | None:
+    """Why a literal ``matches()`` pattern in ``expr`` cannot be used, or None.
+
+    CEL's ``matches`` uses a linear-time engine but takes any repeat count: ``a{100000}``
+    against a long output runs for tens of seconds, compiled again on every call. RE2 with its
+    default options refuses repeat counts above 1000 (and backreferences, lookarounds): what
+    it refuses is refused here, when the runbook is linted or loaded, not in the middle of a
+    run."""
+    if "matches" not in expr:
+        return None
+    for pattern in _literal_patterns(expr):
+        try:
+            patterns.compiled(pattern)
+        except patterns.PatternError as exc:
+            detail = str(exc)
+            size = _REPEAT.search(detail)
+            if size is not None:
+                detail = f"a repeat count above 1000 ({size.group(1)}) is not supported"
+            return f"matches() pattern {pattern!r}: {detail}"
+    return None
 
 
 def variables_of(expr: str) -> list[str]:
