@@ -60,3 +60,59 @@ def test_notify_imports_neither_incidents_nor_the_cli() -> None:
 def test_lower_modules_do_not_import_upper_ones(module: str, must_not_import: tuple[str]) -> None:
     bad = {n for n in imports_of(module) if n.startswith(must_not_import)}
     assert not bad, f"{module} imports {sorted(bad)}"
+
+
+# The engine's step modules sit below the executor and call back into it through a protocol
+# (engine/_protocol.py): the executor <-> _branching <-> _waiting <-> _recovery circle of
+# issue 18 §7 must not come back, not even as a TYPE_CHECKING import.
+ENGINE_LAYERS = [
+    "engine/_protocol.py",
+    "engine/_failure.py",
+    "engine/_waiting.py",
+    "engine/_recovery.py",
+    "engine/_branching.py",
+    "engine/_executor.py",
+]
+
+
+@pytest.mark.parametrize("position", range(len(ENGINE_LAYERS)))
+def test_engine_modules_import_only_downward(position: int) -> None:
+    module = ENGINE_LAYERS[position]
+    above = tuple(
+        "opsbook." + name.removesuffix(".py").replace("/", ".")
+        for name in ENGINE_LAYERS[position + 1 :]
+    )
+    bad = {n for n in imports_of(module) if n in above}
+    assert not bad, f"{module} imports {sorted(bad)}, which sit above it"
+
+
+def engine_graph() -> dict[str, set[str]]:
+    """Which engine modules each engine module imports (the package ``__init__`` left out:
+    it only names the public ones, lazily)."""
+    modules = {
+        "opsbook." + str(p.relative_to(SRC).with_suffix("")).replace("/", "."): p
+        for p in (SRC / "engine").rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    return {
+        name: {n for n in imports_of(str(path.relative_to(SRC))) if n in modules and n != name}
+        for name, path in modules.items()
+    }
+
+
+def test_the_engine_package_has_no_import_circle() -> None:
+    graph = engine_graph()
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            circle = [*path[path.index(name) :], name]
+            raise AssertionError("import circle: " + " -> ".join(circle))
+        if name in done:
+            return
+        for imported in sorted(graph[name]):
+            visit(imported, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
