@@ -71,6 +71,7 @@ ENGINE_LAYERS = [
     "engine/_waiting.py",
     "engine/_recovery.py",
     "engine/_branching.py",
+    "engine/_running.py",
     "engine/_executor.py",
 ]
 

@@ -7,7 +7,6 @@ waiting for people hold no coroutine and no memory: they are rows, continued by 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,10 @@ from typing import Any
 from opsbook.audit._log import record as audit_record
 from opsbook.audit._log import utcnow
 from opsbook.db import Database
-from opsbook.engine import _branching, _failure, _recovery, _waiting, approvals
+from opsbook.engine import _branching, _recovery, _running, _waiting, approvals
 from opsbook.engine import _journal as journal
 from opsbook.engine._base import (
-    ABORT_POLL,
     MAX_STEP_RUNS,
-    RECORD_PID_AFTER,
     Outcome,
     new_execution_id,
     owner_alive,
@@ -29,9 +26,7 @@ from opsbook.engine._base import (
 from opsbook.engine._context import ExecutionContext, SecretParams, secret_sources
 from opsbook.engine._dry import needs_results, step_entry
 from opsbook.engine._hooks import Interaction, Reporter, StepReport
-from opsbook.engine._leftovers import record_process, stop_leftovers
-from opsbook.engine._live_output import LiveOutput
-from opsbook.engine._steps import StepOutcome, run_executable
+from opsbook.engine._leftovers import stop_leftovers
 from opsbook.engine.secrets import Redactor, SecretResolver, refuse_secret_params
 from opsbook.engine.states import TERMINAL_STATES, State
 from opsbook.errors import (
@@ -364,7 +359,7 @@ class Engine:
                         actor,
                         f"more than {MAX_STEP_RUNS} step runs: a goto loop?",
                     )
-                if self._abort_requested(eid):
+                if _running.abort_requested(self.db, eid):
                     return self._finish(eid, State.ABORTED, actor, "abort requested")
                 step = steps[index]
                 try:
@@ -470,8 +465,8 @@ class Engine:
                         depth=depth,
                         resumed=False,
                     )
-                outcome = await self._run_step(
-                    ctx, runbook, procedure, step, index, seq, actor=actor, depth=depth
+                outcome = await _running.run_step(
+                    self, ctx, runbook, procedure, step, index, seq, actor=actor, depth=depth
                 )
                 if isinstance(outcome, Outcome):
                     return outcome
@@ -505,10 +500,6 @@ class Engine:
 
     def _set_cursor(self, eid: str, cursor: int) -> None:
         self.db.execute("UPDATE executions SET cursor = ? WHERE id = ?", (cursor, eid))
-
-    def _abort_requested(self, eid: str) -> bool:
-        r = self.db.one("SELECT abort_requested FROM executions WHERE id = ?", (eid,))
-        return bool(r and r["abort_requested"])
 
     def _when(self, ctx: ExecutionContext, step: Step) -> bool:
         assert step.options.when is not None
@@ -544,186 +535,6 @@ class Engine:
                 journal.transition_execution(
                     db=self.db, execution_id=eid, to=State.ABORTED, actor=actor, reason=reason
                 )
-
-    # ------------------------------------------------------------------ one executable step
-    async def _run_step(
-        self,
-        ctx: ExecutionContext,
-        runbook: Runbook,
-        procedure: Procedure,
-        step: Step,
-        index: int,
-        seq: int,
-        *,
-        actor: str,
-        depth: int,
-    ) -> int | Outcome:
-        """Run one non-waiting step; return the next index, or an Outcome when the run ends."""
-        eid = ctx.execution_id
-        journal.start_step_run(
-            db=self.db,
-            execution_id=eid,
-            seq=seq,
-            step_id=step.id,
-            step_index=index,
-            kind=str(step.kind),
-            state=State.RUNNING,
-            name="Running",
-            actor=actor,
-        )
-        started = time.perf_counter()
-        if step.kind is StepKind.DECIDE:
-            return await _branching.decide(
-                self, ctx, runbook, procedure, step, index, seq, started, actor=actor, depth=depth
-            )
-        self.reporter.step_started(step=step, seq=seq, detail={})
-        log = self.log.bind(execution_id=eid, step_id=step.id, seq=seq)
-        log.info("execution.step.started", fields={"kind": str(step.kind)})
-        cancel = asyncio.Event()
-        watcher = asyncio.create_task(self._watch_abort(eid, cancel))
-        # A process's pid is recorded (for crash recovery) only once it has run a moment:
-        # most steps are done by then, and the journal write would cost more than they do.
-        loop = asyncio.get_running_loop()
-        pending: list[asyncio.TimerHandle] = []
-        live = LiveOutput(
-            db=self.db, reporter=self.reporter, eid=eid, seq=seq, step=step, loop=loop
-        )
-
-        def remember(pid: int) -> None:
-            pending.append(
-                loop.call_later(
-                    RECORD_PID_AFTER,
-                    lambda: record_process(db=self.db, execution_id=eid, seq=seq, pid=pid),
-                )
-            )
-
-        try:
-            result: StepOutcome = await run_executable(
-                step=step,
-                ctx=ctx,
-                cancel=cancel,
-                workspace=self.workspace.root,
-                on_start=remember,
-                on_output=live.add,
-                on_retry=lambda attempt, why, delay: self._retrying(
-                    eid, seq, step, attempt, why, delay, actor=actor
-                ),
-            )
-        except OpsbookError as exc:
-            result = StepOutcome(
-                ok=False,
-                record={"error": exc.render()},
-                reason=exc.message,
-                attempts=1,
-                fields=None,
-            )
-        finally:
-            watcher.cancel()
-            live.close()
-            for handle in pending:
-                handle.cancel()
-        duration = time.perf_counter() - started
-        if cancel.is_set():
-            journal.transition_step(
-                db=self.db,
-                execution_id=eid,
-                seq=seq,
-                to=State.ABORTED,
-                actor=actor,
-                reason="abort requested while the step ran",
-                duration=duration,
-            )
-            log.warning("execution.step.aborted")
-            return self._finish(eid, State.ABORTED, actor, "abort requested")
-        log.info(
-            "execution.step.finished",
-            fields={"ok": result.ok, "duration": round(duration, 6), "reason": result.reason},
-        )
-        stored = ctx.redactor.redact_obj(result.record)
-        ctx.steps[step.id] = (
-            step_entry(step.id)  # a dry run has no results: later templates get placeholders
-            if ctx.dry_run
-            else {
-                "result": result.fields,
-                "state": "succeeded" if result.ok else "failed",
-                "ok": result.ok,
-            }
-        )
-        state = State.SUCCEEDED if result.ok else State.FAILED
-        next_index = index + 1
-        if not result.ok:
-            nxt = _failure.on_failure_target(self, procedure, step, index)
-            next_index = nxt if nxt is not None else index
-        journal.transition_step(
-            db=self.db,
-            execution_id=eid,
-            seq=seq,
-            to=state,
-            actor=actor,
-            name="DryRun" if ctx.dry_run and result.ok else None,
-            reason=ctx.redactor.redact(result.reason) if result.reason else None,
-            result=stored,
-            duration=duration,
-            attempts=result.attempts,
-            cursor=next_index,
-        )
-        self.reporter.step_finished(
-            StepReport(
-                step,
-                seq,
-                state,
-                "DryRun" if ctx.dry_run else state.title(),
-                duration,
-                ctx.redactor.redact(result.reason) if result.reason else None,
-                stored,
-            )
-        )
-        if result.ok:
-            return next_index
-        return await _failure.after_failure(
-            self,
-            ctx,
-            runbook,
-            procedure,
-            step,
-            index,
-            actor=actor,
-            depth=depth,
-            reason=result.reason,
-        )
-
-    def _retrying(
-        self, eid: str, seq: int, step: Step, attempt: int, why: str, delay: float, *, actor: str
-    ) -> None:
-        """A failed attempt with more to come: the step run says so (``Retrying``, the reason,
-        when the next attempt starts) and the journal records it, so the CLI, the console and
-        ``executions show`` can follow a step that keeps failing."""
-        of = step.options.retries + 1
-        journal.transition_step(
-            db=self.db,
-            execution_id=eid,
-            seq=seq,
-            to=State.RUNNING,
-            name="Retrying",
-            actor=actor,
-            reason=f"attempt {attempt} of {of} failed: {why}; next attempt in {delay:g}s",
-            attempts=attempt,
-            verb="retrying",
-            payload={"attempt": attempt, "of": of, "retry_in": delay, "failure": why},
-        )
-        self.reporter.step_retrying(
-            step=step, seq=seq, attempt=attempt, of=of, reason=why, retry_in=delay
-        )
-
-    async def _watch_abort(self, eid: str, cancel: asyncio.Event) -> None:
-        """While a step runs, notice an abort requested from another process."""
-        while not cancel.is_set():
-            await asyncio.sleep(ABORT_POLL)
-            if self._abort_requested(eid):
-                cancel.set()
-
-    def _await_child(self, *args: Any, **kwargs: Any) -> Any:
-        return _waiting.await_child(self, *args, **kwargs)
 
     def attest(
         self,

@@ -1,6 +1,7 @@
-"""What the engine's step modules (`_failure`, `_branching`, `_waiting`, `_recovery`) need from
-the engine that drives them, as a protocol: they sit below :class:`~opsbook.engine._executor.Engine`
-and call back into it through this, so none of them imports the executor (issue 18 §7)."""
+"""What the engine's step modules (`_running`, `_branching`, `_waiting`, `_recovery`,
+`_failure`) need from the engine that drives them, as a protocol: they sit below
+:class:`~opsbook.engine._executor.Engine` and call back into it through this, so none of them
+imports the executor (issue 18 §7)."""
 
 from __future__ import annotations
 
@@ -12,21 +13,23 @@ from opsbook.engine._base import Outcome
 from opsbook.engine._context import ExecutionContext
 from opsbook.engine._hooks import Interaction, Reporter
 from opsbook.engine.states import State
+from opsbook.logs import BoundLogger
 from opsbook.runbooks.model import Procedure, Runbook, Step
 from opsbook.workspace import Environment, Workspace
 
 
 class EngineLike(Protocol):
     """The part of the engine the step modules use: its database, workspace, reporter and
-    interaction, the owner token it journals, and the calls that start, resume, attest, drive and
-    finish
-    executions. :class:`~opsbook.engine._executor.Engine` implements it."""
+    interaction, the owner token it journals, its logger, and the calls that start, resume,
+    attest, drive and finish executions. :class:`~opsbook.engine._executor.Engine` implements
+    it."""
 
     db: Database
     workspace: Workspace
     reporter: Reporter
     interaction: Interaction | None
     owner: str
+    log: BoundLogger
     _resolve_ref: Any  # Callable[[str], tuple[Runbook, Procedure]]
 
     async def start(
