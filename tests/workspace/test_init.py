@@ -45,6 +45,7 @@ def test_init_writes_every_template_file(tmp_path: Path) -> None:
         assert (root / rel).read_bytes() == content
     assert (root / ".opsbook").is_dir()
     assert ".opsbook/" in (root / ".gitignore").read_text().splitlines()
+    assert ".opsbook-audit/" in (root / ".gitignore").read_text().splitlines()
     assert not (root / "gitignore").exists()
 
 
@@ -105,12 +106,15 @@ def test_an_existing_gitignore_gains_the_state_directory(tmp_path: Path) -> None
         "*.pyc",
         "# opsbook state",
         ".opsbook/",
+        "# opsbook audit signing key and witness",
+        ".opsbook-audit/",
     ]
     (tmp_path / "opsbook.toml").unlink()
     (tmp_path / "other").mkdir()
     again = init_workspace(target=tmp_path, force=True)
     assert tmp_path / ".gitignore" not in again
     assert (tmp_path / ".gitignore").read_text().count(".opsbook/") == 1
+    assert (tmp_path / ".gitignore").read_text().count(".opsbook-audit/") == 1
 
 
 def test_refuses_a_file_as_target(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from opsbook.workspace._workspace import MARKER
 
 #: Template names written under another name (hidden files).
 RENAMED = {"gitignore": ".gitignore"}
+_AUDIT_DIR = ".opsbook-audit"  # the audit key and witness (opsbook.audit); never committed
 STATE_DIR = ".opsbook"
 _IGNORE_LINE = ".opsbook/"
 _SKIP = ("__pycache__",)
@@ -116,13 +117,22 @@ def _refuse_overwrite(target: Path, templates: list[tuple[PurePosixPath, bytes]]
 
 
 def _merge_gitignore(path: Path) -> bool:
-    """Add the state directory to an existing .gitignore; True when the file changed."""
+    """Add the state directory and the audit key/witness directory to an existing .gitignore;
+    True when the file changed."""
     text = path.read_text(encoding="utf-8")
     lines = {line.strip() for line in text.splitlines()}
-    if lines & {_IGNORE_LINE, STATE_DIR, "/" + STATE_DIR, "/" + _IGNORE_LINE}:
+    missing = [
+        f"{comment}\n{entry}/\n"
+        for comment, entry in (
+            ("# opsbook state", _IGNORE_LINE.rstrip("/")),
+            ("# opsbook audit signing key and witness", _AUDIT_DIR),
+        )
+        if not lines & {entry, entry + "/", "/" + entry, "/" + entry + "/"}
+    ]
+    if not missing:
         return False
     prefix = "" if not text or text.endswith("\n") else "\n"
-    path.write_text(f"{text}{prefix}# opsbook state\n{_IGNORE_LINE}\n", encoding="utf-8")
+    path.write_text(text + prefix + "".join(missing), encoding="utf-8")
     return True
 
 
