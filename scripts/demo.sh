@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: on the embedded default (SQLite state + the local sandbox banking platform):
 # create a workspace, bring the sandbox up, run procedures against it (a health check, an
-# injected outage diagnosed and fixed by the troubleshooting runbook, a four-eyes approval),
+# injected outage diagnosed and fixed by the troubleshooting runbook, a four-eyes approval, live
+# output and a retried step),
 # prove what happened from the audit trail, check the console answers, and stop everything.
 # Safe to run again: the workspace is recreated each time. `make console` keeps it running.
 set -euo pipefail
@@ -86,6 +87,10 @@ set +e; ob executions confirm "$id" --as ops-lead --note "CHG-42"; set -e
 set +e; ob approve "$id" --as ops-lead; echo "(refused, exit code $?: the starter cannot approve)"; set -e
 ob approve "$id" --as dba --comment "reviewed CHG-42"
 ob executions resume "$id" --as ops-lead
+
+say "opsbook run demo#retry-demo  (a step's output as it is printed; a failing check retried, each attempt shown)"
+parked run demo#retry-demo --env sandbox --as ops-engineer
+confirm "$(last_id)" ops-engineer "DEMO-2"
 
 say "opsbook executions list"
 ob executions list

@@ -27,7 +27,7 @@ RUNBOOKS = [
 ]
 
 SEED_PROCEDURES = {
-    "demo": ["smoke-test", "approval-demo"],
+    "demo": ["smoke-test", "approval-demo", "retry-demo"],
     "system-monitoring": [
         "morning-health-check",
         "kpi-monitoring",
