@@ -47,3 +47,68 @@ def test_other_route_kinds_are_refused_not_dropped() -> None:
     router.routes.append(Route("/plain", lambda request: None))
     with pytest.raises(TypeError, match="cannot add Route"):
         add_routes(FastAPI(), router)
+
+
+def test_static_paths_answer_as_the_ordered_match_would() -> None:
+    """StaticFirst looks a parameterless path up in a dict, but an earlier route matching
+    the same path still wins, a wrong method is a 405 naming every method, an unknown path a
+    404: every answer is the one of the ordered match."""
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+
+    from opsbook.api.deps import raw_endpoint
+    from opsbook.server.routing import StaticFirst, route_static_first
+
+    def make(static_first: bool) -> FastAPI:
+        router = APIRouter()
+
+        @router.get("/items/{name}")
+        async def by_name(name: str) -> dict[str, str]:
+            return {"by": "name", "name": name}
+
+        @router.get("/items/new")
+        async def new() -> dict[str, str]:  # shadowed by /items/{name}, as in plain FastAPI
+            return {"by": "new"}
+
+        @router.get("/static")
+        async def static() -> dict[str, str]:
+            return {"by": "static"}
+
+        @router.post("/static")
+        @raw_endpoint
+        async def raw(request: Request) -> PlainTextResponse:
+            return PlainTextResponse(f"raw {(await request.body()).decode()}")
+
+        app = FastAPI()
+        add_routes(app, router)
+        if static_first:
+            route_static_first(app)
+        return app
+
+    async def calls(app: FastAPI) -> tuple[Any, ...]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            wrong = await client.put("/static")
+            return (
+                (await client.get("/items/new")).json(),
+                (await client.get("/static")).json(),
+                (await client.head("/static")).status_code,
+                (await client.post("/static", content=b"body")).text,
+                (wrong.status_code, wrong.headers["allow"]),
+                (await client.get("/nowhere")).status_code,
+            )
+
+    fast = make(static_first=True)
+    answers = asyncio.run(calls(fast))
+    assert answers == (
+        {"by": "name", "name": "new"},
+        {"by": "static"},
+        405,  # FastAPI routes do not add HEAD
+        "raw body",
+        (405, "GET, POST"),
+        404,
+    )
+    assert answers == asyncio.run(calls(make(static_first=False)))
+    assert isinstance(fast.router.middleware_stack, StaticFirst)
+    table = fast.router.middleware_stack.table
+    assert ("GET", "/static") in table and ("GET", "/items/new") not in table

@@ -18,6 +18,8 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 #: callable taking the request that raises (e.g. a 401 or 403) or returns None. Read by
 #: opsbook.server.routing.FlatRoute.
 BEFORE_BODY = "__opsbook_before_body__"
+#: The attribute of an endpoint served raw (see :func:`raw_endpoint`).
+RAW = "__opsbook_raw__"
 
 
 async def _caller(request: Request) -> Principal:
@@ -58,3 +60,11 @@ def permission_first(permission: str, subject: str) -> Callable[[Endpoint], Endp
         return endpoint
 
     return mark
+
+
+def raw_endpoint(endpoint: Endpoint) -> Endpoint:
+    """Mark an endpoint that takes only the request and returns a Response: the flat route
+    calls it directly, without FastAPI's request handler (a hot path: the Alertmanager
+    webhook). Its route declaration still documents it. Put it under the route decorator."""
+    setattr(endpoint, RAW, True)
+    return endpoint

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from opsbook.api import pages
 from opsbook.api.auth import context_of, principal_of
-from opsbook.api.deps import Caller, Ctx, permission_first
+from opsbook.api.deps import Caller, Ctx, permission_first, raw_endpoint
 from opsbook.api.problems import MEDIA_TYPE
 from opsbook.api.schemas import Timestamp
 from opsbook.errors import OpsbookError, ValidationError
@@ -231,6 +231,7 @@ def _ingest_batch(ctx: AppContext) -> IngestBatch:
     },
     responses={413: _problem("The body is larger than 1 MiB")},
 )
+@raw_endpoint  # a hot path: served without FastAPI's request handler
 async def alertmanager_webhook(request: Request) -> Response:
     from opsbook.monitoring.webhook import parse_webhook  # noqa: PLC0415
 

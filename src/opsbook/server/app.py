@@ -27,7 +27,7 @@ from opsbook.errors import OpsbookError
 from opsbook.logs import get_logger
 from opsbook.server.limits import BodyLimit, Limit
 from opsbook.server.metrics import Metrics, MetricsMiddleware, SecurityHeaders
-from opsbook.server.routing import add_routes
+from opsbook.server.routing import add_routes, route_static_first
 from opsbook.users import sessions
 from opsbook.users.errors import AuthenticationError
 from opsbook.web import (
@@ -174,6 +174,9 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # opsbook exports Prometheus metrics (/metrics), not OpenTelemetry: FastAPI's native
+        # telemetry would look for configured providers on every request (~5 µs).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.ctx = ctx
     # Flat routes, not included routers: routing cost is most of a cheap request (ADR 0008).
@@ -185,6 +188,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     metrics = Metrics(ctx)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
+    route_static_first(app)
     app.add_exception_handler(OpsbookError, on_opsbook_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
