@@ -70,9 +70,11 @@ class IngestBatch:
             self._store(group)
 
     def _store(self, group: list[_Pending]) -> None:
+        # One resolver per group: it looks at each environment's file once (a stat).
+        runbook_for = self._runbook_for()
         try:
             with self._db.transaction():
-                results = [self._one(p) for p in group]
+                results = [self._one(p, runbook_for) for p in group]
         except Exception as exc:  # each delivery alone, so only a bad one fails
             if len(group) == 1:
                 if not group[0].future.done():
@@ -86,13 +88,13 @@ class IngestBatch:
             if not p.future.done():  # the client may have gone; the alerts are stored
                 p.future.set_result(result)
 
-    def _one(self, p: _Pending) -> alerts.IngestResult:
+    def _one(self, p: _Pending, runbook_for: alerts.RunbookFor) -> alerts.IngestResult:
         return alerts.ingest(
             self._db,
             alerts=p.incoming,
             source=self._source,
             actor=p.actor,
             meta=p.meta,
-            runbook_for=self._runbook_for(),
+            runbook_for=runbook_for,
             now=datetime.now(UTC),
         )
