@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
+from opsbook.api.deps import Caller, Ctx
 from opsbook.server.routing import add_routes
 
 
@@ -112,3 +113,47 @@ def test_static_paths_answer_as_the_ordered_match_would() -> None:
     assert isinstance(fast.router.middleware_stack, StaticFirst)
     table = fast.router.middleware_stack.table
     assert ("GET", "/static") in table and ("GET", "/items/new") not in table
+
+
+def test_caller_is_taken_from_the_request_before_the_parameters_are_checked() -> None:
+    """Flat routes give Caller and Ctx without FastAPI's dependency solving, still first: an
+    anonymous caller with a bad query parameter gets a 401, not a 422; the OpenAPI operation
+    lists only the real parameters."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+
+    from opsbook.errors import OpsbookError
+
+    router = APIRouter()
+
+    @router.get("/things")
+    async def things(
+        caller: Caller, ctx: Ctx, limit: Annotated[int, Query(ge=1)] = 10
+    ) -> dict[str, Any]:
+        return {"who": caller.username, "limit": limit}
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OpsbookError)
+        return JSONResponse({"status": exc.http_status}, status_code=exc.http_status)
+
+    app = FastAPI()
+    app.state.ctx = object()  # no session cookie is sent: the context is not consulted
+    app.add_exception_handler(OpsbookError, refused)
+    add_routes(app, router)
+
+    async def calls() -> tuple[Any, ...]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return (
+                (await client.get("/things?limit=0")).status_code,
+                (await client.get("/things", headers={"Authorization": "Basic x"})).status_code,
+                (await client.get("/openapi.json")).json(),
+            )
+
+    assert [
+        getattr(r, "authenticates", None) for r in app.router.routes if r.path == "/things"
+    ] == [True]
+    anonymous, wrong_scheme, spec = asyncio.run(calls())
+    assert (anonymous, wrong_scheme) == (401, 401)
+    params = spec["paths"]["/things"]["get"]["parameters"]
+    assert [p["name"] for p in params] == ["limit"]
