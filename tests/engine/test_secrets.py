@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import re
 import shlex
@@ -15,7 +14,6 @@ import pytest
 
 from opsbook.engine.redaction import StreamRedactor
 from opsbook.engine.secrets import (
-    AzureKeyVaultProvider,
     EnvSecretProvider,
     FileSecretProvider,
     Redactor,
@@ -84,19 +82,6 @@ def test_secret_names_cannot_walk_the_file_system(name: str, tmp_path: Path) -> 
     resolver = SecretResolver([FileSecretProvider(tmp_path)], Redactor())
     with pytest.raises(SecretError, match="invalid secret name"):
         resolver.resolve(name)
-
-
-def test_azure_key_vault_needs_its_sdk() -> None:
-    if importlib.util.find_spec("azure") is not None:
-        pytest.skip("the Azure SDK is installed here")
-    provider = AzureKeyVaultProvider("ops-vault")
-    with pytest.raises(SecretError, match="not reachable from here") as info:
-        provider.get("db-password")
-    assert info.value.hint and "azure-keyvault-secrets" in info.value.hint
-    resolver = SecretResolver(
-        [EnvSecretProvider({"OPSBOOK_SECRET_X": "1234"}), provider], Redactor()
-    )
-    assert resolver.resolve("x") == "1234"  # providers before it still answer
 
 
 SECRET = 'p@ss "w0rd"/&it\'s'

@@ -164,13 +164,15 @@ class Engine:
     def _context(
         self, row: journal.ExecutionRow, environment: Environment, procedure: Procedure
     ) -> ExecutionContext:
+        # the environment's Key Vault (key_vault:), after the env/file providers
+        resolver = self.resolver.for_environment(environment.data, origin=str(environment.path))
         return ExecutionContext(
             execution_id=row.id,
             started_by=row.started_by,
             environment_name=environment.name,
             environment=environment.data,
-            params=SecretParams(row.params, secret_sources(procedure), self.resolver),
-            resolver=self.resolver,
+            params=SecretParams(row.params, secret_sources(procedure), resolver),
+            resolver=resolver,
             redactor=self.redactor,
             dry_run=row.dry_run,
         )

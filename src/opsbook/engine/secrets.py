@@ -7,12 +7,14 @@ every value the listable providers can serve in this workspace when it is made a
 :meth:`SecretResolver.refresh`, so every output, log line, journal record and export shows
 ``***`` instead of any of them, in any of the forms the redactor knows.
 
-Providers, first match wins (the CLI uses the first two):
+Providers, first match wins:
 
 - :class:`EnvSecretProvider` — ``OPSBOOK_SECRET_<NAME>`` (upper case, ``-`` and ``.`` → ``_``);
 - :class:`FileSecretProvider` — one file per secret in a directory (trailing newline dropped);
-- :class:`AzureKeyVaultProvider` — Azure Key Vault, when ``azure-keyvault-secrets`` is installed.
-  A vault is not listed: only the values a run fetched from it are redacted.
+- :class:`~opsbook.engine.keyvault.AzureKeyVaultProvider` — the Azure Key Vault of the
+  environment a run targets (``key_vault:`` in its file), added last by
+  :meth:`SecretResolver.for_environment`. A vault is not listed: only the values a run fetched
+  from it are redacted.
 
 The redactor ignores values shorter than :data:`MIN_REDACT_LENGTH` characters: replacing every
 ``a`` or ``42`` in the output would destroy it, and such a value is no secret anyway.
@@ -20,14 +22,14 @@ The redactor ignores values shorter than :data:`MIN_REDACT_LENGTH` characters: r
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from opsbook.engine.keyvault import AzureKeyVaultProvider, vault_url
 from opsbook.engine.redaction import MASK, MIN_REDACT_LENGTH, Redactor, SecretHit
 from opsbook.errors import SecretError
 from opsbook.runbooks.params import check_text
@@ -143,65 +145,39 @@ class FileSecretProvider:
         return out
 
 
-class AzureKeyVaultProvider:
-    """Secrets from an Azure Key Vault (``https://VAULT.vault.azure.net``).
-
-    Needs the ``azure-keyvault-secrets`` and ``azure-identity`` packages and credentials that
-    ``DefaultAzureCredential`` finds; without the packages every lookup is a :class:`SecretError`
-    saying so (opsbook does not depend on the Azure SDK).
-    """
-
-    name = "azure-key-vault"
-
-    def __init__(self, vault_name: str) -> None:
-        self.vault_name = vault_name
-        self._client: Any = None
-
-    def _secret_client(self) -> Any:
-        if self._client is not None:
-            return self._client
-        try:
-            secrets_mod = importlib.import_module("azure.keyvault.secrets")
-            identity_mod = importlib.import_module("azure.identity")
-        except ImportError as exc:
-            raise SecretError(
-                f"Azure Key Vault {self.vault_name!r} is not reachable from here: "
-                "the azure-keyvault-secrets package is not installed",
-                hint="pip install azure-keyvault-secrets azure-identity, or provide the secret "
-                "as OPSBOOK_SECRET_<NAME> or a file in the secrets directory",
-            ) from exc
-        self._client = secrets_mod.SecretClient(
-            vault_url=f"https://{self.vault_name}.vault.azure.net",
-            credential=identity_mod.DefaultAzureCredential(),
-        )
-        return self._client
-
-    def get(self, name: str) -> str | None:
-        client = self._secret_client()
-        try:
-            value = client.get_secret(name).value
-        except Exception as exc:  # the SDK's own error tree; not-found means "not here"
-            if type(exc).__name__ == "ResourceNotFoundError":
-                return None
-            raise SecretError(
-                f"Azure Key Vault {self.vault_name!r} failed for secret {name!r}: {exc}",
-                hint="check the vault name, network access and `az login` credentials",
-                retryable=True,
-            ) from exc
-        return None if value is None else str(value)
-
-    def where(self, name: str) -> str:
-        return f"Azure Key Vault {self.vault_name} secret {name}"
-
-
 class SecretResolver:
     """Resolves a secret by name from the first provider that has it, registering the value
     with the redactor before anyone sees it."""
 
-    def __init__(self, providers: Sequence[SecretProvider], redactor: Redactor) -> None:
+    def __init__(
+        self,
+        providers: Sequence[SecretProvider],
+        redactor: Redactor,
+        *,
+        key_vault: Callable[[str], SecretProvider] = AzureKeyVaultProvider,
+    ) -> None:
         self.providers = tuple(providers)
         self.redactor = redactor
+        self._key_vault = key_vault  # vault URL -> provider (tests pass recorded transports)
+        self._vaults: dict[str, SecretResolver] = {}
         self.refresh()
+
+    def for_environment(self, environment: Mapping[str, Any], *, origin: str) -> SecretResolver:
+        """The resolver for runs on ``environment``: this one, followed by the environment's
+        Azure Key Vault when it sets ``key_vault:`` (a :class:`ValidationError` naming
+        ``origin``, the environment file, when the setting is not a vault name or URL). One
+        provider per vault, kept: its client and token are reused by later runs."""
+        setting = environment.get("key_vault")
+        if setting is None or setting == "":
+            return self
+        url = vault_url(setting, origin=origin)
+        derived = self._vaults.get(url)
+        if derived is None:
+            derived = SecretResolver(
+                [*self.providers, self._key_vault(url)], self.redactor, key_vault=self._key_vault
+            )
+            self._vaults[url] = derived
+        return derived
 
     def refresh(self) -> None:
         """Register with the redactor every value the listable providers hold now (cheap when
@@ -229,11 +205,15 @@ class SecretResolver:
                 self.redactor.add(value, source=_where(provider, name))
                 return value
         looked = "; ".join(_where(p, name) for p in self.providers) or "no secret providers"
+        vault = " (or add it to the environment's Key Vault)" if self._has_key_vault() else ""
         raise SecretError(
             f"secret {name!r} not found (looked in: {looked})",
             hint=f"export {env_var_name(name)}=... or put it in a file named {name} in the "
-            "secrets directory",
+            f"secrets directory{vault}",
         )
+
+    def _has_key_vault(self) -> bool:
+        return any(isinstance(p, AzureKeyVaultProvider) for p in self.providers)
 
 
 def _where(provider: SecretProvider, name: str) -> str:

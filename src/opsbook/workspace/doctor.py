@@ -110,9 +110,26 @@ def _environment(ws: Workspace, env_name: str) -> list[Check]:
         )
     elif tools:
         out.append(Check("tools", "ok", ", ".join(tools)))
+    if env.data.get("key_vault"):
+        out.append(_key_vault(env.data["key_vault"], origin=str(env.path)))
     if env.platform == "local":
         out.append(_sandbox(ws, env.name))
     return out
+
+
+def _key_vault(setting: object, *, origin: str) -> Check:
+    """The environment's Azure Key Vault answers and lets this identity read secrets."""
+    from opsbook.engine.keyvault import (  # noqa: PLC0415
+        AzureKeyVaultProvider,
+        key_vault_check,
+        vault_url,
+    )
+
+    try:
+        provider = AzureKeyVaultProvider(vault_url(setting, origin=origin))
+    except OpsbookError as exc:
+        return Check("key vault", "failed", f"{origin}: {exc.message}", exc.hint or "")
+    return Check(*key_vault_check(provider))
 
 
 def _sandbox(ws: Workspace, env_name: str) -> Check:
