@@ -274,18 +274,36 @@ def test_a_vault_that_cannot_be_reached_is_named() -> None:
     assert (name, status) == ("key vault", "failed") and "not reachable" in detail
 
 
-def test_doctor_names_a_bad_key_vault_setting(tmp_path: Path) -> None:
-    """The doctor's check, wired to the environment file."""
+def test_a_bad_key_vault_setting_is_refused_at_its_line(tmp_path: Path) -> None:
+    """Loading the environment refuses it, so doctor fails its environment check and a run
+    never starts."""
     ws = make_workspace(tmp_path / "ws")
     (ws.environments_dir / "prod.yaml").write_text(
-        "name: prod\nplatform: local\nkey_vault: opsbook-test-kv.invalid\n", encoding="utf-8"
+        "name: prod\nplatform: local\nkey_vault: not a vault\n", encoding="utf-8"
+    )
+    with pytest.raises(ValidationError) as info:
+        load_environment(ws, "prod")
+    assert str(info.value.location) == f"{ws.environments_dir / 'prod.yaml'}:3"
+    checks = run_checks(
+        workspace=Workspace.load(ws.root), settings=Settings.from_env({}), env_name="prod"
+    )
+    (env,) = [c for c in checks if c.name == "environment prod"]
+    assert env.status == "failed" and "neither a Key Vault name" in env.detail
+    assert not [c for c in checks if c.name == "key vault"]
+
+
+def test_doctor_checks_the_vault_of_the_environment(tmp_path: Path) -> None:
+    """Wired from the environment file to the real SDK client: nothing listens there."""
+    ws = make_workspace(tmp_path / "ws")
+    (ws.environments_dir / "prod.yaml").write_text(
+        "name: prod\nplatform: local\nkey_vault: https://127.0.0.1:9\n", encoding="utf-8"
     )
     checks = run_checks(
         workspace=Workspace.load(ws.root), settings=Settings.from_env({}), env_name="prod"
     )
     (kv,) = [c for c in checks if c.name == "key vault"]
     assert kv.status == "failed"
-    assert "prod.yaml" in kv.detail and "neither a Key Vault name" in kv.detail
+    assert "https://127.0.0.1:9 is not reachable" in kv.detail
 
 
 def test_without_the_sdk_the_message_says_what_to_install(tmp_path: Path) -> None:
@@ -372,3 +390,35 @@ async def test_a_run_stores_only_the_redacted_form_of_a_key_vault_secret(
         p.read_bytes() for p in harness.ws.state_dir.iterdir() if p.name.startswith("opsbook.db")
     )
     assert DB_PASSWORD.encode() not in stored
+
+
+async def test_a_secret_the_vault_does_not_have_fails_the_step(harness: Harness) -> None:
+    (harness.ws.environments_dir / "production.yaml").write_text(
+        "name: production\nplatform: local\nkey_vault: banking-platform-prod-kv\n",
+        encoding="utf-8",
+    )
+    harness.write("db.md", SH_RUNBOOK.replace("db-password", "missing-token"))
+    kv, transport, _ = provider("keyvault_not_found.json")
+    redactor = Redactor()
+    engine = Engine(
+        db=harness.db,
+        workspace=harness.ws,
+        resolver=SecretResolver([EnvSecretProvider({})], redactor, key_vault=lambda url: kv),
+        redactor=redactor,
+        load_runbook=parse_file,
+    )
+    rb, proc = load_catalogue(harness.ws.runbooks_dir).resolve("db#show")
+    out = await engine.start(
+        runbook=rb,
+        procedure=proc,
+        environment=load_environment(harness.ws, "production"),
+        params={},
+        started_by="alice",
+    )
+    assert out.state is State.FAILED
+    (run,) = step_runs(db=harness.db, execution_id=out.execution_id)
+    assert run.state is State.FAILED
+    assert f"Azure Key Vault {VAULT} secret missing-token" in json.dumps(run.result) + str(
+        run.reason
+    )
+    assert transport.exchanges == []

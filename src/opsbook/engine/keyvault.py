@@ -42,10 +42,10 @@ PROBE_SECRET = "opsbook-doctor-probe"  # noqa: S105  # a name, never a value
 _INSTALL = "pip install azure-keyvault-secrets azure-identity (or opsbook[azure])"
 
 
-def vault_url(setting: object, *, origin: str) -> str:
+def vault_url(setting: object, *, origin: str, line: int = 0) -> str:
     """The vault URL of a ``key_vault:`` setting: a vault name (3-24 letters, digits and
-    dashes) or an ``https://`` URL. ``origin`` (the environment file) is named when it is
-    neither."""
+    dashes) or an ``https://`` URL. ``origin`` (the environment file) and ``line`` are named
+    when it is neither."""
     if isinstance(setting, str):
         text = setting.strip()
         if _VAULT_NAME.fullmatch(text) and "--" not in text:
@@ -54,7 +54,7 @@ def vault_url(setting: object, *, origin: str) -> str:
             return text.rstrip("/")
     raise ValidationError(
         f"key_vault: {setting!r} is neither a Key Vault name nor an https:// vault URL",
-        location=Location(origin),
+        location=Location(origin, line),
         hint="set key_vault to the vault's name (e.g. banking-platform-prod-kv) or its URL "
         "(https://NAME.vault.azure.net), or remove the setting",
     )

@@ -134,7 +134,8 @@ def load_environment(workspace: Workspace, name: str) -> Environment:
     if parsed is not None and parsed[0] == stamp:
         return Environment(name=name, path=path, data=copy.deepcopy(parsed[1]))
     # invalid YAML, aliases, deep or huge YAML: a ValidationError at file:line:col
-    data = yamlsafe.load_file(path, what="environment file", kind="environment files").data or {}
+    loaded = yamlsafe.load_file(path, what="environment file", kind="environment files")
+    data = loaded.data or {}
     if not isinstance(data, dict):
         raise ValidationError(
             "environment file must be a mapping of settings",
@@ -142,6 +143,13 @@ def load_environment(workspace: Workspace, name: str) -> Environment:
             hint="see environments/sandbox.yaml from `opsbook init` for the shape",
         )
     data.setdefault("name", name)
+    if data.get("key_vault") not in (None, ""):  # refused here, at its line, not mid-run
+        from opsbook.engine.keyvault import vault_url  # noqa: PLC0415
+
+        line = next(
+            (v.start_mark.line + 1 for k, v in loaded.node.value if k.value == "key_vault"), 0
+        )
+        vault_url(data["key_vault"], origin=str(path), line=line)
     if len(_PARSED) >= 64:
         _PARSED.clear()
     _PARSED[path] = (stamp, copy.deepcopy(data))

@@ -111,25 +111,18 @@ def _environment(ws: Workspace, env_name: str) -> list[Check]:
     elif tools:
         out.append(Check("tools", "ok", ", ".join(tools)))
     if env.data.get("key_vault"):
-        out.append(_key_vault(env.data["key_vault"], origin=str(env.path)))
+        out.append(_key_vault(env.data["key_vault"]))
     if env.platform == "local":
         out.append(_sandbox(ws, env.name))
     return out
 
 
-def _key_vault(setting: object, *, origin: str) -> Check:
+def _key_vault(setting: object) -> Check:
     """The environment's Azure Key Vault answers and lets this identity read secrets."""
-    from opsbook.engine.keyvault import (  # noqa: PLC0415
-        AzureKeyVaultProvider,
-        key_vault_check,
-        vault_url,
-    )
+    from opsbook.engine.keyvault import AzureKeyVaultProvider, key_vault_check  # noqa: PLC0415
 
-    try:
-        provider = AzureKeyVaultProvider(vault_url(setting, origin=origin))
-    except OpsbookError as exc:
-        return Check("key vault", "failed", f"{origin}: {exc.message}", exc.hint or "")
-    return Check(*key_vault_check(provider))
+    # load_environment refused a setting that is not a vault name or URL
+    return Check(*key_vault_check(AzureKeyVaultProvider(str(setting))))
 
 
 def _sandbox(ws: Workspace, env_name: str) -> Check:
