@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.core.utils import CaseInsensitiveDict
+from azure.keyvault.secrets._shared import http_challenge_cache
 
 from opsbook.config import Settings
 from opsbook.engine._executor import Engine
@@ -38,6 +39,15 @@ RECORDINGS = Path(__file__).parent / "recordings"
 VAULT = "https://banking-platform-prod-kv.vault.azure.net"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 DB_PASSWORD = "kv-Pr0d-db-Passw0rd-7f3e9a"  # the recorded secret's value
+
+
+@pytest.fixture(autouse=True)
+def _fresh_challenge_cache() -> Iterator[None]:
+    """The SDK keeps each vault host's challenge for the process (as the SDK's own tests do,
+    each test starts without one, so the recorded challenge is what the SDK meets first)."""
+    http_challenge_cache.clear()
+    yield
+    http_challenge_cache.clear()
 
 
 class RecordedResponse(HttpResponse):
@@ -210,6 +220,28 @@ def test_a_forbidden_secret_names_the_vault_and_the_secret() -> None:
     assert VAULT in err.message and "'db-password'" in err.message
     assert "not authorized" in err.message and "HTTP 403 Forbidden" in err.message
     assert err.hint and "Key Vault Secrets User" in err.hint
+
+
+class NoIdentity:
+    """A credential that finds no identity, as DefaultAzureCredential does without one."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        raise ClientAuthenticationError(
+            message="DefaultAzureCredential failed to retrieve a token from the included "
+            "credentials.\nAttempted credentials: EnvironmentCredential: not configured"
+        )
+
+
+def test_no_identity_to_sign_in_with_is_said_plainly() -> None:
+    transport = RecordedTransport("keyvault_found.json")
+    kv = AzureKeyVaultProvider(VAULT, credential=NoIdentity(), transport=transport)
+    with pytest.raises(SecretError) as info:
+        kv.get("db-password")
+    assert info.value.message == (
+        f"cannot sign in to Azure Key Vault {VAULT} for secret 'db-password': "
+        "DefaultAzureCredential failed to retrieve a token from the included credentials."
+    )
+    assert len(transport.sent) == 1  # the challenge only: no token, no second request
 
 
 def test_names_map_to_key_vault_names_or_are_refused() -> None:

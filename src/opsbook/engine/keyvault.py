@@ -124,6 +124,14 @@ class AzureKeyVaultProvider:
         except errors.ResourceNotFoundError:
             return None
         except errors.ClientAuthenticationError as exc:
+            if getattr(exc, "status_code", None) is None:  # the credential found no identity
+                said = (str(exc.message or "").splitlines() or [type(exc).__name__])[0]
+                raise SecretError(
+                    f"cannot sign in to Azure Key Vault {self.url} for secret {kv_name!r}: "
+                    f"{said[:300]}",
+                    hint="sign in with `az login`, a managed identity or AZURE_CLIENT_ID/"
+                    "AZURE_TENANT_ID/AZURE_CLIENT_SECRET",
+                ) from exc
             raise SecretError(
                 f"Azure Key Vault {self.url} refused secret {kv_name!r}: not authorized "
                 f"({_status(exc)})",
