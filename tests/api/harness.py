@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
-from opsbook.api.context import AppContext, build_context
-from opsbook.api.settings import ServerSettings
 from opsbook.config import Settings
 from opsbook.db import Database, open_database
+from opsbook.executions.context import AppContext, build_context
+from opsbook.executions.settings import ServerSettings
 from opsbook.users import accounts, tokens
 from opsbook.workspace import Workspace
 from tests.conftest import free_port

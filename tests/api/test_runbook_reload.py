@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from opsbook.api.context import build_context
-from opsbook.api.settings import ServerSettings
 from opsbook.config import Settings
 from opsbook.db import open_database
+from opsbook.executions.context import build_context
+from opsbook.executions.settings import ServerSettings
 from tests.api.harness import make_workspace
 from tests.server.test_schedules_parked import PARKS
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from opsbook.api import operations
-from opsbook.api.context import AppContext, build_context
-from opsbook.api.settings import ServerSettings
 from opsbook.config import Settings
 from opsbook.db import open_database
+from opsbook.executions import operations
+from opsbook.executions.context import AppContext, build_context
+from opsbook.executions.settings import ServerSettings
 from opsbook.monitoring import alerts, autorun
 from opsbook.monitoring.config import load_monitoring
 from tests.monitoring.conftest import make_ws

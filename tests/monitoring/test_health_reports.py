@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from opsbook.api.context import build_context
-from opsbook.api.settings import ServerSettings
 from opsbook.config import Settings
 from opsbook.db import open_database
+from opsbook.executions.context import build_context
+from opsbook.executions.settings import ServerSettings
 from opsbook.monitoring import background, health
 from tests.api.harness import make_workspace
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from opsbook.api.context import AppContext, build_context
-from opsbook.api.settings import ServerSettings
 from opsbook.config import Settings
 from opsbook.db import open_database
+from opsbook.executions.context import AppContext, build_context
+from opsbook.executions.settings import ServerSettings
 from opsbook.monitoring import alerts, background, health
 from opsbook.monitoring.config import load_monitoring
 from opsbook.monitoring.escalation import Contact

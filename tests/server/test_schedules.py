@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from opsbook.api.context import build_context
-from opsbook.api.settings import ServerSettings
 from opsbook.config import Settings
 from opsbook.db import open_database
 from opsbook.engine import _journal as journal
+from opsbook.executions.context import build_context
+from opsbook.executions.settings import ServerSettings
 from opsbook.server.schedules import due_now, tick
 from opsbook.users.access import SCHEDULER
 from tests.api.harness import make_workspace

@@ -11,8 +11,8 @@ import hmac
 from starlette.requests import Request
 
 from opsbook import audit
-from opsbook.api.context import AppContext
 from opsbook.errors import PermissionDenied
+from opsbook.executions.context import AppContext
 from opsbook.users import sessions, tokens
 from opsbook.users.access import Principal, principal_for
 from opsbook.users.errors import AuthenticationError

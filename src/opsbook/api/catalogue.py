@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsbook.api.context import AppContext
+from opsbook.executions.context import AppContext
 from opsbook.runbooks.model import Procedure, Runbook
 from opsbook.users.access import Principal, require
 

@@ -9,7 +9,7 @@ from fastapi import Depends, Path
 from starlette.requests import Request
 
 from opsbook.api.auth import context_of, principal_of
-from opsbook.api.context import AppContext
+from opsbook.executions.context import AppContext
 from opsbook.users.access import Principal, require
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from opsbook import __version__
-from opsbook.api import queries, schemas
+from opsbook.api import schemas
 from opsbook.api.deps import Caller, Ctx, permission_first
 from opsbook.audit._signer import server_witness, verify_live
 from opsbook.errors import ValidationError
+from opsbook.executions import queries
 from opsbook.users import accounts, passwords, tokens
 from opsbook.users.access import require
 

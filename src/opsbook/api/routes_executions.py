@@ -15,12 +15,13 @@ from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from opsbook.api import operations, queries, schemas
+from opsbook.api import schemas
 from opsbook.api.auth import context_of, principal_of
 from opsbook.api.deps import Caller, Ctx, ExecutionId, permission_first
 from opsbook.engine import _journal as journal
 from opsbook.engine.states import TERMINAL_STATES
 from opsbook.errors import ValidationError
+from opsbook.executions import operations, queries
 from opsbook.users.access import require
 
 router = APIRouter(prefix="/executions", tags=["executions"])

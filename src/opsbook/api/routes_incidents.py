@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import PlainTextResponse, Response
 
 from opsbook.api import pages
-from opsbook.api.context import AppContext
 from opsbook.api.deps import Caller, Ctx, permission_first
 from opsbook.api.schemas import Timestamp
+from opsbook.executions.context import AppContext
 from opsbook.users.access import Principal, require
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
@@ -387,8 +387,8 @@ async def suggestions(ctx: Ctx, caller: Caller, ref: IncidentRef) -> list[dict[s
 )
 @permission_first("incidents:manage", "{ref}")
 async def start_run(ctx: Ctx, caller: Caller, ref: IncidentRef, body: StartRun) -> dict[str, Any]:
-    from opsbook.api import operations  # noqa: PLC0415
     from opsbook.errors import ConflictError  # noqa: PLC0415
+    from opsbook.executions import operations  # noqa: PLC0415
     from opsbook.incidents.lifecycle import link_execution  # noqa: PLC0415
     from opsbook.incidents.service import get  # noqa: PLC0415
 

@@ -23,7 +23,7 @@ from opsbook.errors import OpsbookError, ValidationError
 from opsbook.users.access import require
 
 if TYPE_CHECKING:
-    from opsbook.api.context import AppContext
+    from opsbook.executions.context import AppContext
     from opsbook.monitoring.ingest_batch import IngestBatch
 
 router = APIRouter(tags=["monitoring"])

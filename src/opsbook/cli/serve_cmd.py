@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         Every setting can also come from the environment (see docs/server.md)."""
         from dataclasses import replace  # noqa: PLC0415
 
-        from opsbook.api.settings import ServerSettings  # noqa: PLC0415
+        from opsbook.executions.settings import ServerSettings  # noqa: PLC0415
         from opsbook.server.runner import serve as run_server  # noqa: PLC0415
 
         st: AppState = ctx.obj

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from opsbook.errors import OpsbookError
 
 if TYPE_CHECKING:
-    from opsbook.api.context import AppContext
+    from opsbook.executions.context import AppContext
 
 TICK = 1.0  # seconds between looks at the timer table (OPSBOOK_INCIDENT_TICK overrides)
 WAKE_KEY = "incidents.wake"

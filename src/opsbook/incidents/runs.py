@@ -1,5 +1,5 @@
 """Running a runbook procedure for an incident from the CLI (the API uses
-opsbook.api.operations and links the execution the same way)."""
+opsbook.executions.operations and links the execution the same way)."""
 
 from __future__ import annotations
 

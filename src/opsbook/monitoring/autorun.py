@@ -20,7 +20,7 @@ from opsbook.errors import OpsbookError, ValidationError
 from opsbook.monitoring.alerts import active_silences, iso, silenced_by
 
 if TYPE_CHECKING:
-    from opsbook.api.context import AppContext
+    from opsbook.executions.context import AppContext
 
 _LABEL = re.compile(r"\$\{labels\.([A-Za-z0-9_]+)\}")
 FAILED = ("failed", "aborted")
@@ -97,7 +97,7 @@ async def run_due(
     ctx: AppContext, *, rules: Sequence[AutoRun], environment: str, now: datetime | None = None
 ) -> list[str]:
     """Start the procedures due for firing alerts; returns the new execution ids."""
-    from opsbook.api import operations  # noqa: PLC0415
+    from opsbook.executions import operations  # noqa: PLC0415
     from opsbook.users.access import SCHEDULER, Principal  # noqa: PLC0415
     from opsbook.users.roles import expand, permissions_of  # noqa: PLC0415
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from opsbook.api.context import AppContext
+    from opsbook.executions.context import AppContext
     from opsbook.monitoring.config import MonitoringConfig
     from opsbook.monitoring.escalation import Notifier
     from opsbook.monitoring.rules import RuleState

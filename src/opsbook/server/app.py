@@ -19,11 +19,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from opsbook import __version__
-from opsbook.api import operations, problems
-from opsbook.api.context import AppContext
+from opsbook.api import problems
 from opsbook.api.router import PREFIX, PROBLEMS, api_routers
 from opsbook.api.routes_monitoring import MAX_BODY as WEBHOOK_MAX_BODY
 from opsbook.errors import OpsbookError
+from opsbook.executions import operations
+from opsbook.executions.context import AppContext
 from opsbook.logs import get_logger
 from opsbook.server.limits import BodyLimit, Limit
 from opsbook.server.metrics import Metrics, MetricsMiddleware, SecurityHeaders

@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opsbook.api.context import AppContext
+from opsbook.executions.context import AppContext
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

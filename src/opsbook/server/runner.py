@@ -7,10 +7,10 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from opsbook.api.context import AppContext, build_context
-from opsbook.api.settings import ServerSettings
 from opsbook.config import Settings
 from opsbook.errors import UsageError
+from opsbook.executions.context import AppContext, build_context
+from opsbook.executions.settings import ServerSettings
 from opsbook.users.bootstrap import FirstAdmin, ensure_first_admin
 from opsbook.workspace import Workspace
 

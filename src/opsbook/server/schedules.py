@@ -18,10 +18,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from opsbook import audit
-from opsbook.api import operations
-from opsbook.api.context import AppContext
 from opsbook.engine.states import TERMINAL_STATES
 from opsbook.errors import DatabaseError, OpsbookError
+from opsbook.executions import operations
+from opsbook.executions.context import AppContext
 from opsbook.logs import get_logger
 from opsbook.users.access import SCHEDULER, Principal
 from opsbook.users.roles import expand, permissions_of

@@ -7,9 +7,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from opsbook.api import operations
 from opsbook.api.auth import context_of
 from opsbook.errors import ValidationError
+from opsbook.executions import operations
 from opsbook.web.forms import form_principal
 from opsbook.web.pages import run_form
 from opsbook.web.render import with_flash

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from opsbook.api import catalogue, queries
+from opsbook.api import catalogue
 from opsbook.api.auth import context_of, principal_of
 from opsbook.audit._signer import server_witness, verify_live
 from opsbook.errors import OpsbookError, ValidationError
+from opsbook.executions import queries
 from opsbook.users import accounts, passwords, tokens
 from opsbook.users.access import require
 from opsbook.users.roles import ROLE_DESCRIPTIONS, SCOPES

@@ -12,8 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from opsbook.api.context import AppContext
 from opsbook.errors import OpsbookError
+from opsbook.executions.context import AppContext
 from opsbook.users import accounts
 from opsbook.users.accounts import Account
 from opsbook.users.errors import AuthenticationError

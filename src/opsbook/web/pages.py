@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from opsbook.api import catalogue, queries
+from opsbook.api import catalogue
 from opsbook.api.auth import context_of, principal_of
 from opsbook.engine.states import State
 from opsbook.errors import OpsbookError
+from opsbook.executions import queries
 from opsbook.users.access import require
 from opsbook.web.render import environment, render, strip_front_matter
 

@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from opsbook.api.auth import context_of, principal_of
-from opsbook.api.context import AppContext
 from opsbook.errors import OpsbookError, PermissionDenied
+from opsbook.executions.context import AppContext
 from opsbook.users.access import Principal, require
 from opsbook.users.errors import AuthenticationError
 from opsbook.users.throttle import Throttle, TooManyRequests, client_key
@@ -310,8 +310,8 @@ async def publish(request: Request, ref: str, update_id: int) -> Response:
 async def start_procedure(request: Request, ref: str) -> Response:
     """Start a (suggested) procedure for the incident with its default parameters; the
     execution and its steps join the timeline. Procedures that need values: use its run form."""
-    from opsbook.api import operations  # noqa: PLC0415
     from opsbook.errors import ConflictError  # noqa: PLC0415
+    from opsbook.executions import operations  # noqa: PLC0415
     from opsbook.incidents.lifecycle import link_execution  # noqa: PLC0415
     from opsbook.incidents.service import get  # noqa: PLC0415
 

@@ -12,8 +12,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from opsbook import audit
 from opsbook.api.auth import SESSION_COOKIE, context_of, session_of
-from opsbook.api.context import AppContext
 from opsbook.errors import OpsbookError, PermissionDenied
+from opsbook.executions.context import AppContext
 from opsbook.logs import get_logger
 from opsbook.users import accounts, sessions
 from opsbook.users.accounts import Account

@@ -1,4 +1,4 @@
-"""Read models for the REST API and the console: paged executions, an execution with its
+"""Read models shared by the REST API and the console: paged executions, an execution with its
 steps and what it waits for, the audit log, the dashboard, runbook summaries, quick reference.
 
 Each takes the caller and checks the read permission (audited 403) before reading.
@@ -11,13 +11,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from opsbook.api.context import AppContext
-from opsbook.api.operations import approval_context, may_approve
 from opsbook.engine import _journal as journal
 from opsbook.engine import approvals
 from opsbook.engine._base import owner_alive
 from opsbook.engine.states import State
 from opsbook.errors import OpsbookError, ValidationError
+from opsbook.executions.context import AppContext
+from opsbook.executions.operations import approval_context, may_approve
 from opsbook.runbooks.model import Procedure
 from opsbook.users.access import Principal, require
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from opsbook.api.settings import ServerSettings
 from opsbook.errors import UsageError
+from opsbook.executions.settings import ServerSettings
 
 
 def test_settings_from_the_environment() -> None:

@@ -16,11 +16,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsbook.api.readcache import ReadCache
-from opsbook.api.settings import ServerSettings
 from opsbook.config import Settings
 from opsbook.db import Database
 from opsbook.errors import OpsbookError
+from opsbook.executions.readcache import ReadCache
+from opsbook.executions.settings import ServerSettings
 from opsbook.users import accounts
 from opsbook.users.access import roles_resolver
 from opsbook.workspace import Workspace
@@ -106,7 +106,8 @@ class AppContext:
 
     @property
     def reads(self) -> ReadCache:
-        """Read answers reused until the database changes (see :mod:`opsbook.api.readcache`)."""
+        """Read answers reused until the database changes (see
+        :mod:`opsbook.executions.readcache`)."""
         if self._reads is None:
             self._reads = ReadCache(self.db)
         return self._reads

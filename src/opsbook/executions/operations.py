@@ -1,6 +1,7 @@
-"""Execution operations for the REST API and the console: start, attest, approve or reject,
-abort, resume. Each checks the caller's permission first (audited 403), then goes through the
-engine (and ``engine.approvals`` for four-eyes). Runs continue as asyncio tasks of the server.
+"""Execution operations shared by the REST API, the console, the scheduler and alert-driven
+runs: start, attest, approve or reject, abort, resume. Each checks the caller's permission
+first (audited 403), then goes through the engine (and ``engine.approvals`` for four-eyes).
+Runs continue as asyncio tasks of the server.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from opsbook.api.context import AppContext
 from opsbook.engine import _journal as journal
 from opsbook.engine import approvals
 from opsbook.engine._hooks import Reporter, StepReport
@@ -21,6 +21,7 @@ from opsbook.errors import (
     PermissionDenied,
     ValidationError,
 )
+from opsbook.executions.context import AppContext
 from opsbook.logs import get_logger
 from opsbook.runbooks.model import ApprovalSpec, Procedure, Runbook, Step
 from opsbook.users.access import Principal, require

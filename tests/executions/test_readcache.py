@@ -1,0 +1,51 @@
+"""ReadCache: answers are reused only while the database is unchanged (ADR 0008)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opsbook.db import open_database
+from opsbook.executions.readcache import ReadCache
+
+
+def test_reuses_until_any_write_then_recomputes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'opsbook.db'}"
+    db, other = open_database(url), open_database(url)
+    reads = ReadCache(db, size=2)
+    calls: list[str] = []
+
+    def count() -> int:
+        calls.append("x")
+        return int(db.one("SELECT COUNT(*) AS n FROM events")["n"])  # type: ignore[index]
+
+    try:
+        assert reads.get("n", count) == 0
+        assert reads.get("n", count) == 0
+        assert len(calls) == 1 and reads.hits == 1
+        with other.transaction():  # another process's commit
+            other.execute(
+                "INSERT INTO events (ts, actor, action, subject, payload, payload_digest,"
+                " prev_hash, hash) VALUES ('t', 'a', 'b', 'c', '{}', 'd', 'p', 'h')"
+            )
+        assert reads.get("n", count) == 1
+        db.execute("DELETE FROM events")  # this connection's own write
+        assert reads.get("n", count) == 0
+        assert len(calls) == 3
+        # bounded: the least recently used key goes first
+        reads.get("a", lambda: 1)
+        reads.get("b", lambda: 2)
+        assert reads.get("n", lambda: -1) == -1
+    finally:
+        db.close()
+        other.close()
+
+
+def test_nothing_is_cached_inside_a_transaction(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'opsbook.db'}")
+    reads = ReadCache(db)
+    try:
+        with db.transaction():
+            assert reads.get("k", lambda: 1) == 1
+            assert reads.get("k", lambda: 2) == 2
+    finally:
+        db.close()
