@@ -24,6 +24,32 @@ approver = ["operator", "approver"]
 """
 
 
+# A procedure that parks at a manual step, then runs one `true` (bench_parked, bench_api_runs).
+PARKED_RUNBOOK = """---
+id: parked
+title: Parked
+---
+
+# Parked
+
+## Proc
+
+```yaml procedure
+permissions: [operator]
+```
+
+### Confirm
+
+- [ ] checked
+
+### Next
+
+```sh
+true
+```
+"""
+
+
 def make_workspace(root: Path, runbooks: dict[str, str]) -> Path:
     (root / "runbooks").mkdir(parents=True, exist_ok=True)
     (root / "environments").mkdir(exist_ok=True)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import OPSBOOK, report
+from _common import OPSBOOK, PARKED_RUNBOOK, report
 
 STARTS = 300
 CLIENTS = 4
@@ -36,30 +36,6 @@ RESUMES = 100
 ROUNDS = 3
 GOAL_STARTS_PER_S = 300.0
 GOAL_RESUME_P99_MS = 10.0
-
-RUNBOOK = """---
-id: parked
-title: Parked
----
-
-# Parked
-
-## Proc
-
-```yaml procedure
-permissions: [operator]
-```
-
-### Confirm
-
-- [ ] checked
-
-### Next
-
-```sh
-true
-```
-"""
 
 
 def free_port() -> int:
@@ -168,7 +144,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="opsbook-bench-runs-"))
     ws = tmp / "ws"
     init_workspace(target=ws)  # the environments `opsbook init` writes, as people run them
-    (ws / "runbooks" / "parked.md").write_text(RUNBOOK)
+    (ws / "runbooks" / "parked.md").write_text(PARKED_RUNBOOK)
     with (ws / "opsbook.toml").open("a") as f:  # no probes of an absent sandbox
         f.write("\n[monitoring]\nenvironments = []\n")
     db = open_database(f"sqlite:///{ws / '.opsbook' / 'opsbook.db'}")

@@ -13,34 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _common import make_workspace, report
+from _common import PARKED_RUNBOOK, make_workspace, report
 
 N = 1000
 SAMPLES = 200
-
-RUNBOOK = """---
-id: parked
-title: Parked
----
-
-# Parked
-
-## Proc
-
-```yaml procedure
-permissions: [operator]
-```
-
-### Confirm
-
-- [ ] checked
-
-### Next
-
-```sh
-true
-```
-"""
 
 
 def main() -> int:
@@ -62,7 +38,7 @@ def main() -> int:
         current = ""
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_workspace(Path(tmp) / "ws", {"parked.md": RUNBOOK})
+        root = make_workspace(Path(tmp) / "ws", {"parked.md": PARKED_RUNBOOK})
         ws = Workspace.load(root)
         db = open_database(f"sqlite:///{ws.state_dir / 'opsbook.db'}")
         rb, proc = load_catalogue(ws.runbooks_dir).resolve("parked#proc")
