@@ -4,11 +4,10 @@ affected service; otherwise the placeholder says why."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import yaml
@@ -17,7 +16,7 @@ from opsbook.db import open_database
 from opsbook.incidents import impact, lifecycle
 from opsbook.incidents.review import draft
 from opsbook.incidents.service import declare, get, timeline
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 from tests.incidents.harness import Env
 
 
@@ -42,15 +41,8 @@ def metrics_server(counters: dict[str, dict[str, float]]) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 def _point_sandbox_at(env: Env, base: str) -> None:

@@ -3,15 +3,14 @@ short reason, never a raw httpx message over two lines (issue 18 §4)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from opsbook.incidents import impact, lifecycle
 from opsbook.incidents.review import draft
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 from tests.incidents.harness import Env
 from tests.incidents.test_impact import _declare, _point_sandbox_at, _take
 
@@ -29,15 +28,8 @@ def unavailable() -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 def test_metrics_answering_503_read_as_http_503(env: Env) -> None:

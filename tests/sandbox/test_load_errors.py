@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from opsbook.errors import OpsbookError
 from opsbook.sandbox import chaos
 from opsbook.sandbox.load import describe_error, run_load
-from tests.conftest import free_port
+from tests.conftest import serving
 from tests.sandbox.harness import Sandbox
 
 
@@ -64,15 +63,8 @@ def bank(*, accounts_fail: bool) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 def _urls(base: str) -> dict[str, str]:
