@@ -19,13 +19,14 @@ from opsbook.api import schemas
 from opsbook.api.auth import context_of, principal_of
 from opsbook.api.deps import Caller, Ctx, ExecutionId, permission_first
 from opsbook.engine import _journal as journal
-from opsbook.engine.states import TERMINAL_STATES
+from opsbook.engine.states import TERMINAL_STATES, State
 from opsbook.errors import ValidationError
 from opsbook.executions import operations, queries
 from opsbook.users.access import require
 
 router = APIRouter(prefix="/executions", tags=["executions"])
 SSE_POLL = 1.0  # seconds: changes made by other processes arrive within this
+SSE_OUTPUT_POLL = 0.25  # seconds, while a step runs: its output arrives within this
 SSE_HEARTBEAT = 15.0
 
 
@@ -138,6 +139,23 @@ async def show_execution(ctx: Ctx, caller: Caller, execution_id: ExecutionId) ->
     return queries.execution_detail(ctx=ctx, principal=caller, execution_id=execution_id)
 
 
+def _running_output(ctx: Ctx, execution_id: str) -> list[dict[str, Any]]:
+    """The output kept so far on each running step run of the execution (already redacted
+    by the engine): ``{"seq", "step", "text"}`` (the last lines, newest last)."""
+    out = []
+    for r in ctx.db.query(
+        "SELECT seq, step_id, result FROM step_runs WHERE execution_id = ? AND state = ?",
+        (execution_id, str(State.RUNNING)),
+    ):
+        try:
+            lines = json.loads(r["result"] or "{}").get("live_output")
+        except (ValueError, AttributeError):
+            lines = None
+        if isinstance(lines, list):
+            out.append({"seq": int(r["seq"]), "step": str(r["step_id"]), "text": "\n".join(lines)})
+    return out
+
+
 def _events(ctx: Ctx, execution_id: str, after: int, limit: int = 500) -> list[dict[str, Any]]:
     rows = ctx.db.query(
         "SELECT id, ts, actor, action, subject, payload FROM events"
@@ -191,6 +209,7 @@ async def stream_events(
     async def gen() -> AsyncIterator[str]:
         last = start
         beat = time.monotonic()
+        shown: dict[int, str] = {}  # step run seq -> the output last sent
         yield "retry: 2000\n\n"
         while True:
             rows = _events(ctx, row.id, last)
@@ -198,6 +217,12 @@ async def stream_events(
                 last = int(ev["id"])
                 data = json.dumps(ev, default=str, ensure_ascii=False)
                 yield f"id: {last}\nevent: journal\ndata: {data}\n\n"
+            running = False
+            for out in _running_output(ctx, row.id):
+                running = True
+                if shown.get(out["seq"]) != out["text"]:
+                    shown[out["seq"]] = out["text"]
+                    yield f"event: output\ndata: {json.dumps(out, ensure_ascii=False)}\n\n"
             if not rows:
                 current = journal.get_execution(db=ctx.db, execution_id=row.id)
                 if current.state in TERMINAL_STATES and row.id not in ctx.tasks:
@@ -208,7 +233,7 @@ async def stream_events(
                     yield ": keep-alive\n\n"
                 if await request.is_disconnected():
                     return
-                await ctx.changes.wait(SSE_POLL)
+                await ctx.changes.wait(SSE_OUTPUT_POLL if running else SSE_POLL)
             else:
                 await asyncio.sleep(0)
 

@@ -19,7 +19,7 @@ class LiveOutput:
     show what a step is doing before it ends. The final result replaces them."""
 
     LIVE_LINES = 200
-    LIVE_WRITE_EVERY = 0.5
+    LIVE_WRITE_EVERY = 0.25
 
     def __init__(
         self,

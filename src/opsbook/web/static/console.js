@@ -40,11 +40,30 @@
     var source = new EventSource(box.dataset.stream, { withCredentials: true });
     source.addEventListener("journal", later);
     source.addEventListener("end", function () { source.close(); refresh(); });
-    // A running step's output is kept on its row, not journaled: look again every second
-    // while a step is running.
-    setInterval(function () {
-      if (box.querySelector(".row-running")) later();
-    }, 1000);
+    // A running step's output arrives as "output" events (its last lines, as the engine
+    // keeps them): shown in the step's row as it is produced, without re-rendering the page.
+    source.addEventListener("output", function (ev) {
+      var out;
+      try { out = JSON.parse(ev.data); } catch (e) { return; }
+      showOutput(box, out.step, out.text);
+    });
+  }
+
+  function showOutput(box, step, text) {
+    var row = document.getElementById("step-" + step);
+    if (!row || !box.contains(row)) return;
+    var pre = row.querySelector("pre[data-running-output]");
+    if (!pre) {
+      var cell = row.lastElementChild;
+      if (!cell) return;
+      pre = document.createElement("pre");
+      pre.className = "live-output";
+      pre.setAttribute("data-running-output", "");
+      cell.appendChild(pre);
+    }
+    var follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    pre.textContent = text;
+    if (follow) pre.scrollTop = pre.scrollHeight;
   }
 
   document.addEventListener("DOMContentLoaded", function () { confirmations(); live(); });
