@@ -782,3 +782,46 @@ async def test_output_is_reported_line_by_line_redacted_before_the_step_ends(
     (split,) = [s for s in outputs if s[2].startswith("split")]  # written in two pieces
     assert "s3cr3t" not in split[2] and "live-value" not in split[2]
     assert watcher.seen[-1] == ("finished",)
+
+
+async def test_an_action_reports_progress_live_before_its_step_ends(harness: Harness) -> None:
+    from tests.actions.fakes import FakeServer, Reply
+
+    calls = {"n": 0}
+
+    def flaky(req: object) -> Reply:
+        calls["n"] += 1
+        return Reply(503, "starting") if calls["n"] <= 2 else Reply(200, {"status": "UP"})
+
+    with FakeServer({"/health": flaky}) as srv:
+        harness.write(
+            "wait.md",
+            f"""
+            ---
+            id: wait
+            title: Wait
+            ---
+
+            # Wait
+
+            ## Proc
+
+            ```yaml procedure
+            permissions: [operator]
+            ```
+
+            ### Wait for health
+
+            ```action
+            http.wait_until: {{url: "{srv.url}/health", interval: 0.01}}
+            ```
+            """,
+        )
+        watcher = OutputWatcher()
+        out = await harness.run("wait#proc", reporter=watcher)
+    assert out.state is State.SUCCEEDED
+    assert watcher.seen == [
+        ("output", "stdout", "attempt 1: HTTP 503"),
+        ("output", "stdout", "attempt 2: HTTP 503"),
+        ("finished",),
+    ]

@@ -21,6 +21,10 @@ class ActionContext:
     execution_id: str
     started_by: str
     dry_run: bool = False
+    #: Report progress while the action works: each line is shown at once where the run is
+    #: followed (terminal, console) like a shell step's output, redacted. Ignored when nobody
+    #: follows the run.
+    progress: Callable[[str], None] = field(default=lambda line: None, compare=False)
 
 
 ActionFunc = Callable[[ActionContext, Mapping[str, Any]], Awaitable[Any]]

@@ -93,6 +93,7 @@ async def wait_until(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
                     last = f"HTTP {status} but {json_field} = {_shown(response, str(json_field))}"
             except httpx.HTTPError as exc:
                 last = describe_error(exc, url)
+            ctx.progress(f"attempt {attempts}: {last}")
             if time.monotonic() + interval > deadline:
                 raise StepError(
                     f"{url} did not answer {want}"

@@ -11,6 +11,7 @@ Fields: ``result``, ``duration`` (and ``dry_run: true`` in a dry run).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from opsbook.actions import ActionContext, load_registry
@@ -55,6 +56,7 @@ class ActionRunner:
             execution_id=inp.context.execution_id,
             started_by=inp.context.started_by,
             dry_run=dry_run,
+            progress=_progress(inp.on_output),
         )
         try:
             state, result = await bounded(
@@ -73,6 +75,14 @@ class ActionRunner:
         if dry_run:
             fields["dry_run"] = True
         return RunnerResult(True, fields, duration)
+
+
+def _progress(on_output: Callable[[str, bytes], None] | None) -> Callable[[str], None]:
+    """An action's progress lines, fed to the step's live output as stdout lines."""
+    if on_output is None:
+        return lambda line: None
+    emit = on_output
+    return lambda line: emit("stdout", (line.rstrip("\n") + "\n").encode())
 
 
 def _failed(started: float, error: str, timed_out: bool = False) -> RunnerResult:
