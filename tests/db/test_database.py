@@ -101,6 +101,32 @@ def test_change_marker_moves_on_own_writes_and_other_connections_commits(
         other.close()
 
 
+def test_an_unchanged_marker_is_vouched_for_without_a_query_until_anyone_commits(
+    tmp_path: Path,
+) -> None:
+    """The WAL-index header (the -shm file) moves on every commit by any connection; while it
+    stays the same the marker is given without asking SQLite."""
+    url = f"sqlite:///{tmp_path / 'opsbook.db'}"
+    db, other = open_database(url), open_database(url)
+    statements: list[str] = []
+    db.raw.set_trace_callback(statements.append)
+    try:
+        first = db.change_marker()
+        header = db.wal_index_header()
+        assert header is not None and len(header) == 48
+        statements.clear()
+        assert db.change_marker() == first and db.wal_index_header() == header
+        assert statements == []  # no query: nothing was committed anywhere
+        with other.transaction():
+            other.execute("UPDATE audit_head SET last_hash = 'b' WHERE id = 1")
+        assert db.wal_index_header() != header
+        moved = db.change_marker()
+        assert moved != first and statements == ["PRAGMA data_version"]
+    finally:
+        db.close()
+        other.close()
+
+
 @pytest.mark.postgres
 def test_postgres_has_no_change_marker(pg_db) -> None:  # type: ignore[no-untyped-def]
     assert pg_db.change_marker() is None

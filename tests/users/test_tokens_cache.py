@@ -103,3 +103,26 @@ def test_a_wrong_secret_for_a_known_token_is_refused(sqlite_db: Database) -> Non
     wrong = secret[:-4] + ("AAAA" if not secret.endswith("AAAA") else "BBBB")
     with pytest.raises(AuthenticationError):
         cache.resolve(wrong)
+
+
+def test_a_remembered_token_costs_no_query_until_anything_is_committed(
+    sqlite_db: Database,
+) -> None:
+    token_id, secret = _token(sqlite_db)
+    cache = tokens.VerifiedTokens(sqlite_db)
+    cache.resolve(secret)
+    cache.resolve(secret)
+    statements: list[str] = []
+    sqlite_db.raw.set_trace_callback(statements.append)
+    try:
+        cache.resolve(secret)
+        assert statements == [] and cache.hits == 2  # the WAL-index header vouched for it
+        other = open_database(sqlite_db.url)  # another process revokes it: seen at once
+        try:
+            tokens.revoke_token(db=other, actor="cli", token_id=token_id)
+        finally:
+            other.close()
+        with pytest.raises(AuthenticationError):
+            cache.resolve(secret)
+    finally:
+        sqlite_db.raw.set_trace_callback(None)

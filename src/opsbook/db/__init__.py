@@ -5,6 +5,6 @@ The schema is owned by Alembic migrations in ``opsbook/db/migrations`` and appli
 automatically by :func:`open_database`.
 """
 
-from opsbook.db._database import Database, open_database, state_files
+from opsbook.db._database import FULL_CHECK_EVERY, Database, open_database, state_files
 
-__all__ = ["Database", "open_database", "state_files"]
+__all__ = ["FULL_CHECK_EVERY", "Database", "open_database", "state_files"]

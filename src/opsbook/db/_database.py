@@ -4,6 +4,7 @@ import contextlib
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,9 @@ from opsbook.errors import DatabaseError
 SCHEMA_HEAD = "0005"
 
 _QMARK = re.compile(r"\?")
+#: Seconds a change marker may be vouched for by an unchanged WAL-index header alone before
+#: the database is asked again (a bound in case the header file is ever replaced).
+FULL_CHECK_EVERY = 1.0
 
 
 class Database:
@@ -28,6 +32,9 @@ class Database:
         self._depth = 0
         #: Called after each committed transaction (the WAL checkpointer's backstop).
         self.after_commit: Callable[[], None] | None = None
+        self._shm_fd: int | None = None
+        self._shm_tried = False
+        self._marker_seen: tuple[tuple[int, int], bytes, float] | None = None
 
     # -- statements ------------------------------------------------------------------------
     def _sql(self, sql: str) -> str:
@@ -102,11 +109,46 @@ class Database:
         """
         if self.dialect != "sqlite" or self._depth:
             return None
+        header = self.wal_index_header()
+        changes = int(self.raw.total_changes)
+        seen = self._marker_seen
+        if seen is not None and header is not None:
+            marker, seen_header, until = seen
+            if header == seen_header and marker[1] == changes and time.monotonic() < until:
+                return marker  # nothing committed anywhere since it was taken
         try:
             version = self.raw.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
             return None
-        return int(version), int(self.raw.total_changes)
+        marker = (int(version), changes)
+        if header is not None:  # taken before the query: a commit in between is seen next time
+            self._marker_seen = (marker, header, time.monotonic() + FULL_CHECK_EVERY)
+        return marker
+
+    def wal_index_header(self) -> bytes | None:
+        """SQLite's WAL-index header (the first 48 bytes of the ``-shm`` file: a counter of
+        transactions, the last committed frame, salts and checksums; "The WAL-Index Format" in
+        SQLite's file format document). Every commit by any connection changes it, so while it
+        reads the same nothing has been committed anywhere. A read, not a query (~1 µs against
+        ~15 µs for ``PRAGMA data_version``), for the caches that must see every change at once.
+        None when it cannot be read (PostgreSQL, no WAL, an in-memory database)."""
+        fd = self._shm_fd
+        if fd is None:
+            if self._shm_tried or self.dialect != "sqlite":
+                return None
+            self._shm_tried = True
+            try:
+                fd = self._shm_fd = os.open(f"{_sqlite_path(self.url)}-shm", os.O_RDONLY)
+            except FileNotFoundError:  # no reader has opened the WAL yet: look again later
+                self._shm_tried = False
+                return None
+            except (OSError, ValueError):
+                return None
+        try:
+            header = os.pread(fd, 48, 0)
+        except OSError:
+            return None
+        return header if len(header) == 48 else None
 
     def _begin(self) -> None:
         try:
@@ -130,6 +172,10 @@ class Database:
             self.raw.execute("ROLLBACK")
 
     def close(self) -> None:
+        if self._shm_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._shm_fd)
+            self._shm_fd = None
         self.raw.close()
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opsbook import audit
-from opsbook.db import Database
+from opsbook.db import FULL_CHECK_EVERY, Database
 from opsbook.errors import NotFoundError, ValidationError
 from opsbook.users.access import Principal, principal_for
 from opsbook.users.accounts import Account, get_account, get_account_by_id, parse_ts
@@ -264,6 +264,9 @@ class VerifiedTokens:
         self._size = size
         self._watching = False
         self._marker: tuple[int, int] | None = None
+        self._stamped: tuple[int, int] | None = None  # the last full check's stamp
+        self._header: bytes | None = None  # the WAL-index header read just before it
+        self._header_until = 0.0
         self._entries: dict[bytes, _Verified] = {}
         self.hits = 0
         self.misses = 0
@@ -272,6 +275,14 @@ class VerifiedTokens:
         """(data_version, writes of this connection to the watched tables), or None."""
         if self._db.dialect != "sqlite" or self._db.in_transaction:
             return None
+        header = self._db.wal_index_header()
+        if (
+            header is not None
+            and header == self._header
+            and self._stamped is not None
+            and time.monotonic() < self._header_until
+        ):
+            return self._stamped  # nothing committed anywhere since the last full check
         raw = self._db.raw
         try:
             if not self._watching:
@@ -293,7 +304,12 @@ class VerifiedTokens:
             ).fetchone()
         except sqlite3.Error:
             return None
-        return (int(row[0]), int(row[1])) if row else None
+        if not row:
+            return None
+        # The header was read before the query: a commit in between is seen next time.
+        self._stamped = (int(row[0]), int(row[1]))
+        self._header, self._header_until = header, time.monotonic() + FULL_CHECK_EVERY
+        return self._stamped
 
     def resolve(self, raw: str, *, now: datetime | None = None) -> tuple[Account, ApiToken]:
         """Like :func:`resolve_token`, from memory when nothing changed since it was checked."""
