@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -343,6 +344,11 @@ def test_doctor_checks_the_checkpoints_the_key_and_the_witness(workspace: Path) 
 
     found = checks()
     assert found["audit checkpoints"]["status"] == "ok"
+    detail = found["audit checkpoints"]["detail"]
+    assert re.fullmatch(
+        r"(1 signed checkpoint matches|\d+ signed checkpoints match) \(key \S+\)", detail
+    )
+    assert "None" not in detail
     assert found["audit key"]["status"] == "ok" and found["audit witness"]["status"] == "ok"
     cfg = _cfg(workspace)
     cfg.key_file.chmod(0o644)

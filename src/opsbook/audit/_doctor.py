@@ -43,7 +43,10 @@ def witness_checks(*, db: Database, cfg: WitnessConfig, state_dir: Path) -> list
             (
                 "audit checkpoints",
                 "ok",
-                f"{report.checkpoints_checked} signed checkpoints match (key {report.key_id})",
+                f"{report.checkpoints_checked} signed checkpoint"
+                + ("" if report.checkpoints_checked == 1 else "s")
+                + (" match" if report.checkpoints_checked != 1 else " matches")
+                + (f" (key {report.key_id})" if report.key_id else ""),
                 "",
             )
         ]

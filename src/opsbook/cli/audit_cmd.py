@@ -76,11 +76,15 @@ TailOpt = Annotated[
 ]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _echo_report(report: VerifyReport) -> None:
     if report.ok:
         extra = {
             "ok": f", the newest matches signed checkpoint {report.checkpoint_id}"
-            f" ({report.checkpoints_checked} checkpoints checked)",
+            f" ({_count(report.checkpoints_checked, 'checkpoint')} checked)",
             "no-checkpoint": "",
         }.get(report.status, "")
         key = f"; audit key {report.key_id}" if report.key_id else ""
