@@ -13,15 +13,31 @@ from opsbook.config import Settings
 
 if TYPE_CHECKING:
     from opsbook.db import Database
-    from opsbook.engine._executor import Engine
-    from opsbook.engine._hooks import Interaction, Reporter
-    from opsbook.engine.secrets import Redactor, SecretResolver
-    from opsbook.runbooks.catalogue import Catalogue
-    from opsbook.runbooks.model import Procedure, Runbook
     from opsbook.workspace import Workspace
 
-#: Exit code of a run that stopped to wait for a person (manual step, approval, recovery).
-EXIT_PARKED = 3
+# The engine wiring lives below the adapters (opsbook.executions.local); these names are
+# kept here for the commands that import them from the CLI package.
+from opsbook.executions.local import (
+    EXIT_PARKED,
+    catalogue,
+    make_engine,
+    resolve,
+    runbook_cache,
+    secrets_for,
+)
+
+__all__ = [
+    "EXIT_PARKED",
+    "AppState",
+    "catalogue",
+    "is_interactive",
+    "make_engine",
+    "open_db",
+    "print_json",
+    "resolve",
+    "runbook_cache",
+    "secrets_for",
+]
 
 
 @dataclass
@@ -50,73 +66,6 @@ def open_db(ws: Workspace, settings: Settings) -> Database:
 
     ws.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return open_database(settings.database_url_for(ws.state_dir))
-
-
-def secrets_for(ws: Workspace, settings: Settings) -> tuple[SecretResolver, Redactor]:
-    from opsbook.engine.secrets import (  # noqa: PLC0415
-        EnvSecretProvider,
-        FileSecretProvider,
-        Redactor,
-        SecretProvider,
-        SecretResolver,
-    )
-
-    redactor = Redactor()
-    providers: list[SecretProvider] = [
-        EnvSecretProvider(),
-        FileSecretProvider(settings.secrets_dir_for(ws.state_dir)),
-    ]
-    return SecretResolver(providers, redactor), redactor
-
-
-def resolve(ws: Workspace, ref: str) -> tuple[Runbook, Procedure]:
-    """``RUNBOOK#PROCEDURE`` in the workspace, parsing only the runbook it names."""
-    from opsbook.runbooks.catalogue import resolve_in  # noqa: PLC0415
-
-    return resolve_in(ws.runbooks_dir, ref, cache_dir=runbook_cache(ws))
-
-
-def runbook_cache(ws: Workspace) -> Path:
-    """Where parsed runbooks are cached (see :mod:`opsbook.runbooks.cache`)."""
-    return ws.state_dir / "cache" / "runbooks"
-
-
-def catalogue(ws: Workspace) -> Catalogue:
-    from opsbook.runbooks.catalogue import load_catalogue  # noqa: PLC0415
-
-    return load_catalogue(ws.runbooks_dir)
-
-
-def make_engine(
-    ws: Workspace,
-    settings: Settings,
-    db: Database,
-    *,
-    reporter: Reporter | None = None,
-    interaction: Interaction | None = None,
-) -> Engine:
-    from opsbook import logs  # noqa: PLC0415
-    from opsbook.engine._executor import Engine  # noqa: PLC0415
-    from opsbook.runbooks.cache import parse_cached  # noqa: PLC0415
-    from opsbook.users.access import roles_resolver  # noqa: PLC0415
-
-    resolver, redactor = secrets_for(ws, settings)
-    logs.configure(path=ws.state_dir / "logs" / "opsbook.log", redact=redactor.redact)
-
-    def resolve_ref(ref: str) -> Any:
-        return resolve(ws, ref)
-
-    return Engine(
-        db=db,
-        workspace=ws,
-        resolver=resolver,
-        redactor=redactor,
-        reporter=reporter,
-        interaction=interaction,
-        load_runbook=lambda path: parse_cached(path, cache_dir=runbook_cache(ws)),
-        resolve_ref=resolve_ref,
-        roles_of=roles_resolver(db=db, fallback=ws.roles_of),
-    )
 
 
 def print_json(obj: Any) -> None:

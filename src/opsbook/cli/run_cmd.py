@@ -16,20 +16,13 @@ from opsbook.cli._common import (
     print_json,
     resolve,
 )
+from opsbook.executions.local import exit_code_for
+
+__all__ = ["exit_code_for", "outcome_json", "register"]
 
 if TYPE_CHECKING:
     from opsbook.runbooks.model import Procedure
     from opsbook.runbooks.params import SecretFinder
-
-
-def exit_code_for(outcome: Any) -> int:
-    from opsbook.engine.states import State  # noqa: PLC0415
-
-    if outcome.state is State.SUCCEEDED:
-        return 0
-    if outcome.state in (State.WAITING, State.CRASHED, State.RUNNING):
-        return EXIT_PARKED
-    return 1
 
 
 def outcome_json(db: Any, outcome: Any) -> dict[str, Any]:

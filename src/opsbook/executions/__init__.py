@@ -9,6 +9,8 @@ and alert-driven runs share (issue 18 §7: they used to live in the API adapter)
   resume; each checks the caller's permission first (audited 403).
 - :mod:`opsbook.executions.queries`: read models (paged executions, one execution, audit log,
   dashboard, runbook summaries).
+- :mod:`opsbook.executions.local`: running procedures in this process (the CLI's engine wiring,
+  also used by domain services that start runs, such as an incident's procedure).
 
 This package imports nothing from the adapters (``api``, ``web``, ``cli``, ``server``);
 ``tests/test_import_layers.py`` checks it. Errors are :mod:`opsbook.errors` exceptions, which

@@ -48,9 +48,8 @@ def run_for_incident(
     params: list[str],
     actor: str,
 ) -> dict[str, Any]:
-    from opsbook.cli._common import catalogue, make_engine  # noqa: PLC0415
-    from opsbook.cli.run_cmd import exit_code_for  # noqa: PLC0415
     from opsbook.errors import ConflictError  # noqa: PLC0415
+    from opsbook.executions.local import catalogue, exit_code_for, make_engine  # noqa: PLC0415
     from opsbook.runbooks.params import parse_param_args, validate_params  # noqa: PLC0415
     from opsbook.workspace import load_environment  # noqa: PLC0415
 
