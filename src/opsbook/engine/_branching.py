@@ -36,15 +36,12 @@ async def fail_unrun(
     failed and apply its ``on_failure``."""
     eid = ctx.execution_id
     with engine.db.transaction():
-        journal.start_step_run(
+        journal.open_step_run(
             db=engine.db,
             execution_id=eid,
             seq=seq,
-            step_id=step.id,
-            step_index=index,
-            kind=str(step.kind),
-            state=State.RUNNING,
-            name="Running",
+            step=step,
+            index=index,
             actor=actor,
         )
         journal.transition_step(

@@ -384,13 +384,12 @@ class Engine:
                     index, seq = nxt, seq + 1
                     continue
                 if skip:
-                    journal.start_step_run(
+                    journal.open_step_run(
                         db=self.db,
                         execution_id=eid,
                         seq=seq,
-                        step_id=step.id,
-                        step_index=index,
-                        kind=str(step.kind),
+                        step=step,
+                        index=index,
                         state=State.SKIPPED,
                         name="Skipped",
                         actor=actor,
@@ -413,13 +412,12 @@ class Engine:
                             "digest": row.digest,
                         }
                     if ctx.dry_run:
-                        journal.start_step_run(
+                        journal.open_step_run(
                             db=self.db,
                             execution_id=eid,
                             seq=seq,
-                            step_id=step.id,
-                            step_index=index,
-                            kind=str(step.kind),
+                            step=step,
+                            index=index,
                             state=State.SKIPPED,
                             name="DryRun",
                             actor=actor,
@@ -435,13 +433,12 @@ class Engine:
                         index, seq = index + 1, seq + 1
                         continue
                     with self.db.transaction():
-                        journal.start_step_run(
+                        journal.open_step_run(
                             db=self.db,
                             execution_id=eid,
                             seq=seq,
-                            step_id=step.id,
-                            step_index=index,
-                            kind=str(step.kind),
+                            step=step,
+                            index=index,
                             state=State.WAITING,
                             name=name,
                             actor=actor,

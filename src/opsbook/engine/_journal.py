@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsbook import audit
 from opsbook.audit._log import utcnow
@@ -22,6 +22,9 @@ from opsbook.engine.states import (
     check_transition,
 )
 from opsbook.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from opsbook.runbooks.model import Step
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,35 @@ def transition_execution(
             ts=now,
             payload=body,
         )
+
+
+def open_step_run(
+    *,
+    db: Database,
+    execution_id: str,
+    seq: int,
+    step: Step,
+    index: int,
+    actor: str,
+    state: State = State.RUNNING,
+    name: str = "Running",
+    reason: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> None:
+    """:func:`start_step_run` for ``step`` (the ``index``-th of its procedure)."""
+    start_step_run(
+        db=db,
+        execution_id=execution_id,
+        seq=seq,
+        step_id=step.id,
+        step_index=index,
+        kind=str(step.kind),
+        state=state,
+        name=name,
+        actor=actor,
+        reason=reason,
+        payload=payload,
+    )
 
 
 def start_step_run(

@@ -43,15 +43,12 @@ async def run_step(
 ) -> int | Outcome:
     """Run one non-waiting step; return the next index, or an Outcome when the run ends."""
     eid = ctx.execution_id
-    journal.start_step_run(
+    journal.open_step_run(
         db=engine.db,
         execution_id=eid,
         seq=seq,
-        step_id=step.id,
-        step_index=index,
-        kind=str(step.kind),
-        state=State.RUNNING,
-        name="Running",
+        step=step,
+        index=index,
         actor=actor,
     )
     started = time.perf_counter()
