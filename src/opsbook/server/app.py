@@ -27,7 +27,7 @@ from opsbook.executions import operations
 from opsbook.executions.context import AppContext
 from opsbook.logs import get_logger
 from opsbook.server.limits import BodyLimit, Limit
-from opsbook.server.metrics import Metrics, MetricsMiddleware, SecurityHeaders
+from opsbook.server.metrics import Metrics, MetricsMiddleware, security_headers
 from opsbook.server.routing import add_routes, route_static_first
 from opsbook.users import sessions
 from opsbook.users.errors import AuthenticationError
@@ -201,8 +201,11 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         own={PREFIX + WEBHOOK_PATH: Limit(WEBHOOK_MAX_BODY, WEBHOOK_HINT)},
         page=_limit_page,
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(SecurityHeaders, hsts=ctx.server.secure_cookies)
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=metrics,
+        headers=security_headers(hsts=ctx.server.secure_cookies),
+    )
     _add_problem_schema(app)
     return app
 
