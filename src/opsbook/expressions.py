@@ -311,6 +311,33 @@ class Scope(Mapping[str, Any]):
         return out
 
 
+@lru_cache(maxsize=4096)
+def _uses_function_matches(expr: str) -> bool:
+    """Whether ``expr`` calls ``matches(text, pattern)`` (CEL's global form, which the CEL
+    library does not provide; opsbook does, on RE2 like the method form)."""
+    if "matches" not in expr:
+        return False
+    tokens = _tokens(expr)
+    return any(
+        token == ("ident", "matches")
+        and tokens[i + 1 : i + 2] == [("other", "(")]
+        and (i == 0 or tokens[i - 1] != ("other", "."))
+        for i, token in enumerate(tokens)
+    )
+
+
+def _matches(text: Any, pattern: Any) -> bool:
+    """CEL's ``matches(text, pattern)``: true when RE2 finds ``pattern`` anywhere in ``text``."""
+    if not isinstance(text, str) or not isinstance(pattern, str):
+        raise TypeError(
+            f"matches() takes two strings, not {type(text).__name__} and {type(pattern).__name__}"
+        )
+    try:
+        return patterns.compiled(pattern).search(text) is not None
+    except patterns.PatternError as exc:
+        raise ValueError(f"matches(): {exc}") from None
+
+
 def evaluate(expr: str, variables: Mapping[str, Any]) -> Any:
     """Evaluate ``expr`` over ``variables``. Raises :class:`ExpressionError` when evaluation
     fails (a missing field, a type mismatch), with CEL's own explanation.
@@ -323,6 +350,8 @@ def evaluate(expr: str, variables: Mapping[str, Any]) -> Any:
     else:
         scope = {n: variables[n] for n in _names_read(expr) if n in variables}
     try:
+        if _uses_function_matches(expr):
+            return program.execute(_cel().Context(variables=scope, functions={"matches": _matches}))
         return program.execute(scope)
     except KeyError as exc:
         raise ExpressionError(

@@ -115,5 +115,23 @@ def test_the_function_form_with_a_normal_pattern_compiles() -> None:
     compile_expression("matches(stdout, r'^ok\\d{1,1000}$')")
 
 
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("matches(stdout, r'^ok\\d+$')", True),
+        ("matches(stdout, 'k4')", True),  # found anywhere, as CEL's matches does
+        ("matches(stdout, '^nope')", False),
+        ("matches(stdout, p) && stdout.matches('ok')", True),  # both forms in one expression
+    ],
+)
+def test_the_function_form_runs_like_the_method_form(expr: str, expected: bool) -> None:
+    assert evaluate(expr, {"stdout": "ok42", "p": "^o"}) is expected
+
+
+def test_the_function_form_refuses_a_non_string() -> None:
+    with pytest.raises(ExpressionError, match="two strings"):
+        evaluate("matches(code, 'a')", {"code": 1})
+
+
 def test_a_computed_pattern_is_left_to_run_time() -> None:
     assert evaluate("stdout.matches(p)", {"stdout": "ok", "p": "^o"}) is True
