@@ -157,6 +157,31 @@ def test_a_flood_is_throttled_and_does_not_lock_out_a_real_subscriber(world: Wor
     updates = s.db.query("SELECT recipient FROM notifications WHERE kind = 'update'")
     assert len(updates) == 1 and "customer@example.com" in updates[0]["recipient"]
 
+    # Every update carries the address's own unsubscribe link: opening it changes nothing
+    # (mail scanners open links), the button does; a forged link is refused.
+    stop = re.search(r"To stop these emails: (http://\S+/status/unsubscribe\?t=\S+)", update)
+    assert stop, update
+    path = stop.group(1).removeprefix(s.url)
+    with closing(httpx.Client(base_url=s.url, timeout=30)) as anon:
+        page = anon.get(path)
+        assert page.status_code == 200 and "Stop sending incident updates to" in page.text
+        assert "customer@example.com" in page.text
+        assert (
+            s.db.one("SELECT COUNT(*) AS n FROM status_subscribers WHERE state = 'confirmed'")["n"]
+            == 1
+        )
+        token = path.split("t=", 1)[1]
+        forged = anon.post("/status/unsubscribe", data={"t": token[:-4] + "0000"})
+        assert forged.status_code == 403 and "not valid" in forged.text
+        confirm_token = _link(body).split("t=", 1)[1]  # a confirmation link cannot stand in
+        assert anon.post("/status/unsubscribe", data={"t": confirm_token}).status_code == 403
+        done = anon.post("/status/unsubscribe", data={"t": token})
+        assert done.status_code == 200
+        assert "Unsubscribed: customer@example.com will get no more" in done.text
+        assert anon.post("/status/unsubscribe", data={"t": token}).status_code == 200  # again
+    assert not s.db.query("SELECT 1 FROM status_subscribers WHERE email = 'customer@example.com'")
+    assert s.audit_actions(action="status.unsubscribed")
+
 
 # -- the domain: caps, expiry, the link ---------------------------------------------------------
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -193,7 +193,8 @@ def approve_update(
                 incident=inc,
                 text=str(row["text"]),
                 services=config.policy.services,
-                status_url=f"{config.policy.notify.public_url}/status",
+                public_url=config.policy.notify.public_url,
+                key=config.key,
             )
     return {
         "id": update_id,

@@ -105,6 +105,55 @@ def _claim(*, key: bytes, token: str, now: datetime) -> tuple[int, str]:
     return sid, email
 
 
+# -- the signed unsubscribe link (in every update) ---------------------------------------------
+_UNSUBSCRIBE = b"opsbook status unsubscribe\x00"  # a confirmation token cannot stand in
+
+
+def unsubscribe_token(*, key: bytes, email: str) -> str:
+    """A link token for ``email`` that does not expire (unsubscribing must always work)."""
+    text = base64.urlsafe_b64encode(email.encode()).decode().rstrip("=")
+    mac = hmac.new(key, _UNSUBSCRIBE + text.encode(), hashlib.sha256).hexdigest()
+    return f"{text}.{mac}"
+
+
+def unsubscribe_link(*, key: bytes, email: str, public_url: str) -> str:
+    return (
+        f"{public_url.rstrip('/')}/status/unsubscribe?t={unsubscribe_token(key=key, email=email)}"
+    )
+
+
+def email_of_unsubscribe_token(*, key: bytes, token: str) -> str:
+    """The address an unsubscribe link is for, or PermissionDenied for a forged one."""
+    text, _, mac = token[:800].partition(".")
+    want = hmac.new(key, _UNSUBSCRIBE + text.encode(), hashlib.sha256).hexdigest()
+    if not mac or not hmac.compare_digest(want, mac):
+        raise PermissionDenied(
+            "this unsubscribe link is not valid",
+            hint="use the link in the newest update email, or ask us to remove the address",
+        )
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except ValueError as exc:
+        raise PermissionDenied("this unsubscribe link is not valid") from exc
+
+
+def unsubscribe(*, db: Database, key: bytes, token: str) -> str:
+    """Follow an unsubscribe link: the address gets no more updates (again is fine; a
+    pending subscription of the address goes too). Returns the address."""
+    email = email_of_unsubscribe_token(key=key, token=token)
+    with db.transaction():
+        removed = db.execute("DELETE FROM status_subscribers WHERE email = ?", (email,))
+        if removed:
+            audit.record(
+                db=db,
+                actor="public:status-page",
+                action="status.unsubscribed",
+                subject=f"contact:{recipient_of(email).key}",
+                payload={"removed": removed},
+            )
+    return email
+
+
 # -- operations ---------------------------------------------------------------------------------
 def _expire(db: Database, now: datetime) -> None:
     db.execute(
@@ -265,21 +314,27 @@ def queue_update(
     incident: Incident,
     text: str,
     services: dict[str, str],
-    status_url: str,
+    public_url: str,
+    key: bytes,
 ) -> tuple[int, ...]:
     """Queue the published update to every confirmed subscriber (in the caller's
-    transaction)."""
+    transaction), each with its own unsubscribe link."""
     from opsbook.notify import deliver  # noqa: PLC0415
 
     names = ", ".join(services.get(s, s) for s in incident.services) or "our services"
-    msg = Message(
-        subject=f"Service status update: incident affecting {names}",
-        text=f"{text}\n\nStatus: {incident.status}. Current status: {status_url}",
-        event="incident.update",
-    )
-    return tuple(
-        deliver.queue(
-            db=db, recipient=r, message=msg, kind="update", incident_id=incident.id, level=LEVEL
+    status_url = f"{public_url.rstrip('/')}/status"
+    out = []
+    for r in subscribers(db=db):
+        stop = unsubscribe_link(key=key, email=r.name, public_url=public_url)
+        msg = Message(
+            subject=f"Service status update: incident affecting {names}",
+            text=f"{text}\n\nStatus: {incident.status}. Current status: {status_url}\n\n"
+            f"To stop these emails: {stop}",
+            event="incident.update",
         )
-        for r in subscribers(db=db)
-    )
+        out.append(
+            deliver.queue(
+                db=db, recipient=r, message=msg, kind="update", incident_id=incident.id, level=LEVEL
+            )
+        )
+    return tuple(out)

@@ -7,7 +7,8 @@ opsbook.web.forms (CSRF checked against the session), the same services as the R
 flash message. A refused change of state (e.g. closing an unresolved incident) comes back as
 a flash on the incident page, not as an error page.
 
-``/status``, ``POST /status/subscribe``, ``/status/confirm?t=…`` and ``/incidents/{ref}/ack?t=…``
+``/status``, ``POST /status/subscribe``, ``/status/confirm?t=…``, ``/status/unsubscribe?t=…``
+and ``/incidents/{ref}/ack?t=…``
 need no sign-in: the status page shows only what customers may see (no drills, no notes, no
 people), subscribing is double opt-in and throttled per client, and the confirmation and
 acknowledgement links carry their own HMAC signatures (opsbook.incidents.subscribers, .links).
@@ -470,6 +471,47 @@ async def subscribe(request: Request) -> Response:
         return JSONResponse({"pending": True, "detail": CHECK_INBOX}, status_code=202)
     view = status_view(db=ctx.db, workspace=ctx.workspace)
     return render(request, "status.html", subscribed=True, notice=CHECK_INBOX, **view)
+
+
+@router.get("/status/unsubscribe", response_class=HTMLResponse)
+async def unsubscribe_page(request: Request, t: Token = "") -> Response:
+    """Public: the link in every update email. Shows which address will stop getting updates
+    and a button (a POST: mail scanners that open links must not unsubscribe anyone)."""
+    from opsbook.incidents.statuspage import status_view  # noqa: PLC0415
+    from opsbook.incidents.subscribers import email_of_unsubscribe_token  # noqa: PLC0415
+    from opsbook.notify.keys import workspace_key  # noqa: PLC0415
+
+    ctx = context_of(request)
+    view = status_view(db=ctx.db, workspace=ctx.workspace)
+    try:
+        email = email_of_unsubscribe_token(key=workspace_key(ctx.workspace.state_dir), token=t)
+    except OpsbookError as exc:
+        return render(
+            request, "status.html", status=exc.http_status, error=exc, subscribed=False, **view
+        )
+    return render(
+        request, "status.html", subscribed=False, unsubscribe={"email": email, "t": t}, **view
+    )
+
+
+@router.post("/status/unsubscribe", response_class=HTMLResponse)
+async def unsubscribe(request: Request) -> Response:
+    """Public: stop the updates to the address the signed token names (audited)."""
+    from opsbook.incidents.statuspage import status_view  # noqa: PLC0415
+    from opsbook.incidents.subscribers import unsubscribe as remove  # noqa: PLC0415
+    from opsbook.notify.keys import workspace_key  # noqa: PLC0415
+
+    ctx = context_of(request)
+    view = status_view(db=ctx.db, workspace=ctx.workspace)
+    try:
+        token = (await read_form(request)).get("t")[:800]
+        email = remove(db=ctx.db, key=workspace_key(ctx.workspace.state_dir), token=token)
+    except OpsbookError as exc:
+        return render(
+            request, "status.html", status=exc.http_status, error=exc, subscribed=False, **view
+        )
+    notice = f"Unsubscribed: {email} will get no more incident updates from us."
+    return render(request, "status.html", subscribed=True, notice=notice, **view)
 
 
 @router.get("/status/confirm", response_class=HTMLResponse)
