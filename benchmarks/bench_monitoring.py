@@ -5,7 +5,9 @@ Goals:
   Alertmanager 0.25 (`prometheus-alertmanager`, Debian) in the same run, at two sizes (issue
   18): one alert per delivery (the common case) >= 0.5x Alertmanager's deliveries/s, 100
   alerts per delivery >= 2x; every alert durably stored (counted in the database after the
-  server stopped), p99 per 100-alert batch <= 50 ms.
+  server stopped), p99 per 100-alert batch <= 50 ms. For the one-alert size the line also
+  gives the framework's ceiling: a bare FastAPI endpoint that only reads the body and
+  answers (no authentication, no storage), served the same way, posted the same deliveries.
 - The write-ahead log under 20 s of sustained ingest: peak <= 64 MB, emptied when idle, and
   no -wal/-shm file left after SIGTERM.
 - SLA report over 30 days of 10-second probe results for 4 services (~1M samples): <= 1 s.
@@ -43,6 +45,19 @@ from typing import Any
 
 from _common import OPSBOOK, ROOT, report
 
+BARE_APP = """
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+app = FastAPI()
+
+
+@app.post("/ingest")
+async def ingest(request: Request) -> Response:
+    await request.body()
+    return Response(b'{"received": 1}', media_type="application/json")
+"""
+
 BATCHES = 200
 SIZES = {100: BATCHES, 1: 3000}  # alerts per delivery: deliveries per round
 GOAL_RATIO = {100: 2.0, 1: 0.5}  # x Alertmanager's deliveries/s (issue 18)
@@ -70,6 +85,20 @@ def wait_ready(url: str, timeout: float = 30) -> None:
     while time.monotonic() < deadline:
         try:
             if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def _wait_post(url: str, timeout: float = 30) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(url, content=b"{}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -247,6 +276,7 @@ def bench_ingest(tmp: Path) -> int:
     )
     am_bin = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     am = None
+    bare = None
     rc = 0
     try:
         wait_ready(f"http://127.0.0.1:{port}/api/v1/health")
@@ -273,12 +303,39 @@ def bench_ingest(tmp: Path) -> int:
             wait_ready(f"http://127.0.0.1:{am_port}/-/ready")
             am_url = f"http://127.0.0.1:{am_port}/api/v2/alerts"
             asyncio.run(post_all(am_url, [warm[0]], {}))
+        # The ceiling of the framework: a bare FastAPI endpoint that reads the body and
+        # answers, served by uvicorn like opsbook (one worker), no authentication, no storage.
+        (tmp / "bare").mkdir(exist_ok=True)
+        (tmp / "bare" / "bare_ingest.py").write_text(BARE_APP)
+        bare_port = free_port()
+        bare = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bare_ingest:app",
+                "--app-dir",
+                str(tmp / "bare"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bare_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        bare_url = f"http://127.0.0.1:{bare_port}/ingest"
+        _wait_post(bare_url)
         # Rounds alternate between the targets and the delivery sizes (new alerts each
         # round); each target reports its median round per size. The target not being
         # measured is paused (SIGSTOP): each keeps working after its round (Alertmanager
         # aggregates and garbage-collects the alerts it holds, opsbook checkpoints its log),
         # and on 2 cores that work would be charged to the other.
         ob_rates: dict[int, list[float]] = {size: [] for size in SIZES}
+        bare_rates: list[float] = []
         am_rates: dict[int, list[float]] = {size: [] for size in SIZES}
         sent = 0
         for round_ in range(ROUNDS):
@@ -294,6 +351,11 @@ def bench_ingest(tmp: Path) -> int:
                     with paused(server):
                         seconds, _ = asyncio.run(post_all(am_url, data, {}))
                     am_rates[size].append(count / seconds)
+                if size == 1:
+                    with paused(server), paused(am):
+                        hooks = [as_webhook(b, label_fingerprint) for b in data]
+                        seconds, _ = asyncio.run(post_all(bare_url, hooks, {}))
+                    bare_rates.append(count / seconds)
         # Latency per batch: one sender, so it is the time to store a batch, not queueing.
         _, ob_lat = asyncio.run(
             post_all(
@@ -341,6 +403,15 @@ def bench_ingest(tmp: Path) -> int:
             ratio = ob_rate / am_rate if am_rate else None
             goal = durable and (ratio is None or ratio >= GOAL_RATIO[size])
             extra: dict[str, Any] = {}
+            if size == 1 and bare_rates:
+                bare_rate = statistics.median(bare_rates)
+                extra = {
+                    "bare_fastapi_post_per_s": round(bare_rate),
+                    "opsbook_vs_bare_fastapi": round(ob_rate / bare_rate, 2),
+                    "bare_fastapi_vs_alertmanager": round(bare_rate / am_rate, 2)
+                    if am_rate
+                    else None,
+                }
             if size == 100:
                 goal = goal and p99(ob_lat) * 1000 <= GOAL_P99_MS
                 extra = {
@@ -378,7 +449,7 @@ def bench_ingest(tmp: Path) -> int:
         )
         return rc
     finally:
-        for proc in (server, am):
+        for proc in (server, am, bare):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
                 proc.terminate()
