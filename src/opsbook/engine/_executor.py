@@ -7,7 +7,7 @@ waiting for people hold no coroutine and no memory: they are rows, continued by 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from opsbook.engine._context import ExecutionContext, SecretParams, secret_sourc
 from opsbook.engine._dry import needs_results, step_entry
 from opsbook.engine._hooks import Interaction, Reporter, StepReport
 from opsbook.engine._leftovers import stop_leftovers
+from opsbook.engine.guards import StartGuard, StartRequest
 from opsbook.engine.secrets import Redactor, SecretResolver, refuse_secret_params
 from opsbook.engine.states import TERMINAL_STATES, State
 from opsbook.errors import (
@@ -55,8 +56,10 @@ class Engine:
         load_runbook: Any = None,
         resolve_ref: Any = None,
         roles_of: Callable[[str], tuple[str, ...]] | None = None,
+        start_guards: Sequence[StartGuard] = (),
     ) -> None:
         self.db = db
+        self.start_guards = tuple(start_guards)  # see opsbook.engine.guards
         self.workspace = workspace
         self.resolver = resolver
         self.redactor = redactor
@@ -84,6 +87,20 @@ class Engine:
         self._check_may_start(
             procedure=procedure, runbook=runbook, user=started_by, environment=environment
         )
+        if self.start_guards:
+            request = StartRequest(
+                db=self.db,
+                workspace=self.workspace,
+                runbook=runbook,
+                procedure=procedure,
+                environment=environment,
+                user=started_by,
+                params=params,
+                dry_run=dry_run,
+                parent_id=parent_id,
+            )
+            for guard in self.start_guards:
+                guard(request)
         defaults = {
             p.name: p.default
             for p in procedure.params

@@ -159,6 +159,7 @@ class AppContext:
     def engine(self, *, reporter: Reporter | None = None) -> Engine:
         """A fresh engine (cheap) so each operation can have its own reporter."""
         from opsbook.engine._executor import Engine  # noqa: PLC0415
+        from opsbook.lifecycle.guards import start_guards  # noqa: PLC0415
 
         return Engine(
             db=self.db,
@@ -170,6 +171,7 @@ class AppContext:
             load_runbook=self.runbook_at,
             resolve_ref=lambda ref: self.catalogue().resolve(ref),
             roles_of=self.roles_of(),
+            start_guards=start_guards(),
         )
 
     # -- catalogue -------------------------------------------------------------------------

@@ -66,6 +66,7 @@ def make_engine(
 ) -> Engine:
     from opsbook import logs  # noqa: PLC0415
     from opsbook.engine._executor import Engine  # noqa: PLC0415
+    from opsbook.lifecycle.guards import start_guards  # noqa: PLC0415
     from opsbook.runbooks.cache import parse_cached  # noqa: PLC0415
     from opsbook.users.access import roles_resolver  # noqa: PLC0415
 
@@ -85,6 +86,7 @@ def make_engine(
         load_runbook=lambda path: parse_cached(path, cache_dir=runbook_cache(ws)),
         resolve_ref=resolve_ref,
         roles_of=roles_resolver(db=db, fallback=ws.roles_of),
+        start_guards=start_guards(),
     )
 
 

@@ -1,0 +1,15 @@
+"""The lifecycle's start guards (see :mod:`opsbook.engine.guards`), in the order they run:
+each module that gates production runs adds its guard here (published runbook digests,
+certifications)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opsbook.engine.guards import StartGuard
+
+
+def start_guards() -> Sequence[StartGuard]:
+    """Every guard the engine runs before a run starts."""
+    guards: list[StartGuard] = []
+    return guards
