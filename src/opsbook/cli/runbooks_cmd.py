@@ -1,4 +1,4 @@
-"""`opsbook init`, `opsbook runbooks list|show`, `opsbook lint`."""
+"""`opsbook init`, `opsbook runbooks list|show|stats|feedback`, `opsbook lint`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")
 def register(app: typer.Typer) -> None:
     runbooks = typer.Typer(help="The runbook catalogue.", no_args_is_help=True)
     app.add_typer(runbooks, name="runbooks")
+    _lifecycle(runbooks)  # stats and feedback (issue 15)
 
     @app.command("init")
     def init(
@@ -264,3 +265,166 @@ def _report_broken(broken: list[Any]) -> int:
     for exc in broken:
         typer.echo(f"error: {exc.render()} (not listed)", err=True)
     return 1 if broken else 0
+
+
+# --- runbook metrics and feedback (issue 15) -------------------------------------------------
+
+
+def _lifecycle(runbooks: typer.Typer) -> None:
+    @runbooks.command("stats")
+    def stats(
+        ctx: typer.Context,
+        ref: Annotated[
+            str | None, typer.Argument(help="RUNBOOK or RUNBOOK#PROCEDURE (default: all)")
+        ] = None,
+        since: Annotated[
+            str, typer.Option(help="Window: runs started this long ago or later (90d, 4w)")
+        ] = "90d",
+        json_out: JsonOpt = False,
+    ) -> int:
+        """Usage and quality metrics: runs, success rate, duration, failing steps, manual
+        deviations, incidents, feedback; review cadence and accuracy signals."""
+        from datetime import UTC, datetime  # noqa: PLC0415
+
+        from opsbook.cli._common import open_db  # noqa: PLC0415
+        from opsbook.lifecycle import metrics, quality  # noqa: PLC0415
+
+        state: AppState = ctx.obj
+        ws = state.workspace()
+        start, end = metrics.window_since(since, now=datetime.now(UTC))
+        cat = catalogue(ws)
+        db = open_db(ws, state.settings)
+        report = metrics.runbook_stats(db, catalogue=cat, since=start, until=end, ref=ref)
+        rb_only = ref.partition("#")[0] if ref else None
+        q = quality.quality(
+            db,
+            catalogue=cat,
+            since=metrics.iso(start),
+            until=metrics.iso(end),
+            today=end.date(),
+            runbook=rb_only,
+        )
+        if json_out:
+            print_json({**report.to_dict(), "since_arg": since, "quality": q.to_dict()})
+            return 0
+        _print_stats(report, q, detail=bool(ref))
+        return 0
+
+    @runbooks.command("feedback")
+    def feedback(
+        ctx: typer.Context,
+        execution: Annotated[str, typer.Argument(help="Execution id")],
+        rating: Annotated[str, typer.Option("--rating", help="1 (poor) to 5 (excellent)")],
+        comment: Annotated[str | None, typer.Option("--comment", help="What to improve")] = None,
+        as_user: Annotated[str | None, typer.Option("--as", help="Act as this user")] = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Rate a finished run of a runbook (replaces your earlier rating of that run)."""
+        from opsbook.cli._common import open_db  # noqa: PLC0415
+        from opsbook.lifecycle.feedback import check_rating, give_feedback  # noqa: PLC0415
+
+        state: AppState = ctx.obj
+        score = check_rating(rating, field="--rating")  # before anything is opened
+        ws = state.workspace()
+        row = give_feedback(
+            open_db(ws, state.settings),
+            execution_id=execution,
+            person=state.user(as_user),
+            rating=score,
+            comment=comment,
+        )
+        if json_out:
+            print_json(row.to_dict())
+            return
+        typer.echo(
+            f"Recorded: {row.person} rated {row.runbook}#{row.procedure} {row.rating}/5"
+            f" (execution {row.execution_id})"
+        )
+
+
+def _dur(v: float | None) -> str:
+    if v is None:
+        return "—"
+    s = round(v)
+    if s < 60:
+        return f"{v:.1f}s" if v < 10 else f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v * 100:.0f}%"
+
+
+def _print_stats(report: Any, q: Any, *, detail: bool) -> None:
+    from opsbook.cli.monitor_cmd import _table  # noqa: PLC0415
+
+    typer.echo(
+        f"Runs started {report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC"
+        f" (dry runs excluded; opened: {report.opened});"
+        f" {report.resolved_incidents} incident(s) resolved"
+    )
+    rows = []
+    for rb in report.runbooks:
+        for p in (rb.total, *rb.procedures):
+            top = p.steps[0] if p.steps else None
+            rows.append(
+                [
+                    p.ref if p.procedure else f"{p.ref} (all)",
+                    str(p.runs),
+                    _pct(p.success_rate),
+                    _dur(p.duration_median),
+                    _dur(p.duration_p90),
+                    str(p.deviations),
+                    f"{p.incidents} ({_pct(p.incident_share)})" if p.incidents else "0",
+                    f"{p.feedback.mean:.1f} ({p.feedback.count})" if p.feedback.count else "—",
+                    f"{top.step} ({top.failed}F/{top.skipped}S)" if top else "—",
+                ]
+            )
+    _table(
+        [
+            "RUNBOOK#PROCEDURE",
+            "RUNS",
+            "OK",
+            "MEDIAN",
+            "P90",
+            "DEVIATIONS",
+            "INCIDENTS",
+            "RATING",
+            "WORST STEP",
+        ],
+        rows,
+    )
+    if detail:
+        for p in report.procedures():
+            if p.steps:
+                typer.echo(f"\n{p.ref}: steps that fail or are skipped most")
+                for s in p.steps:
+                    typer.echo(f"  {s.step}: {s.failed} failed, {s.skipped} skipped")
+            if p.deviations:
+                typer.echo(
+                    f"{p.ref}: deviations: {p.attested_with_note} manual step(s) attested with a"
+                    f" note, {p.aborted} aborted, {p.failures_passed} failure(s) passed over"
+                )
+    overdue = q.overdue
+    typer.echo(
+        "\nReviews: "
+        + (
+            "; ".join(f"{r.runbook} overdue {r.overdue_days}d (due {r.due})" for r in overdue)
+            if overdue
+            else "none overdue"
+        )
+    )
+    if q.accuracy:
+        typer.echo("Accuracy signals (failed on a healthy sandbox):")
+        for a in q.accuracy[:10]:
+            typer.echo(f"  {a.ref} step {a.step}: {a.failures} failure(s), last {a.last}")
+    typer.echo(
+        "Training: "
+        + (
+            ", ".join(f"{k} {n}" for k, n in q.training.by_area) or "no certifications"
+            if q.training.measured
+            else q.training.note
+        )
+    )
