@@ -45,13 +45,14 @@ def register(app: typer.Typer) -> None:
     """Add the monitoring command groups to ``app``."""
     mon = typer.Typer(help="Probes, SLOs, KPIs and baselines.", no_args_is_help=True)
     al = typer.Typer(help="Alerts: list, acknowledge, silence.", no_args_is_help=True)
-    rep = typer.Typer(help="Reports: SLA per calendar month.", no_args_is_help=True)
+    rep = typer.Typer(help="Reports per calendar month: SLA, runbooks.", no_args_is_help=True)
     app.add_typer(mon, name="monitor")
     app.add_typer(al, name="alerts")
     app.add_typer(rep, name="report")
     _monitor(mon)
     _alerts(al)
     _report(rep)
+    _runbook_report(rep)
 
 
 def _monitor(mon: typer.Typer) -> None:
@@ -470,6 +471,49 @@ def _report(rep: typer.Typer) -> None:
             text = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
         else:
             text = render.sla_html(report) if fmt == "html" else render.sla_markdown(report)
+        if out:
+            out.write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {out}")
+        else:
+            sys.stdout.write(text)
+        return 0
+
+
+def _runbook_report(rep: typer.Typer) -> None:
+    """`opsbook report runbooks` (issue 15): the monthly runbook report."""
+
+    @rep.command("runbooks")
+    def runbooks(
+        ctx: typer.Context,
+        month: Annotated[str, typer.Option(help="Calendar month, YYYY-MM (UTC)")],
+        json_out: JsonOpt = False,
+        out: Annotated[
+            Path | None, typer.Option(help="Write to this file: .html or .md (default: stdout)")
+        ] = None,
+    ) -> int:
+        """Runbook metrics of a month: runs, success, durations, worst procedures, feedback
+        comments, overdue reviews, accuracy signals, training."""
+        import json  # noqa: PLC0415
+
+        from opsbook.cli._common import catalogue  # noqa: PLC0415
+        from opsbook.errors import UsageError  # noqa: PLC0415
+        from opsbook.lifecycle import runbook_report as rr  # noqa: PLC0415
+
+        if out is not None and out.suffix.lower() not in (".html", ".htm", ".md"):
+            raise UsageError(
+                f"--out {out} is neither .html nor .md",
+                field="--out",
+                hint="e.g. --out runbooks-2026-11.html (or --json for data)",
+            )
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        report = rr.runbook_report(open_db(ws, st.settings), catalogue=catalogue(ws), month=month)
+        if json_out:
+            text = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
+        elif out is not None and out.suffix.lower() in (".html", ".htm"):
+            text = rr.html(report)
+        else:
+            text = rr.markdown(report)
         if out:
             out.write_text(text, encoding="utf-8")
             typer.echo(f"wrote {out}")

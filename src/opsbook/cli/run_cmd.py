@@ -90,6 +90,13 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
         as_user: Annotated[str | None, typer.Option("--as", help="Act as this user")] = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+        no_feedback: Annotated[
+            bool,
+            typer.Option(
+                "--no-feedback",
+                help="Do not ask for a rating after the run (or OPSBOOK_NO_FEEDBACK=1)",
+            ),
+        ] = False,
     ) -> int:
         """Run a procedure against an environment, verifying every step."""
         import asyncio  # noqa: PLC0415 - not on the start-up path
@@ -149,4 +156,24 @@ def register(app: typer.Typer) -> None:
                 f"{outcome.waiting_step!r} ({outcome.state_name}); exit code "
                 f"{EXIT_PARKED}\n"
             )
+        _ask_feedback(db, outcome, user=user, interactive=interactive and not no_feedback)
         return exit_code_for(outcome)
+
+
+def _ask_feedback(db: Any, outcome: Any, *, user: str, interactive: bool) -> None:
+    """Issue 15: at a terminal, after a real run that succeeded or failed, ask for a 1-5
+    rating (Enter skips). Never when not interactive, so scripts are never blocked."""
+    from opsbook.lifecycle import feedback  # noqa: PLC0415
+
+    row = db.one("SELECT state, dry_run FROM executions WHERE id = ?", (outcome.execution_id,))
+    if row is None or not feedback.should_ask(
+        state=str(row["state"]), interactive=interactive, dry_run=bool(row["dry_run"])
+    ):
+        return
+    feedback.ask(
+        db,
+        execution_id=outcome.execution_id,
+        person=user,
+        read=input,
+        write=sys.stderr.write,
+    )

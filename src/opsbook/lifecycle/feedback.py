@@ -211,7 +211,7 @@ def ask(
     execution_id: str,
     person: str,
     read: Callable[[str], str],
-    write: Callable[[str], None],
+    write: Callable[[str], object],
 ) -> FeedbackRow | None:
     """Ask for a rating (Enter skips) and a comment, then record them. A bad rating is asked
     again once; end of input or Ctrl-C skips. Never raises for the person's answers."""

@@ -37,6 +37,7 @@ from opsbook.web import (
     admin,
     pages,
     pages_incidents,
+    pages_lifecycle_metrics,
     pages_monitoring,
     signin,
 )
@@ -183,7 +184,17 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     # Flat routes, not included routers: routing cost is most of a cheap request (ADR 0008).
     for router in api_routers():
         add_routes(app, router, prefix=PREFIX, responses=PROBLEMS)
-    web = (signin, pages, actions, admin, pages_monitoring, actions_monitoring, pages_incidents)
+    # pages_lifecycle_metrics before pages: /runbooks/stats is not the runbook "stats"
+    web = (
+        signin,
+        pages_lifecycle_metrics,
+        pages,
+        actions,
+        admin,
+        pages_monitoring,
+        actions_monitoring,
+        pages_incidents,
+    )
     for module in web:
         add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

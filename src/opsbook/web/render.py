@@ -24,6 +24,7 @@ FLASH_COOKIE = "opsbook_flash"
 NAV = (
     ("/", "Dashboard", "executions:read"),
     ("/runbooks", "Runbooks", "runbooks:read"),
+    ("/runbooks/stats", "Runbook stats", "runbooks:read"),
     ("/executions", "Executions", "executions:read"),
     ("/monitoring", "Monitoring", "monitoring:read"),
     ("/incidents", "Incidents", "incidents:read"),
