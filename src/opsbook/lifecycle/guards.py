@@ -12,4 +12,7 @@ from opsbook.engine.guards import StartGuard
 def start_guards() -> Sequence[StartGuard]:
     """Every guard the engine runs before a run starts."""
     guards: list[StartGuard] = []
+    from opsbook.lifecycle.change_guard import require_published  # noqa: PLC0415
+
+    guards.append(require_published)  # production runs: published digests only (H6)
     return guards
