@@ -257,7 +257,7 @@ def review_statuses(catalogue: Any, *, today: date) -> list[ReviewStatus]:
     return out
 
 
-def _columns(db: Database, table: str) -> set[str]:
+def table_columns(db: Database, table: str) -> set[str]:
     if db.dialect == "postgresql":
         rows = db.query(
             "SELECT column_name AS name FROM information_schema.columns WHERE table_name = ?",
@@ -274,7 +274,7 @@ def _columns(db: Database, table: str) -> set[str]:
 def training_completion(db: Database, *, now: datetime | None = None) -> Training:
     """Valid certifications per area when a ``certifications`` table with an ``area`` column
     exists (the training part of issue 15); otherwise not measured, said plainly."""
-    cols = _columns(db, "certifications")
+    cols = table_columns(db, "certifications")
     if "area" not in cols:
         return Training(measured=False, note=NOT_MEASURED)
     where = []
