@@ -116,6 +116,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve_cmd", "Serve the REST API (/api/v1), the web console (/) and /metrics."),
     "users": ("users_cmd", "Accounts for the console and the API."),
     "tokens": ("users_cmd", "API tokens for automation."),
+    "changes": ("changes_cmd", "Runbook changes: propose, review, test, approve, publish."),
 }
 
 
