@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from opsbook.errors import NotFoundError, UsageError
-from opsbook.lifecycle import metrics
+from opsbook.lifecycle import feedback, metrics, quality
 from opsbook.workspace import load_environment
 from tests.engine.conftest import Harness
 from tests.lifecycle import metrics_history as history
@@ -151,3 +151,34 @@ def test_real_engine_runs_are_counted(tmp_path: Path) -> None:
     assert q.duration_median is not None and q.duration_median >= 0
     assert q.to_dict()["steps"] == []
     db.close()
+
+
+@pytest.mark.postgres
+def test_the_same_numbers_on_postgresql(pg_db: Any, tmp_path: Path) -> None:
+    """The SQL is portable: the known history gives the same numbers on PostgreSQL."""
+    mine = "runbook_feedback, incident_executions, incidents, mon_alerts"
+    pg_db.execute(f"TRUNCATE {mine} RESTART IDENTITY CASCADE")
+    try:
+        _, sqlite_db, cat = history.workspace(tmp_path / "ws")
+        sqlite_db.close()
+        history.known_history(pg_db)
+        report = stats(pg_db, cat)
+        q = by_ref(report)["checks#quick"]
+        assert report.resolved_incidents == 2
+        assert (q.runs, q.finished, q.succeeded, q.success_rate) == (5, 4, 2, 0.5)
+        assert (q.duration_median, q.duration_p90) == (20.0, 30.0)
+        assert (q.deviations, q.incidents, q.ttr_median) == (3, 1, 3600.0)
+        assert q.feedback.to_dict() == {"count": 3, "mean": 3.33, "low": 1}
+        assert [s.step for s in q.steps] == ["second", "first"]
+        since, until = history.iso(NOW - timedelta(days=90)), history.iso(NOW)
+        signals = quality.accuracy_signals(pg_db, since=since, until=until)
+        assert [(a.ref, a.step, a.executions) for a in signals] == [
+            ("checks#quick", "second", ("x3",))
+        ]
+        assert quality.training_completion(pg_db).measured == (
+            "area" in quality.table_columns(pg_db, "certifications")
+        )
+        row = feedback.give_feedback(pg_db, execution_id="x4", person="pg", rating="4")
+        assert row.rating == 4 and row.procedure == "quick"
+    finally:
+        pg_db.execute(f"TRUNCATE {mine} RESTART IDENTITY CASCADE")

@@ -262,8 +262,8 @@ def _aggregate(db: Database, window: tuple[str, str], runbook: str | None) -> tu
     notes = db.query(
         f"SELECT {cols}, COUNT(*) AS n FROM events v JOIN executions e ON e.id = v.execution_id"
         f" WHERE v.action = 'execution.step.attested' AND v.ts >= ? AND {_WINDOW}{only}"
-        f" AND v.payload NOT LIKE '%\"note\":null%' GROUP BY {cols}",
-        (window[0], *p),
+        f" AND v.payload NOT LIKE ? GROUP BY {cols}",
+        (window[0], *p, '%"note":null%'),  # bound: a literal % would be a placeholder to psycopg
     )
     feedback = db.query(
         f"SELECT {cols}, COUNT(*) AS n, SUM(f.rating) AS total,"

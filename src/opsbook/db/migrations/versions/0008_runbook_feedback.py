@@ -23,7 +23,8 @@ def upgrade() -> None:
     op.create_table(
         "runbook_feedback",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
-        sa.Column("execution_id", sa.Text(), sa.ForeignKey("executions.id"), nullable=False),
+        # no foreign key, as incident_executions: executions may be pruned, feedback stays
+        sa.Column("execution_id", sa.Text(), nullable=False),
         sa.Column("person", sa.Text(), nullable=False),
         sa.Column("rating", sa.Integer(), nullable=False),  # 1..5
         sa.Column("comment", sa.Text(), nullable=True),
