@@ -535,3 +535,16 @@ def test_bad_changes_settings_name_the_line(ws: Workspace, db: Database) -> None
             db=db, workspace=bad, path=bad.runbooks_dir / "hello.md", reason="x", actor="alice"
         )
     assert err.value.location is not None and err.value.location.line == len(TOML.splitlines()) + 1
+
+
+def test_new_workspaces_turn_the_gate_on_with_the_documented_defaults(tmp_path: Path) -> None:
+    import tomllib
+
+    from opsbook.lifecycle.changes_config import ChangeSettings, load_settings
+
+    template = Path(changes.__file__).parents[1] / "workspace" / "templates" / "opsbook.toml"
+    config = tomllib.loads(template.read_text(encoding="utf-8"))
+    settings = load_settings(Workspace(root=tmp_path, config=config))
+    assert settings.require_published is True
+    assert settings == ChangeSettings(require_published=True)  # the template spells the defaults
+    assert load_settings(Workspace(root=tmp_path, config={})).require_published is False
