@@ -37,6 +37,7 @@ from opsbook.web import (
     admin,
     pages,
     pages_incidents,
+    pages_lifecycle_changes,
     pages_lifecycle_metrics,
     pages_monitoring,
     signin,
@@ -194,6 +195,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         pages_monitoring,
         actions_monitoring,
         pages_incidents,
+        pages_lifecycle_changes,
     )
     for module in web:
         add_routes(app, module.router)

@@ -25,6 +25,7 @@ NAV = (
     ("/", "Dashboard", "executions:read"),
     ("/runbooks", "Runbooks", "runbooks:read"),
     ("/runbooks/stats", "Runbook stats", "runbooks:read"),
+    ("/changes", "Changes", "runbooks:read"),
     ("/executions", "Executions", "executions:read"),
     ("/monitoring", "Monitoring", "monitoring:read"),
     ("/incidents", "Incidents", "incidents:read"),
