@@ -5,7 +5,8 @@ record the test run, approve, publish, acknowledge, withdraw).
 
 Proposing stays on the command line (``opsbook changes propose FILE``): a proposal is a file in
 the workspace, which the console does not edit. Forms follow opsbook.web.actions: CSRF checked,
-``executions:run`` required (viewers and auditors change nothing), the domain's own rules
+``executions:approve`` required (viewers and auditors change nothing; acknowledging a published
+change needs only ``runbooks:read``), the domain's own rules
 (reviewing roles, nobody reviews or approves their own change) refuse with a flash; every
 change and refusal is audited by opsbook.lifecycle.changes.
 """
@@ -28,7 +29,8 @@ from opsbook.web.render import render, with_flash
 
 router = APIRouter(include_in_schema=False)
 READ = "runbooks:read"
-ACT = "executions:run"
+#: Every role but viewer and auditor holds it (approver-only people review and approve).
+ACT = "executions:approve"
 
 
 @router.get("/changes", response_class=HTMLResponse)
@@ -94,7 +96,7 @@ def _allowed(change: Any, who: Principal, settings: Any) -> dict[str, Any]:
         "test": can_act and change.state is S.REVIEWED,
         "approve": can_act and change.state is S.TESTED and approver and not mine,
         "publish": can_act and change.state is S.APPROVED and (mine or approver),
-        "ack": can_act
+        "ack": who.can(READ)
         and change.state in (S.PUBLISHED, S.TRAINED)
         and all(a.person != who.username for a in change.acks),
         "withdraw": can_act and mine and change.state in OPEN_STATES,
@@ -159,10 +161,12 @@ def _back(cid: str, message: str) -> Response:
     return with_flash(RedirectResponse(f"/changes/{cid}", status_code=303), text)
 
 
-async def _act(request: Request, cid: str, do: Callable[[Principal, Form], str]) -> Response:
+async def _act(
+    request: Request, cid: str, do: Callable[[Principal, Form], str], *, permission: str = ACT
+) -> Response:
     ctx = context_of(request)
     who, form = await form_principal(request)
-    require(db=ctx.db, principal=who, permission=ACT, subject=f"runbook-change:{cid[:20]}")
+    require(db=ctx.db, principal=who, permission=permission, subject=f"runbook-change:{cid[:20]}")
     try:
         message = do(who, form)
     except AuthenticationError:
@@ -269,7 +273,8 @@ async def ack(request: Request, change_id: str) -> Response:
         )
         return f"Acknowledged; the change is {change.state}."
 
-    return await _act(request, change_id, do)
+    # Acknowledging is a record about oneself: whoever may read runbooks may do it.
+    return await _act(request, change_id, do, permission=READ)
 
 
 @router.post("/changes/{change_id}/withdraw")
