@@ -490,12 +490,21 @@ async def test_publish_refuses_a_file_edited_since_it_was_proposed(
     assert gitrepo.git(ws.root, "tag", "--list").stdout == ""
 
 
-def test_an_existing_repository_is_used_as_it_is(ws: Workspace, db: Database) -> None:
-    subprocess.run(["git", "init", "-q", str(ws.root)], check=True)
-    out = changes.propose(
-        db=db, workspace=ws, path=ws.runbooks_dir / "hello.md", reason="x", actor="alice"
-    )
-    assert out.git_initialised is False
+async def test_a_workspace_inside_a_larger_repository(ws: Workspace, db: Database) -> None:
+    top = ws.root.parent
+    subprocess.run(["git", "init", "-q", str(top)], check=True)
+    (top / "README.md").write_text("the team's repository\n", encoding="utf-8")
+    subprocess.run(["git", "-C", str(top), "add", "README.md"], check=True)  # staged, not ours
+    pub = await publish_current(ws, db)
+    assert pub.version == 1 and not (ws.root / ".git").exists()  # no repository of its own
+    (proposed,) = events(db, "runbook.change.proposed")
+    assert '"git_initialised":false' in proposed["payload"]
+    shown = gitrepo.git(top, "show", "--stat", "--format=%s", "runbook/hello/v1").stdout
+    assert "ws/runbooks/hello.md" in shown and "README.md" not in shown  # only the runbook
+    status = gitrepo.git(top, "status", "--porcelain").stdout
+    assert "A  README.md" in status  # what the team had staged stays staged
+    d = diffs.published_diff(db=db, workspace=ws, runbook="hello", to_version="working")
+    assert d.unified == "" and d.old_label == "runbook/hello/v1"
 
 
 def test_reviews_and_drills_due(ws: Workspace, db: Database) -> None:

@@ -148,7 +148,9 @@ def publish_file(
 ) -> tuple[str, str]:
     """Commit ``relpath`` alone (whatever else is staged stays staged) and tag the commit
     ``runbook/<id>/v<version>``; returns (commit, tag). A file already committed as it is
-    (nothing to commit) is tagged at HEAD."""
+    (nothing to commit) is tagged at HEAD. ``relpath`` is relative to the top level (the
+    workspace may be a directory inside a larger repository). The repository's hooks run."""
+    root = toplevel(root)
     tag = tag_name(runbook_id, version)
     if tag_exists(root, tag):
         raise ConflictError(
@@ -165,7 +167,7 @@ def publish_file(
         != 0
     )
     if changed:
-        git(root, *ident, "commit", "-q", "--no-verify", "-F", "-", "--", relpath, input_text=body)
+        git(root, *ident, "commit", "-q", "-F", "-", "--", relpath, input_text=body)
     commit = git(root, "rev-parse", "HEAD").stdout.strip()
     git(root, *ident, "tag", "-a", tag, "-F", "-", commit, input_text=body)
     return commit, tag
