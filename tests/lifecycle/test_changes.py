@@ -557,3 +557,42 @@ def test_new_workspaces_turn_the_gate_on_with_the_documented_defaults(tmp_path: 
     assert settings.require_published is True
     assert settings == ChangeSettings(require_published=True)  # the template spells the defaults
     assert load_settings(Workspace(root=tmp_path, config={})).require_published is False
+
+
+@pytest.fixture
+def pg_changes_db(pg_url: str) -> Iterator[Database]:
+    """A migrated PostgreSQL database of its own on the session's ephemeral cluster."""
+    import uuid
+
+    import psycopg
+
+    name = f"chg_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    database = open_database(pg_url.rsplit("/", 1)[0] + f"/{name}")
+    yield database
+    database.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.mark.postgres
+async def test_the_whole_change_and_the_gate_on_postgresql(
+    ws: Workspace, pg_changes_db: Database
+) -> None:
+    db = pg_changes_db
+    with pytest.raises(PermissionDenied):
+        await run(ws, db, "production")
+    pub = await publish_current(ws, db)
+    assert (pub.version, pub.state) == (1, ChangeState.PUBLISHED)
+    assert (await run(ws, db, "production")).state is State.SUCCEEDED
+    changes.acknowledge(db=db, change_id=pub.id, person="tess")
+    assert changes.acknowledge(db=db, change_id=pub.id, person="viv").state is ChangeState.TRAINED
+    ov = change_guard.request_override(
+        db=db, workspace=ws, runbook="hello", reason="INC-1", actor="alice"
+    )
+    change_guard.decide_override(
+        db=db, workspace=ws, override_id=ov.id, actor="mia", actor_roles=roles("mia", ws)
+    )
+    assert change_guard.list_overrides(db=db)[0].state == "approved"
+    assert [c.state for c in changes.list_changes(db=db, state="trained")] == ["trained"]
