@@ -160,6 +160,8 @@ class Change:
                     "acknowledged by "
                     + (", ".join(a.person for a in self.acks) or "nobody yet")
                     + (f"; waiting for {', '.join(self.pending_acks)}" if self.pending_acks else "")
+                    if self.version is not None
+                    else "waiting (after publication)"
                 ),
             },
         ]
