@@ -421,6 +421,57 @@ def register(app: typer.Typer) -> None:
                 typer.echo("no drill is due")
         return 1 if any(r.status in ("never", "overdue") for r in rows) else 0
 
+    @ch.command("remind")
+    def remind(
+        ctx: typer.Context,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Say who would be reminded; send nothing")
+        ] = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Remind owners of reviews and drills due, once a day each (`opsbook serve` does this
+        by itself; this is for cron or to send now)."""
+        from opsbook.lifecycle.reminders import deliver_now, send_reminders  # noqa: PLC0415
+
+        _, ws, db = _ctx(ctx)
+        rows = send_reminders(db=db, workspace=ws, dry_run=dry_run)
+        ids = tuple(n for r in rows for n in r.notifications)
+        delivered = {d.notification_id: d for d in deliver_now(db=db, workspace=ws, ids=ids)}
+        if json_out:
+            print_json(
+                [
+                    {
+                        **r.to_dict(),
+                        "deliveries": [
+                            {"id": n, "outcome": delivered[n].outcome if n in delivered else None}
+                            for n in r.notifications
+                        ],
+                    }
+                    for r in rows
+                ]
+            )
+            return
+        says = {
+            "queued": "reminded",
+            "already-sent": "already reminded today",
+            "no-recipient": "NOT reminded: no contact (set [changes] owner_contacts)",
+            "would-send": "would be reminded",
+        }
+        for r in rows:
+            outcomes = ", ".join(
+                f"{delivered[n].recipient} {delivered[n].outcome}"
+                for n in r.notifications
+                if n in delivered
+            )
+            to = f" ({', '.join(r.recipients)})" if r.recipients else ""
+            typer.echo(f"{r.owner}: {says[r.state]}{to}: {len(r.items)} due")
+            for line in r.items:
+                typer.echo(f"  - {line}")
+            if outcomes:
+                typer.echo(f"  delivery: {outcomes}")
+        if not rows:
+            typer.echo("nothing is due: no reminder to send")
+
     @ch.command("override")
     def override(
         ctx: typer.Context,

@@ -42,6 +42,12 @@ class ChangeSettings:
     emergency_tags: tuple[str, ...] = ("emergency", "incident", "disaster-recovery")
     #: ``opsbook changes due`` lists reviews due within this window (and overdue ones).
     reminder_window: float = 14 * DAY
+    #: Who is reminded for an owner named in runbook front matter: ``"owner=contact-key"``
+    #: (contact keys as ``opsbook notify test`` takes them). An owner not listed is sent to
+    #: the contact whose key is the owner's name, else to ``reminder_contacts``.
+    owner_contacts: tuple[str, ...] = ()
+    #: Contacts reminded for owners nobody else is listed for.
+    reminder_contacts: tuple[str, ...] = ("operations-lead",)
 
 
 def _where(ws: Workspace, key: str) -> Location:
@@ -97,6 +103,15 @@ def load_settings(ws: Workspace) -> ChangeSettings:
                     location=_where(ws, key),
                     hint=f'{key} = ["{default[0]}"]' if default else f"{key} = []",
                 )
+            if key == "owner_contacts":
+                for pair in value:
+                    owner, _, contact = pair.partition("=")
+                    if not owner.strip() or not contact.strip():
+                        raise ValidationError(
+                            f"[changes] owner_contacts: {pair!r} is not owner=contact",
+                            location=_where(ws, key),
+                            hint='owner_contacts = ["security=security-engineer"]',
+                        )
             values[key] = tuple(value)
         else:
             try:

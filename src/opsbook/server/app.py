@@ -157,6 +157,9 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
             )
             tasks.append(asyncio.create_task(monitoring_bg.run_background(ctx)))
             tasks.append(asyncio.create_task(incidents_bg.run_background(ctx)))
+            from opsbook.lifecycle import background as lifecycle_bg  # noqa: PLC0415
+
+            tasks.append(asyncio.create_task(lifecycle_bg.run_background(ctx)))
         try:
             yield
         finally:
