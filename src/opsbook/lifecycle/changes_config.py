@@ -45,7 +45,12 @@ class ChangeSettings:
     #: Who is reminded for an owner named in runbook front matter: ``"owner=contact-key"``
     #: (contact keys as ``opsbook notify test`` takes them). An owner not listed is sent to
     #: the contact whose key is the owner's name, else to ``reminder_contacts``.
-    owner_contacts: tuple[str, ...] = ()
+    owner_contacts: tuple[str, ...] = (  # the shipped runbooks' owners and contacts
+        "operations=operations-lead",
+        "platform-engineering=platform-engineering-lead",
+        "database-administration=database-administrator",
+        "security=security-engineer",
+    )
     #: Contacts reminded for owners nobody else is listed for.
     reminder_contacts: tuple[str, ...] = ("operations-lead",)
 
