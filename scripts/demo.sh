@@ -95,6 +95,9 @@ confirm "$(last_id)" ops-engineer "DEMO-2"
 say "opsbook executions list"
 ob executions list
 
+say "opsbook runbooks stats demo --since 1d  (how each procedure did: runs, success, durations, failing steps)"
+ob runbooks stats demo --since 1d
+
 say "opsbook audit verify  (the hash chain over every state change)"
 ob audit verify
 
