@@ -117,6 +117,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "users": ("users_cmd", "Accounts for the console and the API."),
     "tokens": ("users_cmd", "API tokens for automation."),
     "changes": ("changes_cmd", "Runbook changes: propose, review, test, approve, publish."),
+    "training": (
+        "training_cmd",
+        "Training: onboarding, assessments, graded drills, certifications.",
+    ),
 }
 
 

@@ -15,4 +15,7 @@ def start_guards() -> Sequence[StartGuard]:
     from opsbook.lifecycle.change_guard import require_published  # noqa: PLC0415
 
     guards.append(require_published)  # production runs: published digests only (H6)
+    from opsbook.lifecycle.cert_guard import require_certification  # noqa: PLC0415
+
+    guards.append(require_certification)  # production runs: certified people only
     return guards
