@@ -19,6 +19,7 @@ EXPECTED = {
     ".gitignore",
     "contacts.yaml",
     "incident_policy.yaml",
+    "training.yaml",
     "environments/sandbox.yaml",
     "environments/production.yaml",
     "runbooks/README.md",
