@@ -145,6 +145,7 @@ def start(
     environment: str = "sandbox",
 ) -> Drill:
     """Inject the scenario's faults into the sandbox and declare the drill incident."""
+    from opsbook.incidents import lifecycle as incidents  # noqa: PLC0415
     from opsbook.incidents.config import load_config  # noqa: PLC0415
     from opsbook.incidents.service import declare  # noqa: PLC0415
     from opsbook.sandbox import chaos, lifecycle  # noqa: PLC0415
@@ -168,34 +169,43 @@ def start(
             " not be graded on its own faults",
             hint="clear them first: opsbook sandbox chaos clear",
         )
-    injected: list[dict[str, Any]] = []
-    sink = _Sink(db)
-    for f in spec.faults:
-        got = chaos.inject(
-            control=control, fault=f.fault, service=f.service, actor=actor, sink=sink
-        )
-        injected.append(
-            {
-                "fault": f.fault,
-                "service": f.service,
-                "id": got.get("id"),
-                "target": got.get("target"),
-            }
-        )
-    started = datetime.now(UTC)
     services = tuple(sorted({f.service for f in spec.faults if f.service}))
-    declared = declare(
+    declared = declare(  # first: a drill incident that cannot be declared injects nothing
         db=db,
         config=load_config(workspace),
         title=f"[drill] {spec.title}",
         actor=actor,
         services=services,
+        severity=spec.severity,
         summary=f"Graded drill {spec.id} for {trainee}: find what is wrong and fix it.",
         drill=True,
         commander=trainee,
         source="training",
-        now=started,
     )
+    injected: list[dict[str, Any]] = []
+    sink = _Sink(db)
+    try:
+        for f in spec.faults:
+            got = chaos.inject(
+                control=control, fault=f.fault, service=f.service, actor=actor, sink=sink
+            )
+            injected.append(
+                {
+                    "fault": f.fault,
+                    "service": f.service,
+                    "id": got.get("id"),
+                    "target": got.get("target"),
+                }
+            )
+    except OpsbookError:
+        for done in injected:
+            with contextlib.suppress(OpsbookError):
+                chaos.clear(control=control, fault=done["fault"], actor=actor, sink=sink)
+        incidents.resolve(
+            db=db, ref=declared.incident.id, actor=actor, note="drill not started: see the error"
+        )
+        raise
+    started = datetime.now(UTC)
     with db.transaction():
         drill_id = db.insert(
             "INSERT INTO training_drills (scenario, area, trainee, environment, state, started_at,"

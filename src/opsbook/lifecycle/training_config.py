@@ -67,6 +67,7 @@ class Scenario:
     faults: tuple[FaultSpec, ...]
     expected: tuple[str, ...]  # RUNBOOK#PROCEDURE
     time_limit: float  # seconds
+    severity: str = "SEV3"  # of the drill incident
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +77,7 @@ class Scenario:
             "faults": [{"fault": f.fault, "service": f.service} for f in self.faults],
             "expected": list(self.expected),
             "time_limit_s": self.time_limit,
+            "severity": self.severity,
         }
 
 
@@ -347,6 +349,11 @@ def _scenarios(doc: YamlDoc, raw: Any, config: TrainingConfig) -> tuple[Scenario
                 hint="expected: [troubleshooting#service-connectivity]",
             )
         limit = duration(doc, spec.get("time_limit", "15m"), *at, "time_limit")
+        severity = str(spec.get("severity", "SEV3")).upper()
+        if severity not in ("SEV1", "SEV2", "SEV3", "SEV4"):
+            raise doc.error(
+                f"scenarios.{sid}.severity must be SEV1 to SEV4", *at, "severity", hint="SEV3"
+            )
         out.append(
             Scenario(
                 id=str(sid),
@@ -355,6 +362,7 @@ def _scenarios(doc: YamlDoc, raw: Any, config: TrainingConfig) -> tuple[Scenario
                 faults=tuple(faults),
                 expected=tuple(expected),
                 time_limit=limit,
+                severity=severity,
             )
         )
     return tuple(out)
