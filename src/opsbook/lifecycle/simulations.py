@@ -236,7 +236,7 @@ def start(
     return get(db=db, drill_id=drill_id)
 
 
-def _cleared_at(
+def faults_ended_at(
     workspace: Workspace, environment: str, ids: set[str], since: float
 ) -> float | None:
     """When the last of the drill's faults ended (the sandbox's fault record), or None while
@@ -254,7 +254,7 @@ def _cleared_at(
     return max(ended.values()) if ids and set(ended) >= ids else None
 
 
-def _ready(workspace: Workspace, environment: str) -> tuple[bool, list[str]]:
+def services_ready(workspace: Workspace, environment: str) -> tuple[bool, list[str]]:
     from opsbook.sandbox import lifecycle  # noqa: PLC0415
 
     services = lifecycle.status(workspace=workspace, env_name=environment).get("services", [])
@@ -266,7 +266,7 @@ def _ready(workspace: Workspace, environment: str) -> tuple[bool, list[str]]:
     return not down, down
 
 
-def _runs(db: Database, trainee: str, since: str, until: str) -> list[dict[str, Any]]:
+def trainee_runs(db: Database, trainee: str, since: str, until: str) -> list[dict[str, Any]]:
     return db.query(
         "SELECT id, runbook_id, procedure_id, environment, state, created_at, finished_at"
         " FROM executions WHERE started_by = ? AND dry_run = 0 AND created_at >= ?"
@@ -299,7 +299,7 @@ def _grade(
     start = _parse(row["started_at"])
     env = str(row["environment"])
     trainee = str(row["trainee"])
-    runs = _runs(db, trainee, _iso(start), _iso(ended))
+    runs = trainee_runs(db, trainee, _iso(start), _iso(ended))
     inc = db.one(
         "SELECT acknowledged_at, acknowledged_by FROM incidents WHERE id = ?",
         (row["incident_id"],),
@@ -310,8 +310,8 @@ def _grade(
     detected = min(firsts) if firsts else None
     detect_s = (detected - start).total_seconds() if detected else None
     ids = {str(f["id"]) for f in json.loads(row["faults"]) if f.get("id")}
-    cleared = _cleared_at(workspace, env, ids, start.timestamp())
-    ready, down = _ready(workspace, env)
+    cleared = faults_ended_at(workspace, env, ids, start.timestamp())
+    ready, down = services_ready(workspace, env)
     mitigate_s = max(0.0, cleared - start.timestamp()) if cleared is not None and ready else None
     used = sorted({f"{r['runbook_id']}#{r['procedure_id']}" for r in runs})
     expected = list(spec.expected)
@@ -541,8 +541,8 @@ def wait_mitigated(
     env = str(row["environment"])
     while (datetime.now(UTC) - start).total_seconds() < spec.time_limit:
         if (
-            _cleared_at(workspace, env, ids, start.timestamp()) is not None
-            and _ready(workspace, env)[0]
+            faults_ended_at(workspace, env, ids, start.timestamp()) is not None
+            and services_ready(workspace, env)[0]
         ):
             return True
         time.sleep(poll)
