@@ -92,6 +92,13 @@ say "opsbook run demo#retry-demo  (a step's output as it is printed; a failing c
 parked run demo#retry-demo --env sandbox --as ops-engineer
 confirm "$(last_id)" ops-engineer "DEMO-2"
 
+say "opsbook training drill start payment-crash --trainee ops-engineer  (a graded drill: a fault and a drill incident)"
+ob training drill start payment-crash --trainee ops-engineer
+parked run troubleshooting#service-connectivity --env sandbox --param service=payment --as ops-engineer
+confirm "$(last_id)" ops-engineer "drill: payment restarted by the runbook"
+say "opsbook training drill end 1  (scored from the record: detect, mitigate, procedures, safety)"
+set +e; ob training drill end 1; echo "(exit code $?: 0 = passed, 1 = not passed)"; set -e
+
 say "opsbook executions list"
 ob executions list
 
