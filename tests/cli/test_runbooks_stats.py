@@ -67,7 +67,7 @@ def test_stats_of_one_procedure_and_the_table(ob: Run) -> None:
     assert any(line.startswith("checks#never ") for line in lines)  # no runs: listed
     assert "second: 1 failed, 1 skipped" in table.stdout
     assert "checks overdue" in table.stdout
-    assert "not measured: training not recorded" in table.stdout
+    assert "Training: no certifications" in table.stdout
 
 
 def test_stats_usage_errors(ob: Run) -> None:
@@ -135,7 +135,7 @@ def test_the_monthly_report(ob: Run, tmp_path: Path) -> None:
         "second is wrong",
         "## Overdue reviews",
         "60 day(s) overdue",
-        "not measured: training not recorded",
+        "No certifications.",
     ):
         assert part in md.stdout, part
     out = tmp_path / "runbooks-2026-11.html"

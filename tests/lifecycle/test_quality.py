@@ -1,6 +1,6 @@
 """Runbook quality signals (issue 15): steps that fail on a healthy sandbox (not during an
 incident, a firing alert or an injected fault; not on other environments; not dry runs),
-review timeliness from the front matter, training not measured until it is recorded."""
+review timeliness from the front matter, training completion from the certifications in force."""
 
 from __future__ import annotations
 
@@ -112,17 +112,17 @@ def test_review_timeliness(hist: tuple[Any, Any]) -> None:
     assert early["checks"].state == "ok" and early["checks"].overdue_days == -16
 
 
-def test_training_is_not_measured_until_recorded(hist: tuple[Any, Any]) -> None:
+def test_training_completion_counts_certifications_in_force(hist: tuple[Any, Any]) -> None:
     db, cat = hist
+    assert quality.training_completion(db).by_area == ()  # nobody is certified in this history
+    for person, expires in (("ann", "2099-01-01T00:00:00Z"), ("bob", "2020-01-01T00:00:00Z")):
+        db.insert(
+            "INSERT INTO training_certifications (person, area, earned_at, expires_at,"
+            " granted_by) VALUES (?, 'incident-response', '2019-01-01T00:00:00Z', ?, 't')",
+            (person, expires),
+        )
     t = quality.training_completion(db)
+    assert t.measured and t.by_area == (("incident-response", 1),)  # bob's has expired
     q = quality.quality(db, catalogue=cat, since=SINCE, until=UNTIL, today=date(2026, 12, 1))
     assert q.to_dict()["overdue"] == ["checks"]
-    if "area" in quality.table_columns(db, "certifications"):  # the training tables exist
-        assert t.measured and t.by_area == ()  # nobody is certified in this history
-        return
-    assert not t.measured and t.note == "not measured: training not recorded"
-    assert q.to_dict()["training"] == {
-        "measured": False,
-        "note": "not measured: training not recorded",
-        "by_area": {},
-    }
+    assert q.to_dict()["training"]["by_area"] == {"incident-response": 1}

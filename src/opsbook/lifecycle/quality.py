@@ -8,8 +8,7 @@
   system: a wrong command, a stale expectation, a missing prerequisite.
 - **Review timeliness**: ``last_reviewed`` + ``review_interval`` from the runbook's front
   matter; a runbook past that date is overdue by so many days (the same rule as lint's OB107).
-- **Training completion**: valid certifications per area, once the training tables exist
-  (issue 15's training part); until then, "not measured: training not recorded".
+- **Training completion**: people holding a certification in force, per area.
 """
 
 # ruff: noqa: S608 - SQL is built from constant fragments and fixed column names; every value is bound
@@ -23,8 +22,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from opsbook.db import Database
-
-NOT_MEASURED = "not measured: training not recorded"
 
 
 @dataclass(frozen=True)
@@ -257,42 +254,21 @@ def review_statuses(catalogue: Any, *, today: date) -> list[ReviewStatus]:
     return out
 
 
-def table_columns(db: Database, table: str) -> set[str]:
-    if db.dialect == "postgresql":
-        rows = db.query(
-            "SELECT column_name AS name FROM information_schema.columns WHERE table_name = ?",
-            (table,),
-        )
-    else:
-        rows = db.query(
-            "SELECT name FROM pragma_table_info(?)",
-            (table,),
-        )
-    return {str(r["name"]) for r in rows}
-
-
 def training_completion(db: Database, *, now: datetime | None = None) -> Training:
-    """Valid certifications per area when a ``certifications`` table with an ``area`` column
-    exists (the training part of issue 15); otherwise not measured, said plainly."""
-    cols = table_columns(db, "certifications")
-    if "area" not in cols:
-        return Training(measured=False, note=NOT_MEASURED)
-    where = []
-    params: list[Any] = []
-    if "expires_at" in cols:
-        where.append("(expires_at IS NULL OR expires_at > ?)")
-        params.append((now or datetime.now(UTC)).isoformat(timespec="microseconds"))
-    if "revoked_at" in cols:
-        where.append("revoked_at IS NULL")
-    person = "person" if "person" in cols else ("username" if "username" in cols else "*")
-    count = f"COUNT(DISTINCT {person})" if person != "*" else "COUNT(*)"
-    sql = f"SELECT area, {count} AS n FROM certifications"  # column names checked above
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    rows = db.query(sql + " GROUP BY area ORDER BY area", params)
+    """People holding a certification in force, per area (``training_certifications``), and
+    how many of the people in training finished onboarding."""
+    from opsbook.lifecycle.certifications import iso  # noqa: PLC0415
+    from opsbook.lifecycle.onboarding import people  # noqa: PLC0415
+
+    rows = db.query(
+        "SELECT area, COUNT(DISTINCT person) AS n FROM training_certifications"
+        " WHERE revoked_at IS NULL AND expires_at > ? GROUP BY area ORDER BY area",
+        (iso(now or datetime.now(UTC)),),
+    )
     return Training(
         measured=True,
-        note="people holding a valid certification, per area",
+        note=f"people holding a certification in force, per area ({len(people(db=db))} people"
+        " with a training record)",
         by_area=tuple((str(r["area"]), int(r["n"])) for r in rows),
     )
 
