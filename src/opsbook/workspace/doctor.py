@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from opsbook.errors import OpsbookError
 from opsbook.workspace.doctor_channels import channel_checks
 from opsbook.workspace.doctor_files import file_mode_checks
+from opsbook.workspace.doctor_tools import tool_spec, tools_and_access
 
 if TYPE_CHECKING:
     from opsbook.config import Settings
@@ -98,7 +99,7 @@ def _environment(ws: Workspace, env_name: str) -> list[Check]:
         return [Check(f"environment {env_name}", "failed", exc.message, exc.hint or "")]
     out = [Check(f"environment {env.name}", "ok", f"{env.path.name}, platform {env.platform}")]
     tools = [str(t) for t in env.data.get("required_tools", []) or []]
-    missing = [t for t in tools if shutil.which(t) is None]
+    missing = [t for t in (tool_spec(x)[0] for x in tools) if shutil.which(t) is None]
     if missing:
         out.append(
             Check(
@@ -110,6 +111,12 @@ def _environment(ws: Workspace, env_name: str) -> list[Check]:
         )
     elif tools:
         out.append(Check("tools", "ok", ", ".join(tools)))
+    # versions of the tools found, cluster access, monitoring reachable (Tools and access)
+    out.extend(
+        Check(n, s, d, h)
+        for n, s, d, h in tools_and_access(env)
+        if not (n.startswith("tool ") and d == "not found on PATH")
+    )
     if env.data.get("key_vault"):
         out.append(_key_vault(env.data["key_vault"]))
     if env.platform == "local":
