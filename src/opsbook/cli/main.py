@@ -117,6 +117,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "users": ("users_cmd", "Accounts for the console and the API."),
     "tokens": ("users_cmd", "API tokens for automation."),
     "changes": ("changes_cmd", "Runbook changes: propose, review, test, approve, publish."),
+    "card": ("cards_cmd", "Quick reference cards: contacts, system, commands, escalation."),
     "training": (
         "training_cmd",
         "Training: onboarding, assessments, graded drills, certifications.",

@@ -37,6 +37,7 @@ from opsbook.web import (
     admin,
     pages,
     pages_incidents,
+    pages_lifecycle_cards,
     pages_lifecycle_changes,
     pages_lifecycle_metrics,
     pages_monitoring,
@@ -199,6 +200,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         actions_monitoring,
         pages_incidents,
         pages_lifecycle_changes,
+        pages_lifecycle_cards,
     )
     for module in web:
         add_routes(app, module.router)
