@@ -27,8 +27,9 @@ def test_stats_json_shape(ob: Run) -> None:
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert set(data) >= {"since", "until", "opened", "resolved_incidents", "runbooks", "quality"}
-    assert data["opened"] == "not counted: only runs are counted"
+    assert data["opened"] == "console pages, API reads and `opsbook runbooks show`"
     checks = next(rb for rb in data["runbooks"] if rb["runbook"] == "checks")
+    assert checks["opened"] == 0
     assert checks["runs"] == 5 and checks["procedure"] is None
     quick = next(p for p in checks["procedures"] if p["ref"] == "checks#quick")
     assert set(quick) >= {
@@ -52,6 +53,21 @@ def test_stats_json_shape(ob: Run) -> None:
     assert data["quality"]["accuracy"][0]["ref"] == "checks#quick"
 
 
+def test_runbooks_show_counts_as_opening(ob: Run) -> None:
+    for ref in ("checks", "checks#quick", "checks#quick"):
+        assert ob("runbooks", "show", ref).returncode == 0
+    data = json.loads(ob("runbooks", "stats", "checks", "--json").stdout)
+    checks = data["runbooks"][0]
+    assert checks["opened"] == 3  # the runbook's figure includes its procedures'
+    quick = next(p for p in checks["procedures"] if p["ref"] == "checks#quick")
+    assert quick["opened"] == 2
+    table = ob("runbooks", "stats", "checks").stdout
+    header = next(line for line in table.splitlines() if line.startswith("RUNBOOK#PROCEDURE"))
+    assert header.split()[1] == "OPENED"
+    row = next(line for line in table.splitlines() if line.startswith("checks#quick "))
+    assert row.split()[1:3] == ["2", "5"]
+
+
 def test_stats_of_one_procedure_and_the_table(ob: Run) -> None:
     r = ob("runbooks", "stats", "checks#quick", "--since", "7d", "--json")
     assert r.returncode == 0, r.stderr
@@ -63,7 +79,7 @@ def test_stats_of_one_procedure_and_the_table(ob: Run) -> None:
     header = next(line for line in lines if line.startswith("RUNBOOK#PROCEDURE"))
     assert "RUNS" in header and "P90" in header and "RATING" in header
     quick = next(line for line in lines if line.startswith("checks#quick "))
-    assert quick.split()[1:3] == ["5", "50%"]
+    assert quick.split()[1:4] == ["0", "5", "50%"]
     assert any(line.startswith("checks#never ") for line in lines)  # no runs: listed
     assert "second: 1 failed, 1 skipped" in table.stdout
     assert "checks overdue" in table.stdout

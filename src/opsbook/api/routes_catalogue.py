@@ -13,6 +13,7 @@ from starlette.responses import Response
 from opsbook.api import catalogue, schemas
 from opsbook.api.deps import Caller, Ctx
 from opsbook.errors import ValidationError
+from opsbook.lifecycle.opens import record_open
 from opsbook.users.access import require
 
 router = APIRouter(tags=["runbooks"])
@@ -51,6 +52,7 @@ async def show_runbook(ctx: Ctx, caller: Caller, runbook_id: str) -> dict[str, A
         db=ctx.db, principal=caller, permission="runbooks:read", subject=f"runbook:{runbook_id}"
     )
     rb = ctx.catalogue().get(runbook_id)
+    record_open(db=ctx.db, runbook_id=rb.id, procedure_id=None, person=caller.username, via="api")
     return {
         **catalogue.runbook_summary(rb),
         "content_hash": rb.content_hash,
@@ -71,6 +73,7 @@ async def show_procedure(
         db=ctx.db, principal=caller, permission="runbooks:read", subject=f"runbook:{runbook_id}"
     )
     rb, p = ctx.catalogue().resolve(f"{runbook_id}#{procedure_id}")
+    record_open(db=ctx.db, runbook_id=rb.id, procedure_id=p.id, person=caller.username, via="api")
     return catalogue.procedure_detail(rb, p)
 
 

@@ -181,6 +181,7 @@ def register(app: typer.Typer) -> None:
                 for p in procs
             ],
         }
+        _count_open(state, rb.id, proc_id or None)
         if json_out:
             print_json(data)
             return
@@ -353,6 +354,26 @@ def _dur(v: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def _count_open(state: AppState, runbook_id: str, procedure_id: str | None) -> None:
+    """`runbooks show` counts as opening the runbook (runbook metrics: "opened")."""
+    from opsbook.cli._common import open_db  # noqa: PLC0415
+    from opsbook.errors import OpsbookError  # noqa: PLC0415
+    from opsbook.lifecycle.opens import record_open  # noqa: PLC0415
+
+    ws = state.workspace()
+    try:
+        db = open_db(ws, state.settings)
+    except OpsbookError:  # no state database to count in (read-only copy): show it anyway
+        return
+    record_open(
+        db=db,
+        runbook_id=runbook_id,
+        procedure_id=procedure_id,
+        person=state.user(None),
+        via="cli",
+    )
+
+
 def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v * 100:.0f}%"
 
@@ -372,6 +393,7 @@ def _print_stats(report: Any, q: Any, *, detail: bool) -> None:
             rows.append(
                 [
                     p.ref if p.procedure else f"{p.ref} (all)",
+                    str(p.opened),
                     str(p.runs),
                     _pct(p.success_rate),
                     _dur(p.duration_median),
@@ -385,6 +407,7 @@ def _print_stats(report: Any, q: Any, *, detail: bool) -> None:
     _table(
         [
             "RUNBOOK#PROCEDURE",
+            "OPENED",
             "RUNS",
             "OK",
             "MEDIAN",

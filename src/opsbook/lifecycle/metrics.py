@@ -5,9 +5,12 @@ Every number is a SQL aggregate over the ``executions``, ``step_runs``, ``events
 rows — so that ``opsbook runbooks stats`` stays under a second over 100,000 executions
 (benchmarks/bench_runbook_stats.py). Definitions (docs/lifecycle.md says the same):
 
+- **opened**: the times a person opened the runbook (its console page, the API's getRunbook,
+  ``opsbook runbooks show``) or one of its procedures (its run form, getProcedure, ``show
+  RUNBOOK#PROCEDURE``) in the window (``runbook_opens``); a runbook's figure includes its
+  procedures'.
 - **runs**: executions started in the window (``created_at``), dry runs excluded; child runs
-  (``on_failure: run``, ``decide``) count for the procedure they ran. How often a runbook is
-  *opened* is not counted: only runs are.
+  (``on_failure: run``, ``decide``) count for the procedure they ran.
 - **success rate**: succeeded / finished, where finished = succeeded + failed + aborted.
 - **duration**: start to finish of the runs that succeeded or failed (time waiting for a person
   included); median, and p90 by nearest rank.
@@ -101,6 +104,7 @@ class Stats:
     ttr_median: float | None = None
     feedback: Feedback = field(default_factory=Feedback)
     in_catalogue: bool = True
+    opened: int = 0
 
     @property
     def ref(self) -> str:
@@ -121,6 +125,7 @@ class Stats:
             "procedure": self.procedure,
             "title": self.title,
             "in_catalogue": self.in_catalogue,
+            "opened": self.opened,
             "runs": self.runs,
             "finished": self.finished,
             "succeeded": self.succeeded,
@@ -160,7 +165,7 @@ class StatsReport:
     generated: datetime
     resolved_incidents: int
     runbooks: tuple[RunbookStats, ...]
-    opened: str = "not counted: only runs are counted"
+    opened: str = "console pages, API reads and `opsbook runbooks show`"
 
     def procedures(self) -> list[Stats]:
         return [p for rb in self.runbooks for p in rb.procedures]
@@ -221,6 +226,7 @@ class _Acc:
     incidents: dict[tuple[Any, ...], Any]
     ttr: dict[tuple[Any, ...], Any]
     feedback: dict[tuple[Any, ...], Any]
+    opens: dict[tuple[Any, ...], int] = field(default_factory=dict)
 
 
 _PROC = ("runbook_id", "procedure_id")
@@ -272,6 +278,13 @@ def _aggregate(db: Database, window: tuple[str, str], runbook: str | None) -> tu
         f" WHERE {_WINDOW}{only} GROUP BY {cols}",
         p,
     )
+    opens = db.query(
+        "SELECT o.runbook_id, o.procedure_id, COUNT(*) AS n FROM runbook_opens o"
+        " WHERE o.opened_at >= ? AND o.opened_at < ?"
+        + (" AND o.runbook_id = ?" if runbook else "")
+        + " GROUP BY o.runbook_id, o.procedure_id",
+        p,
+    )
     proc = _Acc(
         counts=_keyed(counts, keys),
         durations=_keyed(durations, keys),
@@ -285,6 +298,11 @@ def _aggregate(db: Database, window: tuple[str, str], runbook: str | None) -> tu
     rb = _Acc(
         counts={}, durations={}, steps={}, notes={}, passed={}, incidents={}, ttr={}, feedback={}
     )
+    for r in opens:
+        n = int(r["n"])
+        rb.opens[(r["runbook_id"],)] = rb.opens.get((r["runbook_id"],), 0) + n
+        if r["procedure_id"] is not None:
+            proc.opens[(r["runbook_id"], r["procedure_id"])] = n
     # Runbook sums from the procedure rows (one row per procedure, not per run).
     for src, dst in (
         (proc.counts, rb.counts),
@@ -363,6 +381,7 @@ def _stats(
         if fb and fb.get("n")
         else Feedback(),
         in_catalogue=known,
+        opened=acc.opens.get(key, 0),
     )
 
 

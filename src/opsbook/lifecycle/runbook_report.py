@@ -168,8 +168,8 @@ def markdown(report: RunbookReport) -> str:
         "",
         f"Runs started {st.since:%Y-%m-%d} to {st.until:%Y-%m-%d} (UTC), dry runs excluded;"
         f" {sum(p.runs for p in procs)} run(s) of {len(procs)} procedure(s);"
-        f" {st.resolved_incidents} incident(s) resolved. How often runbooks were opened is"
-        " not counted: only runs are.",
+        f" {st.resolved_incidents} incident(s) resolved; runbooks opened"
+        f" {sum(rb.total.opened for rb in st.runbooks)} time(s) ({st.opened}).",
         "",
         "## Procedures",
         "",
@@ -338,8 +338,9 @@ def html(report: RunbookReport, *, stylesheet: str | None = None) -> str:
         f"<title>Runbook report {escape(report.month)}</title>{_style(stylesheet)}</head><body>"
         f"<h1>Runbook report {escape(report.month)}</h1>"
         f"<p>Runs started {st.since:%Y-%m-%d} to {st.until:%Y-%m-%d} (UTC), dry runs excluded;"
-        f" {sum(p.runs for p in procs)} run(s); {st.resolved_incidents} incident(s) resolved."
-        " How often runbooks were opened is not counted: only runs are.</p>"
+        f" {sum(p.runs for p in procs)} run(s); {st.resolved_incidents} incident(s) resolved;"
+        f" runbooks opened {sum(rb.total.opened for rb in st.runbooks)} time(s)"
+        f" ({escape(st.opened)}).</p>"
         f"<section><h2>Runs per day</h2>{daily_bars(report.daily)}</section>"
         f"<section><h2>Procedures</h2>{success_bars(procs)}{stats_table(procs)}</section>"
         f"<section><h2>Worst procedures</h2>{worst}</section>"

@@ -15,6 +15,7 @@ from opsbook.api.auth import context_of, principal_of
 from opsbook.engine.states import State
 from opsbook.errors import OpsbookError
 from opsbook.executions import queries
+from opsbook.lifecycle.opens import record_open
 from opsbook.users.access import require
 from opsbook.web.render import environment, render, strip_front_matter
 
@@ -124,6 +125,7 @@ async def runbook(request: Request, runbook_id: str) -> Response:
     who = principal_of(request)
     require(db=ctx.db, principal=who, permission="runbooks:read", subject=f"runbook:{runbook_id}")
     rb = ctx.catalogue().get(runbook_id)
+    record_open(db=ctx.db, runbook_id=rb.id, procedure_id=None, person=who.username, via="console")
     findings = lint_paths([rb.path], today=date.today())
     return render(
         request,
@@ -167,7 +169,15 @@ def run_form(
 
 @router.get("/runbooks/{runbook_id}/{procedure_id}/run", response_class=HTMLResponse)
 async def run_page(request: Request, runbook_id: str, procedure_id: str) -> Response:
-    return run_form(request, f"{runbook_id}#{procedure_id}")
+    page = run_form(request, f"{runbook_id}#{procedure_id}")
+    record_open(
+        db=context_of(request).db,
+        runbook_id=runbook_id,
+        procedure_id=procedure_id,
+        person=principal_of(request).username,
+        via="console",
+    )
+    return page
 
 
 @router.get("/executions", response_class=HTMLResponse)
