@@ -40,6 +40,7 @@ from opsbook.web import (
     pages_lifecycle_cards,
     pages_lifecycle_changes,
     pages_lifecycle_metrics,
+    pages_lifecycle_training,
     pages_monitoring,
     signin,
 )
@@ -201,6 +202,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         pages_incidents,
         pages_lifecycle_changes,
         pages_lifecycle_cards,
+        pages_lifecycle_training,
     )
     for module in web:
         add_routes(app, module.router)

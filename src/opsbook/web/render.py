@@ -26,6 +26,7 @@ NAV = (
     ("/runbooks", "Runbooks", "runbooks:read"),
     ("/runbooks/stats", "Runbook stats", "runbooks:read"),
     ("/changes", "Changes", "runbooks:read"),
+    ("/training", "Training", "runbooks:read"),
     ("/executions", "Executions", "executions:read"),
     ("/monitoring", "Monitoring", "monitoring:read"),
     ("/incidents", "Incidents", "incidents:read"),
