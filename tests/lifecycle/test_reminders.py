@@ -158,3 +158,18 @@ def test_changes_remind_from_the_command_line(ws: Workspace, smtp: SmtpSink) -> 
     human = ob()
     assert human.returncode == 0, human.stderr
     assert "already reminded today" in human.stdout
+
+
+def test_certifications_due_are_reminded_under_training(ws: Workspace, db: Database) -> None:
+    db.insert(
+        "INSERT INTO training_certifications (person, area, earned_at, expires_at, granted_by)"
+        " VALUES ('tina', 'incident-response', '2025-12-10T00:00:00Z', '2026-12-10T00:00:00Z',"
+        " 'lead')"
+    )
+    due = reminders.due_items(db=db, workspace=ws, today=DAY)
+    assert due["training"] == [
+        "recertify tina in incident-response: expires 2026-12-10"
+        " (opsbook training assess --area incident-response)"
+    ]
+    rows = {r.owner: r for r in reminders.send_reminders(db=db, workspace=ws, today=DAY)}
+    assert rows["training"].recipients == ("operations-lead",)  # the fallback contact

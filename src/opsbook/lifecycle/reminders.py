@@ -1,5 +1,6 @@
 """Owners reminded of what the update process asks of them (issue 15): runbook reviews that are
-overdue or due soon and emergency procedures due for their quarterly drill.
+overdue or due soon, emergency procedures due for their quarterly drill, and certifications
+expired or expiring soon (under the owner ``training``).
 
 One message a day per owner lists everything that owner has due. The day is claimed in
 ``schedule_claims`` (ref ``reminder:<owner>``, due_at the date) before the message is queued, so
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from opsbook.workspace import Workspace
 
 ACTOR = "system:lifecycle"
+#: The owner certifications due for renewal are reminded under (map it in owner_contacts).
+TRAINING_OWNER = "training"
 KIND = "runbook.reminder"
 
 
@@ -72,7 +75,20 @@ def due_items(
             else f"last drilled {(d.last_drill or '')[:10]}, due {d.due}"
         )
         out.setdefault(d.owner, []).append(f"drill {d.ref} ({d.title}): {what}")
+    for c in _certifications_due(db=db, workspace=workspace, now=now):
+        when = "expired" if c.status == "expired" else "expires"
+        out.setdefault(TRAINING_OWNER, []).append(
+            f"recertify {c.person} in {c.area}: {when} {c.expires_at[:10]}"
+            f" (opsbook training assess --area {c.area})"
+        )
     return out
+
+
+def _certifications_due(*, db: Database, workspace: Workspace, now: datetime) -> list[Any]:
+    from opsbook.lifecycle.certifications import due  # noqa: PLC0415
+    from opsbook.lifecycle.training_config import load_training  # noqa: PLC0415
+
+    return due(db=db, config=load_training(workspace), now=now)
 
 
 def recipients_for(
