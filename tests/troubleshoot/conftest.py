@@ -30,3 +30,19 @@ def sb(sandbox: Sandbox) -> Iterator[Sandbox]:
             else:
                 control.call("restart", {"service": svc["name"]})
     wait_for(lambda: all(s["ready"] == 1 for s in sandbox.status()["services"]), timeout=15)
+    # A fault's after-effects (a pool still held, a volume still full) end with a restart.
+    for name in [s["name"] for s in sandbox.status()["services"]]:
+        if not _healthy(sandbox, name):
+            control.call("restart", {"service": name})
+    wait_for(
+        lambda: all(_healthy(sandbox, s["name"]) for s in sandbox.status()["services"]), timeout=20
+    )
+
+
+def _healthy(sandbox: Sandbox, name: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(sandbox.url(name) + "/health", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False

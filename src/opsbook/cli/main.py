@@ -117,6 +117,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "users": ("users_cmd", "Accounts for the console and the API."),
     "tokens": ("users_cmd", "API tokens for automation."),
     "changes": ("changes_cmd", "Runbook changes: propose, review, test, approve, publish."),
+    "diagnose": (
+        "troubleshoot_cmd",
+        "Diagnose a service, alert or incident: ranked causes with evidence and the fix.",
+    ),
     "card": ("cards_cmd", "Quick reference cards: contacts, system, commands, escalation."),
     "training": (
         "training_cmd",
