@@ -168,11 +168,16 @@ async def _pool_exhaustion(rt: Runtime) -> None:
     while True:
         await asyncio.sleep(0.1)
         active = "db-connections-exhausted" in rt.faults.active()
-        if active and not rt.pool.leaked:
-            rt.log(
-                "warning", "database connections not returned to the pool", pool_size=rt.pool.size
-            )
-            await rt.pool.leak_all()
+        if active and rt.pool.leaked < rt.pool.size:
+            if not rt.pool.leaked:
+                rt.log(
+                    "warning",
+                    "database connections not returned to the pool",
+                    pool_size=rt.pool.size,
+                )
+            # one at a time, briefly: a clear while requests still hold connections is seen
+            while rt.pool.leaked < rt.pool.size and await rt.pool.leak_one(timeout=0.2):
+                pass
         elif not active and rt.pool.leaked:
             rt.log("info", "leaked database connections closed", count=rt.pool.return_leaked())
 

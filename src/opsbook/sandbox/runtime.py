@@ -141,10 +141,17 @@ class Pool:
         self._metrics.pool_in_use.set(self.in_use)
         self._sem.release()
 
-    async def leak_all(self) -> None:
-        while self._leaked < self.size:
-            await self.acquire(timeout=3600)
-            self._leaked += 1
+    async def leak_one(self, timeout: float) -> bool:
+        """Check one more connection out and hold it, waiting at most ``timeout`` (so the
+        fault's loop notices a clear while connections are still busy); True if one was held."""
+        try:
+            await asyncio.wait_for(self._sem.acquire(), timeout)
+        except TimeoutError:
+            return False
+        self.in_use += 1
+        self._metrics.pool_in_use.set(self.in_use)
+        self._leaked += 1
+        return True
 
     def return_leaked(self) -> int:
         count = self._leaked
