@@ -364,3 +364,47 @@ def test_status_page_subscribers_get_published_updates(world: World) -> None:
         {"outcome": "sent", "channel": "email", "target": "api@example.com"},
         {"outcome": "sent", "channel": "email", "target": "customer@example.com"},
     ]
+
+
+def test_the_incident_page_shows_its_latest_diagnosis(world: World) -> None:
+    """Issue 12: "Diagnose now" runs a diagnosis for the incident's service and the page shows
+    the latest one: its top cause, evidence and the fix; a stored diagnosis is shown as saved."""
+    from opsbook.troubleshoot import store
+
+    s, _, _ = world
+    c, csrf = signin(s.url, "olga", PW)
+    with closing(c):
+        ref = _declare(c, csrf, "Account errors", severity="SEV3")
+        page = c.get(f"/incidents/{ref}")
+        assert "No diagnosis for this incident yet." in page.text
+        # no sandbox runs here: the diagnosis still comes back, saying what it could not read
+        flash = _flash(c, c.post(f"/incidents/{ref}/diagnose", data={"csrf": csrf}))
+        assert re.match(r"Diagnosis dg-[0-9a-f]{12}: ", flash), flash
+        stored = store.latest_for_incident(s.db, ref)
+        assert stored is not None and stored["target"]["service"] == "account"
+        assert stored["sources"]["platform"]["ok"] is False  # said, not hidden
+        store.save(
+            s.db,
+            diagnosis={
+                **stored,
+                "id": "dg-000000000001",
+                "top": {
+                    "cause": "crash",
+                    "service": "account",
+                    "title": "account has crashed: 0/1 replicas ready, exit 70",
+                    "confidence": "high",
+                    "score": 0.95,
+                    "evidence": [{"source": "platform", "text": "status crashed", "data": {}}],
+                    "procedure": "troubleshooting#service-connectivity",
+                    "params": {"service": "account"},
+                    "known_error": None,
+                },
+            },
+            actor="olga",
+        )
+        page = c.get(f"/incidents/{ref}").text
+        assert "dg-000000000001" in page and "high: crash on account" in page
+        assert "opsbook run troubleshooting#service-connectivity -p service=account" in page
+        assert "[platform] status crashed" in page
+        # diagnosing needs the CSRF token like every form
+        assert c.post(f"/incidents/{ref}/diagnose", data={}).status_code in (400, 403)

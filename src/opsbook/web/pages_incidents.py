@@ -134,6 +134,8 @@ async def incident(request: Request, ref: str) -> Response:
         suggestions = suggest_for(db=ctx.db, catalogue=ctx.catalogue(), incident=inc)
     except OpsbookError:
         suggestions = []
+    from opsbook.troubleshoot.store import latest_for_incident  # noqa: PLC0415
+
     return render(
         request,
         "incident.html",
@@ -145,7 +147,39 @@ async def incident(request: Request, ref: str) -> Response:
         roles=ROLES,
         updates=updates_of(db=ctx.db, incident_id=inc.id),
         suggestions=suggestions,
+        diagnosis=latest_for_incident(ctx.db, inc.ref),
     )
+
+
+@router.post("/incidents/{ref}/diagnose")
+async def diagnose_incident(request: Request, ref: str) -> Response:
+    """Diagnose now, focused on the incident's service (issue 12); the diagnosis is stored and
+    shown on the incident's page."""
+    from opsbook.incidents.service import get  # noqa: PLC0415
+    from opsbook.troubleshoot.diagnose import diagnose_async  # noqa: PLC0415
+
+    ctx = context_of(request)
+    who, form = await form_principal(request)
+    require(db=ctx.db, principal=who, permission="incidents:read", subject=ref)
+    inc = get(db=ctx.db, ref=ref)
+    env = (form.get("environment") or ctx.workspace.default_environment)[:64]
+    try:
+        d = await diagnose_async(
+            workspace=ctx.workspace,
+            environment=env,
+            incident=inc.ref,
+            db=ctx.db,
+            actor=who.username,
+        )
+    except OpsbookError as exc:
+        return _back(inc.ref, f"The diagnosis did not run: {exc.message}.")
+    top = d.top
+    found = (
+        f"{top.cause} on {top.service or env} ({top.confidence}); fix: {top.procedure}"
+        if top
+        else "nothing above low confidence"
+    )
+    return _back(inc.ref, f"Diagnosis {d.id}: {found}.")
 
 
 _ASCII = str.maketrans({"→": "->", "—": "-", "–": "-", "×": "x", "…": "...", "‘": "'", "’": "'"})
