@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: on the embedded default (SQLite state + the local sandbox banking platform):
 # create a workspace, bring the sandbox up, run procedures against it (a health check, an
-# injected outage diagnosed and fixed by the troubleshooting runbook, a four-eyes approval, live
+# injected outage diagnosed (opsbook diagnose) and fixed by the troubleshooting runbook, a four-eyes approval, live
 # output and a retried step),
 # prove what happened from the audit trail, check the console answers, and stop everything.
 # Safe to run again: the workspace is recreated each time. `make console` keeps it running.
@@ -60,6 +60,9 @@ ob monitor check --env sandbox
 say "opsbook sandbox chaos inject crash --service payment  (an outage)"
 ob sandbox chaos inject crash --service payment
 set +e; ob monitor check --env sandbox; echo "(exit code $?: 1 = a probe failed)"; set -e
+
+say "opsbook diagnose payment  (what is wrong, the evidence, and the procedure that fixes it)"
+ob diagnose payment --env sandbox
 
 say "opsbook incidents declare  (SEV2; \`opsbook serve\` also opens incidents from alerts and pages people)"
 ob incidents declare "Payments failing" --service payment --severity SEV2 --no-page --as ops-engineer
