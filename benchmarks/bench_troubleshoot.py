@@ -73,7 +73,7 @@ def main() -> int:
                 if ok:
                     break
                 time.sleep(0.5)
-            time.sleep(3)
+            time.sleep(5)
 
         def diagnose() -> dict[str, Any]:
             d = asyncio.run(

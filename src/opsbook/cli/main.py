@@ -121,6 +121,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "troubleshoot_cmd",
         "Diagnose a service, alert or incident: ranked causes with evidence and the fix.",
     ),
+    "logs": ("logs_cmd", "Logs: search and trace requests across the sandbox's services."),
     "card": ("cards_cmd", "Quick reference cards: contacts, system, commands, escalation."),
     "training": (
         "training_cmd",

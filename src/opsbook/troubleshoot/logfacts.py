@@ -130,7 +130,7 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-FRESH_S = 10.0  # "now": the newest seconds of the window
+FRESH_S = 5.0  # "now": the newest seconds of the window
 
 
 def summarise(
