@@ -121,6 +121,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "troubleshoot_cmd",
         "Diagnose a service, alert or incident: ranked causes with evidence and the fix.",
     ),
+    "known-errors": (
+        "known_errors_cmd",
+        "Known errors: symptom, cause and fix records that diagnosis ranks first.",
+    ),
     "logs": ("logs_cmd", "Logs: search and trace requests across the sandbox's services."),
     "card": ("cards_cmd", "Quick reference cards: contacts, system, commands, escalation."),
     "training": (
