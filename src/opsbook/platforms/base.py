@@ -49,6 +49,10 @@ class Platform(Protocol):
 
     async def logs(self, *, service: str, lines: int = 100) -> dict[str, Any]: ...
 
+    async def remediate(
+        self, *, action: str, service: str | None = None, sources: Sequence[str] = ()
+    ) -> dict[str, Any]: ...
+
     async def top(self) -> dict[str, Any]: ...
 
 

@@ -215,6 +215,56 @@ class KubernetesPlatform:
             note="helm rolls back the whole release",
         )
 
+    async def remediate(
+        self, *, action: str, service: str | None = None, sources: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """The commands each remediation runs on the cluster (the sandbox's models, as
+        Kubernetes does them)."""
+        from opsbook.sandbox.remedies import check  # noqa: PLC0415
+
+        check(action, service)
+        svc = self._service(service) if service else None
+        target = svc or "payment"
+        restart = [
+            self.kubectl("rollout", "restart", f"deployment/{target}"),
+            self.kubectl("rollout", "status", f"deployment/{target}", "--timeout=300s"),
+        ]
+        commands = {
+            # a pool held by sessions idle in a transaction, a stale database path, a saturated
+            # node: new pods get new connections and a new node
+            "terminate-leaked-sessions": restart,
+            "reset-db-connections": restart,
+            "reschedule": restart,
+            "rollback-config": [self.kubectl("rollout", "undo", f"deployment/{target}")],
+            "disk-cleanup": [
+                self.kubectl(
+                    "exec",
+                    f"deployment/{target}",
+                    "--",
+                    "find",
+                    "/data",
+                    "-name",
+                    "*.tmp",
+                    "-delete",
+                )
+            ],
+            "failover-dependency": [
+                self.kubectl("set", "env", "deployment/payment", "PAYMENT_NETWORK_ENDPOINT=standby")
+            ],
+            # cert-manager issues a new certificate when its secret is deleted
+            "renew-certificate": [self.kubectl("delete", "secret", "payment-network-tls")],
+            "block-sources": [
+                self.kubectl(
+                    "annotate",
+                    "--overwrite",
+                    "ingress/banking-api",
+                    "nginx.ingress.kubernetes.io/denylist-source-range="
+                    + ",".join(str(s) for s in sources),
+                )
+            ],
+        }[action]
+        return await self._do(commands, action=action, service=svc)
+
     async def logs(self, *, service: str, lines: int = 100) -> dict[str, Any]:
         from opsbook.sandbox.logtail import parse  # noqa: PLC0415
 

@@ -133,6 +133,21 @@ class LocalPlatform:
         result: dict[str, Any] = await self._call("rollback", service=service, revision=revision)
         return result
 
+    async def remediate(
+        self, *, action: str, service: str | None = None, sources: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """A remediation (:mod:`opsbook.sandbox.remedies`): ends the fault it addresses."""
+        from opsbook.sandbox.remedies import check  # noqa: PLC0415
+
+        if service:
+            check_service(service)
+        remedy = check(action, service)
+        if self.dry_run:
+            where = f" on {service}" if service else ""
+            return self._would(f"{action}{where}: {remedy.did}")
+        result: dict[str, Any] = await self._call("remediate", action=action, service=service)
+        return result
+
     async def logs(self, *, service: str, lines: int = 100) -> dict[str, Any]:
         from opsbook.sandbox.logtail import parse, tail_lines  # noqa: PLC0415
 

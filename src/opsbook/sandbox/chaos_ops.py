@@ -174,30 +174,44 @@ async def _undo(sup: Host, fault: ActiveFault, actor: str) -> None:
             await rollback(sup, {"service": fault.service, "revision": previous, "actor": actor})
 
 
-async def clear(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
-    name = args.get("fault") or None
-    if name:
-        get_spec(str(name))
-    service = args.get("service") or None
-    actor = str(args.get("actor") or "operator")
+async def end_faults(
+    sup: Host,
+    *,
+    fault: str | None,
+    service: str | None,
+    actor: str,
+    reason: str,
+    wide: bool = False,
+) -> list[dict[str, Any]]:
+    """End the active faults that match (``wide``: a fault on every service also matches a
+    named service), undoing their effects; each is logged as cleared with ``reason``."""
     async with sup.chaos_lock:
         chosen = [
             f
             for f in sup.faults
-            if (name is None or f.fault == name) and (service is None or f.service == service)
+            if (fault is None or f.fault == fault)
+            and (service is None or f.service == service or (wide and f.service is None))
         ]
         sup.faults = [f for f in sup.faults if f not in chosen]
         publish(sup)
-        for fault in chosen:
-            await _undo(sup, fault, actor)
-            log_change(
-                sup,
-                "sandbox.fault.cleared",
-                fault,
-                actor,
-                reason=str(args.get("reason") or "cleared"),
-            )
-    return {"cleared": [f.as_dict() for f in chosen]}
+        for f in chosen:
+            await _undo(sup, f, actor)
+            log_change(sup, "sandbox.fault.cleared", f, actor, reason=reason)
+    return [f.as_dict() for f in chosen]
+
+
+async def clear(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
+    name = args.get("fault") or None
+    if name:
+        get_spec(str(name))
+    ended = await end_faults(
+        sup,
+        fault=str(name) if name else None,
+        service=args.get("service") or None,
+        actor=str(args.get("actor") or "operator"),
+        reason=str(args.get("reason") or "cleared"),
+    )
+    return {"cleared": ended}
 
 
 async def expiry_loop(sup: Host) -> None:

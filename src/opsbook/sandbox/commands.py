@@ -10,6 +10,7 @@ from opsbook.sandbox.chaos_ops import clear, inject
 from opsbook.sandbox.fault_book import list_faults
 from opsbook.sandbox.host import Host
 from opsbook.sandbox.ops import deploy, history, restart, rollback, scale, status, switch_traffic
+from opsbook.sandbox.remedies import remediate
 
 
 async def dispatch(sup: Host, op: str, args: dict[str, Any]) -> Any:
@@ -28,6 +29,7 @@ async def dispatch(sup: Host, op: str, args: dict[str, Any]) -> Any:
         "rollback": rollback,
         "inject": inject,
         "clear": clear,
+        "remediate": remediate,
     }
     if op in table:
         return await table[op](sup, args)

@@ -15,18 +15,18 @@ SERVICES = ("account", "transaction", "payment", "notification")
 
 #: cause -> (procedure, takes the service as its ``service`` parameter)
 PROCEDURES: dict[str, tuple[str, bool]] = {
-    "crash": ("troubleshooting#service-connectivity", True),
-    "hang": ("troubleshooting#service-connectivity", True),
-    "memory-leak": ("troubleshooting#service-connectivity", True),
-    "bad-deploy": ("deployment-procedures#emergency-rollback", True),
-    "latency": ("troubleshooting#performance-investigation", True),
-    "error-rate": ("troubleshooting#service-connectivity", True),
-    "db-down": ("troubleshooting#database-connectivity", False),
-    "db-connections-exhausted": ("troubleshooting#database-connectivity", False),
-    "dependency-slow": ("troubleshooting#infrastructure", False),
-    "disk-full": ("troubleshooting#infrastructure", False),
-    "cert-expiring": ("troubleshooting#infrastructure", False),
-    "suspicious-logins": ("security-operations#incident-containment", True),
+    "crash": ("troubleshooting#restart-service", True),
+    "hang": ("troubleshooting#restart-service", True),
+    "memory-leak": ("troubleshooting#restart-service", True),
+    "bad-deploy": ("troubleshooting#roll-back-release", True),
+    "latency": ("troubleshooting#slow-service", True),
+    "error-rate": ("troubleshooting#error-spike", True),
+    "db-down": ("troubleshooting#database-path", True),
+    "db-connections-exhausted": ("troubleshooting#connection-pool", True),
+    "dependency-slow": ("troubleshooting#payment-network", False),
+    "disk-full": ("troubleshooting#disk-space", False),
+    "cert-expiring": ("troubleshooting#certificate-renewal", False),
+    "suspicious-logins": ("troubleshooting#credential-stuffing", False),
 }
 CAUSES = tuple(PROCEDURES)
 
