@@ -42,6 +42,7 @@ from opsbook.web import (
     pages_lifecycle_metrics,
     pages_lifecycle_training,
     pages_monitoring,
+    pages_troubleshoot,
     signin,
 )
 from opsbook.web.render import render
@@ -203,6 +204,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         pages_lifecycle_changes,
         pages_lifecycle_cards,
         pages_lifecycle_training,
+        pages_troubleshoot,
     )
     for module in web:
         add_routes(app, module.router)

@@ -30,6 +30,7 @@ NAV = (
     ("/executions", "Executions", "executions:read"),
     ("/monitoring", "Monitoring", "monitoring:read"),
     ("/incidents", "Incidents", "incidents:read"),
+    ("/diagnose", "Diagnose", "monitoring:read"),
     ("/reference", "Quick reference", "runbooks:read"),
     ("/audit", "Audit", "audit:read"),
     ("/users", "Users", "users:read"),
