@@ -133,4 +133,10 @@ def test_one_pagination_style(spec: dict[str, Any]) -> None:
         assert "cursor" in names, path
         ref = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
         assert set(_schema(spec, ref.rsplit("/", 1)[1])["properties"]) >= {"items", "next_cursor"}
-    assert sorted(paged) == ["listAlerts", "listAuditEvents", "listExecutions", "listIncidents"]
+    assert sorted(paged) == [
+        "listAlerts",
+        "listAuditEvents",
+        "listExecutions",
+        "listIncidents",
+        "listKnownErrors",
+    ]

@@ -11,6 +11,7 @@ from opsbook.api import (
     routes_catalogue,
     routes_executions,
     routes_incidents,
+    routes_known_errors,
     routes_monitoring,
     schemas,
 )
@@ -51,4 +52,5 @@ def api_routers() -> list[APIRouter]:
         routes_catalogue.router,
         routes_admin.router,
         routes_incidents.router,
+        routes_known_errors.router,
     ]
