@@ -75,11 +75,11 @@ def test_a_healthy_sandbox_has_nothing_above_low(sb: Sandbox) -> None:
 @pytest.mark.parametrize(
     ("fault", "service", "procedure"),
     [
-        ("crash", "payment", "troubleshooting#service-connectivity"),
-        ("latency", None, "troubleshooting#performance-investigation"),
-        ("disk-full", None, "troubleshooting#infrastructure"),
-        ("db-connections-exhausted", None, "troubleshooting#database-connectivity"),
-        ("cert-expiring", None, "troubleshooting#infrastructure"),
+        ("crash", "payment", "troubleshooting#restart-service"),
+        ("latency", None, "troubleshooting#slow-service"),
+        ("disk-full", None, "troubleshooting#disk-space"),
+        ("db-connections-exhausted", None, "troubleshooting#connection-pool"),
+        ("cert-expiring", None, "troubleshooting#certificate-renewal"),
     ],
 )
 def test_an_injected_fault_is_named_with_its_fix(
@@ -239,7 +239,7 @@ def test_diagnose_from_the_command_line(sb: Sandbox) -> None:
     first = human.stdout.splitlines()[0]
     assert first.startswith("HIGH: crash on payment")
     assert (
-        "fix: opsbook run troubleshooting#service-connectivity -p service=payment" in human.stdout
+        "fix: opsbook run troubleshooting#restart-service -p service=payment" in human.stdout
     )
     data = json.loads(ob("payment", "--json", "--no-bundle").stdout)
     assert data["top"]["cause"] == "crash" and data["bundle"] is None
@@ -328,7 +328,7 @@ async def test_the_action_feeds_a_decide(sb: Sandbox, tmp_path: Path) -> None:
         assert diag is not None
         stored = json.loads(diag["result"])
         result = stored["fields"]["result"]  # what steps.diagnose.result.result reads
-        assert result["top"]["procedure"] == "troubleshooting#service-connectivity"
+        assert result["top"]["procedure"] == "troubleshooting#restart-service"
         assert "facts" not in result  # the raw facts go to the bundle, not the journal
     finally:
         (sb.ws.runbooks_dir / "diag.md").unlink()
