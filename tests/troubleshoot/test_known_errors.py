@@ -16,6 +16,7 @@ from opsbook.incidents.review import add_action
 from opsbook.incidents.service import declare
 from opsbook.troubleshoot import known_errors as ke
 from opsbook.troubleshoot import store
+from opsbook.troubleshoot.model import PROCEDURES
 from tests.incidents.harness import Env, incident_env
 
 
@@ -99,7 +100,7 @@ def test_create_list_get_retire(env: Env) -> None:
             symptoms=[{"log": "worker exited"}, {"fact": "health.payment.state", "equals": "down"}],
         )
     assert made["id"].startswith("ke-")
-    assert made["procedure"] == "troubleshooting#service-connectivity"
+    assert made["procedure"] == PROCEDURES["crash"][0]
     assert made["params"] == {"service": "payment"}
     assert made["source"] == "manual" and made["confirmed"] == 0
     assert [k["id"] for k in ke.list_known_errors(db=env.db)] == [made["id"]]
@@ -126,6 +127,7 @@ def test_create_list_get_retire(env: Env) -> None:
         ([{"fact": "logs.fresh.http_500", "above": "many"}], "symptoms[0].above"),
         ([{"log": "x", "colour": "red"}], "symptoms[0].colour"),
         ([{"log": "  "}], "symptoms[0].log"),
+        ([{"fact": "changes.0.text", "equals": "chaos"}], "symptoms[0].fact"),
     ],
 )
 def test_bad_matchers_are_refused_naming_the_field(env: Env, symptoms: object, field: str) -> None:
@@ -185,7 +187,7 @@ def test_from_review_with_a_cause_and_symptoms_given(env: Env) -> None:
         cause="disk-full",
         symptoms=[{"log": "No space left"}],
     )
-    assert made["cause"] == "disk-full" and made["procedure"] == "troubleshooting#infrastructure"
+    assert made["cause"] == "disk-full" and made["procedure"] == PROCEDURES["disk-full"][0]
 
 
 def test_confirm_from_fix_refuses_failed_and_unrelated_executions(env: Env) -> None:
@@ -287,3 +289,40 @@ def test_apply_known_errors_adds_a_cause_matched_on_facts(env: Env) -> None:
     assert ranked[0]["params"] == {"service": "payment"}
     facts = {**FACTS, "logs": {"fresh": {"http_500": 3}}}
     assert len(ke.apply_known_errors(db=env.db, hypotheses=[], facts=facts)) == 0
+
+
+def test_diagnose_ranks_a_matching_known_error(tmp_path: Path) -> None:
+    """diagnose() applies the known errors of its database: here one matching a fact of a
+    workspace without a sandbox becomes the top cause, and a retired one does not."""
+    from opsbook.db import open_database
+    from opsbook.troubleshoot.diagnose import diagnose
+    from tests.api.harness import make_workspace
+
+    ws = make_workspace(tmp_path / "ws")
+    db = open_database(f"sqlite:///{ws.state_dir / 'opsbook.db'}")
+    try:
+        made = ke.create(
+            db=db,
+            actor="alice",
+            title="No payment network seen: the card gateway is unreachable",
+            cause="dependency-slow",
+            symptoms=[{"fact": "payment_network.applicable", "equals": False}],
+        )
+
+        def run() -> dict[str, Any]:
+            return diagnose(
+                workspace=ws,
+                environment=ws.default_environment,
+                db=db,
+                actor="alice",
+                write_bundle=False,
+            ).to_dict()
+
+        top = run()["top"]
+        assert top is not None and top["cause"] == "dependency-slow"
+        assert top["known_error"] == made["id"]
+        assert top["evidence"][-1]["source"] == "known_error"
+        ke.retire(db=db, actor="alice", known_error_id=made["id"])
+        assert run()["top"] is None
+    finally:
+        db.close()

@@ -134,6 +134,10 @@ async def diagnose_async(
     facts, sources = await gather_all(cx)
     names = _services(workspace, environment)
     hypotheses = rank(facts, services=names, focus=target["service"])
+    if db is not None:  # known errors whose symptoms match rank first (issue 12)
+        from opsbook.troubleshoot.known_errors import with_known_errors  # noqa: PLC0415
+
+        hypotheses = with_known_errors(db=db, hypotheses=hypotheses, facts=facts)
     diagnosis = Diagnosis(
         id=f"dg-{secrets.token_hex(6)}",
         environment=env.name,

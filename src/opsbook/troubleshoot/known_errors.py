@@ -6,8 +6,8 @@ evidence. It matches a diagnosis when every symptom matches. Matchers (one JSON 
 
 ``{"log": "<substring>"}``
     a log template (``facts.logs.templates[].template``) contains the text (case-insensitive).
-``{"evidence": "<source>", "contains": "<substring>"}``
-    an evidence item from that source (platform, health, logs, signals, changes, database,
+``{"evidence": "<source>", "contains": "<substring>"}`` (not "changes")
+    an evidence item from that source (platform, health, logs, signals, database,
     payment_network) on the hypothesis for the known error's cause; ``contains`` is optional.
 ``{"fact": "<dotted.path>", "equals": <value>}`` (or ``"above"`` / ``"below"`` a number)
     a value in the facts (``health.payment.state``, ``logs.fresh.http_500``…).
@@ -30,18 +30,18 @@ from opsbook.audit._log import utcnow
 from opsbook.errors import NotFoundError, ValidationError
 from opsbook.incidents.service import get as get_incident
 from opsbook.troubleshoot import store
-from opsbook.troubleshoot.model import CAUSES, PROCEDURES, confidence_of
+from opsbook.troubleshoot.model import CAUSES, PROCEDURES, Evidence, Hypothesis, confidence_of
 
 if TYPE_CHECKING:
     from opsbook.db import Database
 
 SOURCES = ("review", "diagnosis", "manual")
+#: evidence a symptom may name: not "changes", which carries the sandbox's fault record
 EVIDENCE_SOURCES = (
     "platform",
     "health",
     "logs",
     "signals",
-    "changes",
     "database",
     "payment_network",
 )
@@ -107,6 +107,13 @@ def validate_symptoms(symptoms: object) -> list[dict[str, Any]]:
             if not isinstance(m["fact"], str) or not m["fact"].strip():
                 raise ValidationError(
                     f"{where}.fact must be a dotted path", field=f"{where}.fact", hint=_MATCHER_HINT
+                )
+            if m["fact"].split(".")[0] == "changes":
+                raise ValidationError(
+                    f"{where}.fact may not read the 'what changed' timeline: it holds the"
+                    " sandbox's fault record, which ranking never reads",
+                    field=f"{where}.fact",
+                    hint="match the symptoms: platform, health, logs, signals, database…",
                 )
             tests = [k for k in ("equals", "above", "below") if k in m]
             if not tests:
@@ -255,7 +262,7 @@ def _diagnosis_symptoms(diagnosis: dict[str, Any], hyp: dict[str, Any]) -> list[
     seen: set[str] = set()
     for ev in hyp.get("evidence") or []:
         src = ev.get("source")
-        if src in EVIDENCE_SOURCES and src not in seen:
+        if src in EVIDENCE_SOURCES and src != "changes" and src not in seen:
             seen.add(src)
             symptoms.append({"evidence": src})
     templates = ((diagnosis.get("facts") or {}).get("logs") or {}).get("templates") or []
@@ -522,3 +529,27 @@ def apply_known_errors(
         hyp.setdefault("evidence", []).append(evidence)
     out.sort(key=lambda h: -float(h.get("score") or 0.0))
     return out
+
+
+def with_known_errors(
+    *, db: Database, hypotheses: list[Hypothesis], facts: dict[str, Any]
+) -> list[Hypothesis]:
+    """:func:`apply_known_errors` for diagnose's own hypothesis objects (its fixing procedure
+    stays the cause's: a known error's own procedure is shown on its page)."""
+    if db.one("SELECT id FROM known_errors WHERE retired_at IS NULL LIMIT 1") is None:
+        return hypotheses  # nothing to apply: diagnose's ranking as it is
+    ranked = apply_known_errors(db=db, hypotheses=[h.to_dict() for h in hypotheses], facts=facts)
+    return [
+        Hypothesis(
+            cause=str(h["cause"]),
+            service=h.get("service"),
+            title=str(h["title"]),
+            score=float(h["score"]),
+            evidence=tuple(
+                Evidence(source=e["source"], text=e["text"], data=dict(e.get("data") or {}))
+                for e in h.get("evidence") or []
+            ),
+            known_error=h.get("known_error"),
+        )
+        for h in ranked
+    ]
