@@ -36,7 +36,8 @@ def test_record_list_show_and_confirm(served: Served) -> None:
         "/api/v1/known-errors",
         json={"title": "t", "cause": "crash", "symptoms": [{"evidence": "tea-leaves"}]},
     )
-    assert r.status_code == 422 and r.json()["field"] == "symptoms[0].evidence", r.text
+    assert r.status_code == 422 and r.json()["field"].startswith("symptoms.0"), r.text
+    assert "symptoms.0.EvidenceMatcher.evidence" in [e["field"] for e in r.json()["errors"]]
 
     first = op.get("/api/v1/known-errors", params={"limit": 2}).json()
     assert len(first["items"]) == 2 and first["next_cursor"]

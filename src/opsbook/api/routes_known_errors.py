@@ -62,11 +62,47 @@ class KnownErrorPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
 
 
+_FACT = r"^(platform|health|logs|signals|database|payment_network)(\.[A-Za-z0-9_-]+)*$"
+_FACT_HELP = "A dotted path into the diagnosis' facts, e.g. logs.fresh.http_500"
+
+
+class LogMatcher(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    log: str = Field(pattern=r"\S", max_length=300, description="Text a log template contains")
+
+
+class EvidenceMatcher(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    evidence: Literal["platform", "health", "logs", "signals", "database", "payment_network"]
+    contains: str | None = Field(default=None, min_length=1, max_length=300)
+
+
+class FactEquals(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fact: str = Field(pattern=_FACT, max_length=200, description=_FACT_HELP)
+    equals: str | float | bool
+
+
+class FactAbove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fact: str = Field(pattern=_FACT, max_length=200, description=_FACT_HELP)
+    above: float
+
+
+class FactBelow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fact: str = Field(pattern=_FACT, max_length=200, description=_FACT_HELP)
+    below: float
+
+
+Matcher = LogMatcher | EvidenceMatcher | FactEquals | FactAbove | FactBelow
+
+
 class NewKnownError(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=300)
+    title: str = Field(pattern=r"\S", max_length=300)
     cause: Cause
-    symptoms: list[dict[str, Any]] = Field(
+    symptoms: list[Matcher] = Field(
         min_length=1,
         max_length=50,
         description='Matchers: {"log": "text"}, {"evidence": "health", "contains": "text"},'
@@ -74,7 +110,10 @@ class NewKnownError(BaseModel):
     )
     service: str | None = Field(default=None, max_length=64)
     procedure: str | None = Field(
-        default=None, max_length=200, description="RUNBOOK#PROCEDURE; default: the cause's"
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]+#[A-Za-z0-9_-]+$",
+        max_length=200,
+        description="RUNBOOK#PROCEDURE; default: the cause's",
     )
     params: dict[str, str] | None = None
 
@@ -108,6 +147,27 @@ async def list_known_errors(
     return pages.page(found, limit, lambda k: pages.encode(str(k["id"])))
 
 
+@router.post(
+    "/confirmations",
+    operation_id="createKnownErrorConfirmation",
+    response_model=KnownErrorOut,
+    summary="Confirm a diagnosis by the successful execution of its fix (makes or strengthens"
+    " the known error; 422 when the execution failed or ran something else)",
+)
+@permission_first(MANAGE, "known_errors")
+async def confirm_known_error(ctx: Ctx, caller: Caller, body: Confirm) -> dict[str, Any]:
+    from opsbook.troubleshoot import known_errors  # noqa: PLC0415
+
+    require(db=ctx.db, principal=caller, permission=MANAGE, subject="known_errors")
+    with ctx.db.transaction():
+        return known_errors.confirm_from_fix(
+            db=ctx.db,
+            actor=caller.username,
+            diagnosis_id=body.diagnosis,
+            execution_id=body.execution,
+        )
+
+
 @router.get(
     "/{known_error_id}",
     operation_id="getKnownError",
@@ -139,29 +199,8 @@ async def create_known_error(ctx: Ctx, caller: Caller, body: NewKnownError) -> d
             actor=caller.username,
             title=body.title,
             cause=body.cause,
-            symptoms=body.symptoms,
+            symptoms=[m.model_dump(exclude_none=True) for m in body.symptoms],
             service=body.service,
             procedure=body.procedure,
             params=dict(body.params) if body.params is not None else None,
-        )
-
-
-@router.post(
-    "/confirmations",
-    operation_id="createKnownErrorConfirmation",
-    response_model=KnownErrorOut,
-    summary="Confirm a diagnosis by the successful execution of its fix (makes or strengthens"
-    " the known error; 422 when the execution failed or ran something else)",
-)
-@permission_first(MANAGE, "known_errors")
-async def confirm_known_error(ctx: Ctx, caller: Caller, body: Confirm) -> dict[str, Any]:
-    from opsbook.troubleshoot import known_errors  # noqa: PLC0415
-
-    require(db=ctx.db, principal=caller, permission=MANAGE, subject="known_errors")
-    with ctx.db.transaction():
-        return known_errors.confirm_from_fix(
-            db=ctx.db,
-            actor=caller.username,
-            diagnosis_id=body.diagnosis,
-            execution_id=body.execution,
         )
