@@ -135,3 +135,22 @@ def test_known_errors_pages_and_confirming(served: Served) -> None:
             data={"csrf": vcsrf, "diagnosis": "dg-00000000abcd", "execution": "ex-none"},
         )
         assert r.status_code == 403
+
+
+def test_each_firing_alert_links_to_diagnose(served: Served) -> None:
+    from opsbook.monitoring import alerts
+    from opsbook.monitoring.webhook import parse_webhook
+    from tests.monitoring.test_alerts import payload
+
+    _, incoming = parse_webhook(payload(1))
+    alerts.ingest(
+        served.db, alerts=incoming, source="alertmanager", actor="am", runbook_for=lambda a: None
+    )
+    first = served.db.query("SELECT id FROM mon_alerts ORDER BY id")[0]["id"]
+    c, _ = signin(served.url, "vic", PW)
+    with closing(c):
+        page = c.get("/monitoring").text
+        link = f'href="/diagnose?alert={first}&amp;service=payment"'
+        assert link in page, page[:3000]
+        form = c.get(f"/diagnose?alert={first}&service=payment").text
+        assert f'value="{first}"' in form and "<option selected>payment</option>" in form
