@@ -52,7 +52,7 @@ def test_record_list_show_and_confirm(served: Served) -> None:
     assert op.get("/api/v1/known-errors/ke-00000000").status_code == 404
 
     r = op.post(
-        "/api/v1/known-errors/confirmations",
+        "/api/v1/known-error-confirmations",
         json={"diagnosis": "dg-000000000000", "execution": "x"},
     )
     assert r.status_code == 404 and "no diagnosis" in r.text

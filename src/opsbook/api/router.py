@@ -53,4 +53,5 @@ def api_routers() -> list[APIRouter]:
         routes_admin.router,
         routes_incidents.router,
         routes_known_errors.router,
+        routes_known_errors.confirmations,
     ]

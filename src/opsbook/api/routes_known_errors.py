@@ -1,12 +1,13 @@
-"""/api/v1/known-errors (issue 12): list, show, record, and confirm a diagnosis by the
-execution that ran its fix (opsbook.troubleshoot.known_errors)."""
+"""/api/v1/known-errors and /api/v1/known-error-confirmations (issue 12): list, show,
+record, and confirm a diagnosis by the execution that ran its fix
+(opsbook.troubleshoot.known_errors)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from opsbook.api import pages
 from opsbook.api.deps import Caller, Ctx, permission_first
@@ -14,6 +15,8 @@ from opsbook.api.schemas import Timestamp
 from opsbook.users.access import require
 
 router = APIRouter(prefix="/known-errors", tags=["known-errors"])
+#: its own path: under /known-errors it would be taken for a known error's id
+confirmations = APIRouter(prefix="/known-error-confirmations", tags=["known-errors"])
 
 READ = "monitoring:read"
 MANAGE = "incidents:manage"
@@ -86,13 +89,13 @@ class FactEquals(BaseModel):
 class FactAbove(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fact: str = Field(pattern=_FACT, max_length=200, description=_FACT_HELP)
-    above: float
+    above: Annotated[float, Strict()]
 
 
 class FactBelow(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fact: str = Field(pattern=_FACT, max_length=200, description=_FACT_HELP)
-    below: float
+    below: Annotated[float, Strict()]
 
 
 Matcher = LogMatcher | EvidenceMatcher | FactEquals | FactAbove | FactBelow
@@ -147,8 +150,8 @@ async def list_known_errors(
     return pages.page(found, limit, lambda k: pages.encode(str(k["id"])))
 
 
-@router.post(
-    "/confirmations",
+@confirmations.post(
+    "",
     operation_id="createKnownErrorConfirmation",
     response_model=KnownErrorOut,
     summary="Confirm a diagnosis by the successful execution of its fix (makes or strengthens"
