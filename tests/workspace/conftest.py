@@ -30,6 +30,10 @@ EXAMPLE_PARAMS: dict[str, dict[str, str]] = {
     "deployment-procedures#emergency-rollback": {"service": "payment", "ticket": "INC-9"},
     "troubleshooting#service-connectivity": {"service": "payment"},
     "troubleshooting#performance-investigation": {"service": "payment"},
+    "troubleshooting#restart-service": {"service": "payment"},
+    "troubleshooting#roll-back-release": {"service": "payment"},
+    "troubleshooting#slow-service": {"service": "payment"},
+    "troubleshooting#error-spike": {"service": "payment"},
     "backup-recovery#point-in-time-recovery": {
         "to_time": "2099-01-01T00:00:00Z",
         "ticket": "INC-3",

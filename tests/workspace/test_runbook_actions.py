@@ -118,11 +118,14 @@ def test_service_connectivity_restarts_a_crashed_service_and_verifies_it(
 ) -> None:
     inject(bank, "crash", "payment")
     out = run(bank, "troubleshooting#service-connectivity")
-    assert states(out)["restart-service"] == "Succeeded"
-    verified = action_result(out, "verify-restart")
-    assert verified["healthy"] is True
-    assert [s["name"] for s in verified["services"]] == ["payment"]
-    assert "check-dependencies" not in states(out)
+    # the tree diagnoses first and runs the fixing procedure the diagnosis names (issue 12)
+    assert action_result(out, "diagnose")["top"]["cause"] == "crash"
+    branch = next(s["result"] for s in out["steps"] if s["step"] == "fix-what-the-diagnosis-found")
+    assert branch["run"] == "troubleshooting#restart-service"
+    assert branch["child_state"] == "succeeded"
+    # then the checks confirm it: the service answers, nothing is restarted twice
+    assert action_result(out, "check-health")["healthy"] is True
+    assert "restart-service" not in states(out)
 
 
 def test_blue_green_deployment_verifies_the_service_with_platform_health(

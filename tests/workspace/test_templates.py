@@ -51,6 +51,18 @@ SEED_PROCEDURES = {
         "performance-investigation",
         "database-connectivity",
         "infrastructure",
+        # the fixing procedures diagnosis names, and the escalation decision tree (issue 12)
+        "restart-service",
+        "roll-back-release",
+        "slow-service",
+        "error-spike",
+        "database-path",
+        "connection-pool",
+        "payment-network",
+        "disk-space",
+        "certificate-renewal",
+        "credential-stuffing",
+        "escalation-decision",
     ],
     "backup-recovery": [
         "backup-verification",
@@ -86,7 +98,23 @@ ACTIONS = {
     "incidents.classify",
     "core.echo",
     "core.sleep",
+    "troubleshoot.diagnose",
+    "platform.remediate",
 }
+
+
+FIXING_PROCEDURES = (
+    "restart-service",
+    "roll-back-release",
+    "slow-service",
+    "error-spike",
+    "database-path",
+    "connection-pool",
+    "payment-network",
+    "disk-space",
+    "certificate-renewal",
+    "credential-stuffing",
+)
 
 
 def procedures(root: Path) -> list[tuple[Runbook, Procedure]]:
@@ -137,8 +165,12 @@ def test_procedures_document_what_the_standards_ask(workspace_root: Path) -> Non
         assert proc.permissions and proc.prerequisites and proc.environments, ref
         assert proc.troubleshooting, f"{ref} has no Troubleshooting section"
         manual = any(s.kind is StepKind.MANUAL and s.checklist for s in proc.steps)
-        # kpi-monitoring runs every 15 minutes: a manual step would park every run (OB114)
-        assert manual == (ref != "system-monitoring#kpi-monitoring"), ref
+        # kpi-monitoring runs every 15 minutes: a manual step would park every run (OB114);
+        # the fixing procedures run as children of the decision trees, which record the outcome
+        automatic = {"system-monitoring#kpi-monitoring"} | {
+            f"troubleshooting#{p}" for p in FIXING_PROCEDURES
+        }
+        assert manual == (ref not in automatic), ref
         assert proc.risk == ("high" if ref in HIGH_RISK else proc.risk), ref
         assert (proc.risk == "high") == (ref in HIGH_RISK), ref
         for step in proc.steps:
@@ -186,8 +218,18 @@ def test_the_service_connectivity_decision_tree(workspace_root: Path) -> None:
         "troubleshooting#service-connectivity"
     )
     ids = [s.id for s in proc.steps]
-    assert ids[:3] == ["check-health", "is-the-service-down", "restart-service"]
-    down = proc.steps[1].decide
+    # issue 12: diagnose first, run the fixing procedure a cause names, else check by hand
+    assert ids[:5] == [
+        "diagnose",
+        "fix-what-the-diagnosis-found",
+        "check-health",
+        "is-the-service-down",
+        "restart-service",
+    ]
+    fix = proc.steps[1].decide
+    assert fix[0].run == "troubleshooting#restart-service" and '"crash"' in (fix[0].condition or "")
+    assert fix[-1].condition is None and fix[-1].goto == "check-health"
+    down = proc.steps[3].decide
     assert down[0].goto == "restart-service" and "DOWN" in (down[0].condition or "")
     assert down[-1].condition is None and down[-1].goto == "check-dependencies"
 
