@@ -301,22 +301,30 @@ def latency(name: str, facts: Facts) -> Hypothesis | None:
     slow = int(logs.get("slow") or 0)
     requests = int(logs.get("requests") or 0)
     slow_share = slow / requests if requests else 0.0
-    if not ((p95 and p95 >= 1000 and slow_share >= 0.3) or (mean and mean >= 1000)):
+    fresh = logs.get("fresh") or {}
+    fresh_slow = int(fresh.get("slow") or 0)
+    fresh_share = fresh_slow / max(1, int(fresh.get("requests") or 0))
+    health_ms = float(h.get("latency_ms") or 0)
+    # slow now: the live mean, most requests of the last seconds, or the health check itself
+    live_slow = bool(mean and mean >= 1000) or (fresh_slow >= 2 and fresh_share >= 0.5)
+    live_slow = live_slow or (health_ms >= 1000 and h.get("status") == "UP")
+    if not (live_slow or (p95 and p95 >= 1000 and slow_share >= 0.3)):
         return None
-    live_slow = bool(mean and mean >= 1000)
-    fresh_slow = int((logs.get("fresh") or {}).get("slow") or 0)
-    score = 0.8 if live_slow or (fresh_slow and not _live_traffic(s)) else RECENT_ONLY
+    score = 0.8 if live_slow else RECENT_ONLY
     ev = [
         Evidence(
             "logs",
-            f"{slow} of {requests} requests took 1 s or more in the last minute; p95 {p95} ms",
-            {"p95_ms": p95, "slow": slow},
+            f"{slow} of {requests} requests took 1 s or more in the last half minute"
+            f" ({fresh_slow} of {fresh.get('requests', 0)} in the last seconds); p95 {p95} ms",
+            {"p95_ms": p95, "slow": slow, "fresh": fresh},
         )
     ]
     if mean:
         ev.append(
             Evidence("signals", f"mean request time now {mean} ms", {"mean_latency_ms": mean})
         )
+    if health_ms >= 1000:
+        ev.append(Evidence("health", f"the health check took {health_ms:.0f} ms", {}))
     return Hypothesis("latency", name, f"{name} is slow: p95 {p95} ms", score, tuple(ev))
 
 
