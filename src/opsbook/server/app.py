@@ -41,6 +41,7 @@ from opsbook.web import (
     pages_lifecycle_changes,
     pages_lifecycle_metrics,
     pages_lifecycle_training,
+    pages_logs,
     pages_monitoring,
     pages_troubleshoot,
     signin,
@@ -205,6 +206,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         pages_lifecycle_cards,
         pages_lifecycle_training,
         pages_troubleshoot,
+        pages_logs,
     )
     for module in web:
         add_routes(app, module.router)

@@ -232,10 +232,11 @@ def trace(*, log_dir: Path, request_id: str, ledger_url: str | None = None) -> d
     found = search(log_dir=log_dir, query=f"request_id={request_id}", limit=10_000)
     lines = sorted(found.hits, key=lambda x: str(x.get("ts", "")))
     rows: list[dict[str, Any]] = []
-    if ledger_url and ledger_url.startswith("sqlite:///"):
+    ledger_path = Path(ledger_url.removeprefix("sqlite:///")) if ledger_url else None
+    if ledger_url and ledger_url.startswith("sqlite:///") and ledger_path and ledger_path.is_file():
         import sqlite3  # noqa: PLC0415
 
-        conn = sqlite3.connect(f"file:{ledger_url.removeprefix('sqlite:///')}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True)
         conn.row_factory = sqlite3.Row
         try:
             for table in ("transfers", "payments"):

@@ -31,6 +31,7 @@ NAV = (
     ("/monitoring", "Monitoring", "monitoring:read"),
     ("/incidents", "Incidents", "incidents:read"),
     ("/diagnose", "Diagnose", "monitoring:read"),
+    ("/logs", "Logs", "monitoring:read"),
     ("/reference", "Quick reference", "runbooks:read"),
     ("/audit", "Audit", "audit:read"),
     ("/users", "Users", "users:read"),
