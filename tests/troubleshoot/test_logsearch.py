@@ -80,7 +80,7 @@ def test_trace_on_the_real_sandbox(sb: Sandbox) -> None:
     rid = "pytesttrace0001"
     r = httpx.post(
         sb.url("account") + "/accounts",
-        json={"owner": "trace test", "initial_deposit_cents": 1000},
+        json={"owner": "trace test", "initial_cents": 1000},
         headers={"x-request-id": rid},
         timeout=10,
     )
@@ -92,6 +92,23 @@ def test_trace_on_the_real_sandbox(sb: Sandbox) -> None:
     assert {"service": "account", "path": "/accounts", "status": r.status_code} == {
         k: t["hops"][0][k] for k in ("service", "path", "status")
     }
+    # a payment crosses services: payment -> the payment network -> the ledger
+    account = r.json()["id"]
+    pay_id = "pytesttracepay1"
+    paid = httpx.post(
+        sb.url("payment") + "/payments",
+        json={"account_id": account, "amount_cents": 250, "payee": "shop"},
+        headers={"x-request-id": pay_id},
+        timeout=10,
+    )
+    assert paid.status_code in (200, 201, 402), paid.text
+    t = trace(
+        log_dir=log_dir, request_id=pay_id, ledger_url=f"sqlite:///{sb.data_dir / 'ledger.db'}"
+    )
+    services = [e["service"] for e in t["events"]]
+    assert "payment" in services and "payment-network" in services, t["events"]
+    assert t["events"] == sorted(t["events"], key=lambda e: e["offset_ms"])
+    assert any(r["table"] == "payments" for r in t["ledger"])
     with pytest.raises(NotFoundError, match="no log line or ledger row"):
         trace(log_dir=log_dir, request_id="nosuchrequest00")
     with pytest.raises(ValidationError):

@@ -230,7 +230,9 @@ def trace(*, log_dir: Path, request_id: str, ledger_url: str | None = None) -> d
             f"{request_id!r} is not a request id", field="request_id", hint="e.g. 3f2a9c41b0de4d11"
         )
     found = search(log_dir=log_dir, query=f"request_id={request_id}", limit=10_000)
-    lines = sorted(found.hits, key=lambda x: str(x.get("ts", "")))
+    # the payment network logs the id it was given as its reference
+    passed_on = search(log_dir=log_dir, query=f"reference={request_id}", limit=10_000)
+    lines = sorted([*found.hits, *passed_on.hits], key=lambda x: str(x.get("ts", "")))
     rows: list[dict[str, Any]] = []
     ledger_path = Path(ledger_url.removeprefix("sqlite:///")) if ledger_url else None
     if ledger_url and ledger_url.startswith("sqlite:///") and ledger_path and ledger_path.is_file():
