@@ -238,9 +238,7 @@ def test_diagnose_from_the_command_line(sb: Sandbox) -> None:
     assert human.returncode == 0, human.stderr
     first = human.stdout.splitlines()[0]
     assert first.startswith("HIGH: crash on payment")
-    assert (
-        "fix: opsbook run troubleshooting#restart-service -p service=payment" in human.stdout
-    )
+    assert "fix: opsbook run troubleshooting#restart-service -p service=payment" in human.stdout
     data = json.loads(ob("payment", "--json", "--no-bundle").stdout)
     assert data["top"]["cause"] == "crash" and data["bundle"] is None
     assert {"id", "environment", "target", "hypotheses", "sources", "facts", "took_ms"} <= set(data)
