@@ -187,11 +187,13 @@ def _story(
         parked = wait_for(lambda: (e := execution())["state"] in settled and e, timeout=60)
         assert parked["state"] == "waiting" and parked["waiting"] is not None, parked
         steps = {s["id"]: s for s in parked["steps"]}
-        assert steps["restart-service"]["state"] == "succeeded", steps
+        # the tree diagnosed the crash and ran its fixing procedure (issue 12)
+        assert steps["diagnose"]["state"] == "succeeded", steps
+        assert steps["fix-what-the-diagnosis-found"]["state"] == "succeeded", steps
         assert sb.service("payment")["state"] == "running"
         tl = api.get("/api/v1/incidents/INC-1/timeline").json()
         from_run = [e for e in tl if e["source"] == "execution"]
-        assert {"restart-service", "record-the-outcome"} <= {
+        assert {"diagnose", "fix-what-the-diagnosis-found", "record-the-outcome"} <= {
             e["payload"].get("step") or e["payload"].get("step_id") for e in from_run
         }, from_run
         attested = api.post(f"/api/v1/executions/{eid}/attest", json={"note": "payment back"})
@@ -249,7 +251,7 @@ def _story(
     ):
         assert line in review, review
     assert re.search(rf"`{PROCEDURE}` by l2 at .* \(Succeeded\)", review), review
-    assert "restart-service" in review, review
+    assert "fix-what-the-diagnosis-found" in review, review  # the fix the diagnosis named
     assert len(smtp.to("l1@bank.test")) == 1 and len(smtp.to("l2@bank.test")) == 1
     assert smtp.to("l3@bank.test") == [] and len(hooks.on("/hook/l1")) == 1
     # Suggestions rank by service, type *and alert*: the procedure the alert itself links
