@@ -9,7 +9,8 @@ set -euo pipefail
 ws="${1:-demo-workspace}"
 ob() { .venv/bin/opsbook --workspace "$ws" "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-last_id() { ob executions list --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])'; }
+# the newest run started by a person (a decision tree's fixing procedure runs as its child)
+last_id() { ob executions list --json | .venv/bin/python -c 'import json,sys; print(next(e["id"] for e in json.load(sys.stdin) if not e["parent_id"]))'; }
 parked() {  # run a procedure that stops at a manual step; exit code 3 means "parked"
   set +e; ob "$@"; local code=$?; set -e
   if [ "$code" -ne 3 ] && [ "$code" -ne 0 ]; then echo "unexpected exit code $code" >&2; exit 1; fi
