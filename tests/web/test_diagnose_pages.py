@@ -95,7 +95,10 @@ def test_a_stored_diagnosis_shows_its_fix_and_the_rest(served: Served) -> None:
         page = c.get("/diagnoses/dg-00000000abcd").text
         assert "high: crash on payment" in page
         assert "[platform] payment status crashed" in page
-        assert 'href="/runbooks/troubleshooting/service-connectivity/run"' in page
+        assert (
+            'href="/runbooks/troubleshooting/service-connectivity/run'
+            '?environment=sandbox&amp;service=payment"' in page
+        )
         assert "opsbook run troubleshooting#service-connectivity -p service=payment" in page
         assert "Other causes" in page and "low: latency on payment" in page
         assert "logs: no log directory" in page and "/tmp/dg-00000000abcd.tar" in page
@@ -154,3 +157,16 @@ def test_each_firing_alert_links_to_diagnose(served: Served) -> None:
         assert link in page, page[:3000]
         form = c.get(f"/diagnose?alert={first}&service=payment").text
         assert f'value="{first}"' in form and "<option selected>payment</option>" in form
+
+
+def test_a_fix_link_fills_the_run_form_in(served: Served) -> None:
+    """The fix link's query (?service=…&environment=…) fills the run form; the POST still
+    checks every value."""
+    c, _ = signin(served.url, "olga", PW)
+    with closing(c):
+        form = c.get("/runbooks/checks/quick/run", params={"service": "account", "count": "3"})
+        assert form.status_code == 200, form.text
+        assert "<option selected>account</option>" in form.text
+        assert re.search(r'name="param.count"[^>]*value="3"', form.text), form.text
+        plain = c.get("/runbooks/checks/quick/run")
+        assert "<option selected>payment</option>" in plain.text  # the default

@@ -169,7 +169,18 @@ def run_form(
 
 @router.get("/runbooks/{runbook_id}/{procedure_id}/run", response_class=HTMLResponse)
 async def run_page(request: Request, runbook_id: str, procedure_id: str) -> Response:
-    page = run_form(request, f"{runbook_id}#{procedure_id}")
+    # a link may fill the form in (?service=payment&environment=sandbox, as the diagnosis
+    # page's fix link does); the values are only shown: the POST checks them
+    _, proc = context_of(request).catalogue().resolve(f"{runbook_id}#{procedure_id}")
+    names = {p.name for p in proc.params if p.type != "secret"}
+    values: dict[str, Any] = {}
+    for key, value in request.query_params.items():
+        name = key.removeprefix("param.")
+        if name in names:
+            values[f"param.{name}"] = value[:1000]
+        elif key == "environment":
+            values["environment"] = value[:64]
+    page = run_form(request, f"{runbook_id}#{procedure_id}", values=values)
     record_open(
         db=context_of(request).db,
         runbook_id=runbook_id,
