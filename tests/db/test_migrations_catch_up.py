@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from opsbook.db import open_database
+from opsbook.db._database import SCHEMA_HEAD
 
 
 def test_a_database_that_ran_the_empty_placeholders_catches_up(tmp_path: Path) -> None:
@@ -22,6 +23,15 @@ def test_a_database_that_ran_the_empty_placeholders_catches_up(tmp_path: Path) -
             "training_onboarding",
             "diagnoses",
             "runbook_opens",
+            "custody_records",
+            "security_detection_hits",
+            "jit_grants",
+            "access_review_items",
+            "access_campaigns",
+            "security_acceptances",
+            "security_findings",
+            "security_results",
+            "security_scans",
         ):
             db.execute(f"DROP TABLE {table}")
         db.execute("UPDATE alembic_version SET version_num = '0010'")
@@ -33,6 +43,6 @@ def test_a_database_that_ran_the_empty_placeholders_catches_up(tmp_path: Path) -
             r["name"] for r in again.query("SELECT name FROM sqlite_master WHERE type='table'")
         }
         assert {"known_errors", "training_onboarding", "training_drills", "diagnoses"} <= names
-        assert again.query("SELECT version_num FROM alembic_version") == [{"version_num": "0012"}]
+        assert again.query("SELECT version_num FROM alembic_version") == [{"version_num": SCHEMA_HEAD}]
     finally:
         again.close()
