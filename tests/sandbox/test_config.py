@@ -109,6 +109,18 @@ def test_every_fault_is_known_and_described() -> None:
         "cert-expiring",
         "suspicious-logins",
         "bad-deploy",
+        "pan-in-log",
+        "weak-tls",
+        "expired-cert",
+        "dormant-admin",
+        "leaked-token",
+    }
+    assert {f for f, spec in FAULTS.items() if spec.security} == {
+        "pan-in-log",
+        "weak-tls",
+        "expired-cert",
+        "dormant-admin",
+        "leaked-token",
     }
     for spec in FAULTS.values():
         assert (

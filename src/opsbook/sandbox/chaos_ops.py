@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from opsbook.errors import ConflictError, UsageError
+from opsbook.sandbox import security_faults
 from opsbook.sandbox.fault_book import log_change, publish
 from opsbook.sandbox.faults import (
     ActiveFault,
@@ -25,6 +26,7 @@ from opsbook.sandbox.faults import (
 from opsbook.sandbox.host import Host
 from opsbook.sandbox.ops import deploy, restart, rollback
 from opsbook.sandbox.proxy import http_request
+from opsbook.sandbox.security_faults import SECURITY_FAULTS
 from opsbook.sandbox.tls import NORMAL_DAYS, ensure_certificate, issue_certificate
 
 BALLAST = "ballast.img"
@@ -41,6 +43,7 @@ async def reset_faults(sup: Host) -> None:
     sup.faults = []
     write_faults(sup.data_dir, [])
     (sup.data_dir / BALLAST).unlink(missing_ok=True)
+    await security_faults.reset(sup, leftovers)
     if any(f.fault == "cert-expiring" for f in leftovers):
         await asyncio.to_thread(issue_certificate, sup.data_dir, days=NORMAL_DAYS)
     await asyncio.to_thread(ensure_certificate, sup.data_dir)
@@ -153,6 +156,8 @@ async def _apply(sup: Host, fault: ActiveFault) -> None:
         await sup.restart_network()
     elif fault.fault == "suspicious-logins":
         sup.attacker = asyncio.create_task(_attack(sup, float(fault.params["per_second"])))
+    elif fault.fault in SECURITY_FAULTS:
+        await security_faults.apply(sup, fault)
 
 
 async def _undo(sup: Host, fault: ActiveFault, actor: str) -> None:
@@ -164,6 +169,8 @@ async def _undo(sup: Host, fault: ActiveFault, actor: str) -> None:
     elif fault.fault == "suspicious-logins" and sup.attacker is not None:
         sup.attacker.cancel()
         sup.attacker = None
+    elif fault.fault in SECURITY_FAULTS:
+        await security_faults.undo(sup, fault)
     elif fault.fault == "crash" and fault.service:
         if sup.units[fault.service].state != "running":
             await restart(sup, {"service": fault.service, "actor": actor})

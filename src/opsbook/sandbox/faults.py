@@ -53,6 +53,14 @@ class FaultSpec:
     params: Mapping[str, float] = field(default_factory=dict)
 
     @property
+    def security(self) -> bool:
+        """A security fault for drills (issue 14): the daily security check catches it, and
+        diagnosis is not the path to it."""
+        from opsbook.sandbox.security_faults import SECURITY_FAULTS  # noqa: PLC0415
+
+        return self.name in SECURITY_FAULTS
+
+    @property
     def takes_service(self) -> bool:
         return self.target in ("service", "services")
 
@@ -152,6 +160,46 @@ FAULTS: dict[str, FaultSpec] = {
             "logins against the account service from a few addresses",
             "security log events auth.login_failed; auth_login_failures_total rises",
             per_second=15,
+        ),
+        _spec(
+            "pan-in-log",
+            "service",
+            "clear",
+            "a debug line of a buggy release writes a full card number into the service's log",
+            "a payment.authorize.request log line with card_number; the daily security check's"
+            " data.pan-in-logs fails (clear masks it in place)",
+        ),
+        _spec(
+            "weak-tls",
+            "payment-network",
+            "clear",
+            "the payment network is restarted accepting TLS 1.0/1.1 and weak cipher suites",
+            "tls.protocols and tls.weak-ciphers fail in the security check; nothing else changes",
+        ),
+        _spec(
+            "expired-cert",
+            "tls-certificate",
+            "clear",
+            "the payment network's certificate has expired (re-issued with dates in the past)",
+            "payments fail certificate verification; payment health checks.tls DOWN;"
+            " tls.cert-expired fails",
+            days_ago=2,
+        ),
+        _spec(
+            "dormant-admin",
+            "iam",
+            "clear",
+            "an admin database account nobody has used for 200 days is still enabled",
+            "accounts.dormant fails naming admin-legacy; the access review lists it",
+            days=200,
+        ),
+        _spec(
+            "leaked-token",
+            "account",
+            "clear",
+            "ops-batch's bearer token is used from an address it was never used from",
+            "auth.token_used warnings with new_address=true from 198.51.100.77;"
+            " auth.token-new-address fails",
         ),
         _spec(
             "bad-deploy",

@@ -31,6 +31,7 @@ class Host(Protocol):
     control_port: int
     faults: list[ActiveFault]
     attacker: asyncio.Task[None] | None
+    leaker: asyncio.Task[None] | None
     chaos_lock: asyncio.Lock
     stopping: asyncio.Event
 

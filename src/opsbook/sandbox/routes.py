@@ -80,11 +80,37 @@ async def open_account(request: Request, rt: Runtime) -> Response:
     return JSONResponse(account, 201)
 
 
+def _token_use(request: Request, rt: Runtime) -> None:
+    """A bearer token ``sbx.<account>.<secret>`` is logged as used, with whether its source
+    address is new for it (the platform identities in iam.json know each token's addresses)."""
+    auth = request.headers.get("authorization", "")
+    if not auth.startswith("Bearer sbx."):
+        return
+    token_id = auth[len("Bearer sbx.") :].split(".", 1)[0]
+    source = request.headers.get("x-forwarded-for") or (
+        request.client.host if request.client else "unknown"
+    )
+    known = rt.tokens.lookup(token_id)
+    rt.log(
+        "info" if known and source in known[1] else "warning",
+        "auth.token_used",
+        category="security",
+        user=known[0] if known else token_id,
+        token_id=token_id,
+        src_ip=source,
+        new_address=not (known and source in known[1]),
+        known_token=known is not None,
+        request_id=_rid(request),
+    )
+
+
 async def get_account(request: Request, rt: Runtime) -> Response:
+    _token_use(request, rt)
     return JSONResponse(await rt.db(rt.ledger.account, int(request.path_params["id"])))
 
 
 async def list_accounts(request: Request, rt: Runtime) -> Response:
+    _token_use(request, rt)
     limit = min(int(request.query_params.get("limit", "100")), 1000)
     return JSONResponse({"accounts": await rt.db(rt.ledger.customer_accounts, limit=limit)})
 

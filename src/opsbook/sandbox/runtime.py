@@ -21,6 +21,7 @@ from prometheus_client import (
 )
 
 from opsbook.sandbox.faults import FaultView
+from opsbook.sandbox.iam import TokenBook
 from opsbook.sandbox.jsonlog import JsonLog
 from opsbook.sandbox.ledger import Ledger, LedgerUnavailable
 
@@ -181,6 +182,7 @@ class Runtime:
         self.metrics.info.labels(settings.service, settings.version, settings.replica).set(1)
         self.metrics.disk_quota.set(settings.disk_quota_bytes)
         self.faults = FaultView(settings.data_dir, settings.service)
+        self.tokens = TokenBook(settings.data_dir)
         self.ledger = Ledger(settings.database_url, gate=self._gate)
         self.pool = Pool(settings.pool_size, self.metrics)
         self.executor = ThreadPoolExecutor(settings.pool_size + 2, "db")

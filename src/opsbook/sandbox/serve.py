@@ -37,7 +37,12 @@ def main(argv: list[str]) -> None:
         from opsbook.sandbox.tls import cert_paths  # noqa: PLC0415
 
         crt, key = cert_paths(data_dir)
-        ssl = {"ssl_certfile": str(crt), "ssl_keyfile": str(key)}
+        # forward secrecy and AEAD only (Mozilla "intermediate"); TLS 1.3 suites are fixed
+        ssl = {
+            "ssl_certfile": str(crt),
+            "ssl_keyfile": str(key),
+            "ssl_ciphers": "ECDHE+AESGCM:ECDHE+CHACHA20",
+        }
         app = build_network_app(
             data_dir=data_dir,
             latency_ms=float(spec["latency_ms"]),
@@ -72,6 +77,14 @@ def main(argv: list[str]) -> None:
         timeout_keep_alive=30,
         **ssl,
     )
+    if spec.get("weak_tls"):
+        # the weak-tls fault: TLS 1.0 and every cipher suite OpenSSL still has
+        import ssl as ssl_module  # noqa: PLC0415
+
+        config.load()
+        assert config.ssl is not None
+        config.ssl.minimum_version = ssl_module.TLSVersion.TLSv1
+        config.ssl.set_ciphers("ALL:@SECLEVEL=0")
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
 

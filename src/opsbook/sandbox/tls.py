@@ -77,10 +77,10 @@ def make_certificate(*, days: int, now: dt.datetime | None = None) -> tuple[byte
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def issue_certificate(data_dir: Path, *, days: int) -> Path:
+def issue_certificate(data_dir: Path, *, days: int, now: dt.datetime | None = None) -> Path:
     """(Re-)issue the self-signed certificate valid for ``days`` days; its path. The key file
     is written owner-only, and both files are replaced atomically."""
-    cert_pem, key_pem = make_certificate(days=days)
+    cert_pem, key_pem = make_certificate(days=days, now=now)
     crt, key = cert_paths(data_dir)
     crt.parent.mkdir(parents=True, exist_ok=True)
     tmp_crt, tmp_key = crt.with_suffix(".crt.new"), key.with_suffix(".key.new")

@@ -1,0 +1,205 @@
+"""TLS of the payment network, scanned with sslyze (a real TLS scanner): protocols accepted,
+TLS 1.2 cipher suites, the certificate served and its expiry. On the sandbox the payment
+network listens on 127.0.0.1; in production the same scan runs against the endpoint."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from opsbook.secops.checks._base import CheckContext, Failure, Outcome
+
+WEAK_MARKERS = ("NULL", "EXPORT", "anon", "RC4", "DES", "MD5", "PSK", "SRP")
+LEGACY = ("ssl_2_0", "ssl_3_0", "tls_1_0", "tls_1_1")
+
+
+@dataclass
+class TlsScan:
+    host: str
+    port: int
+    accepted: dict[str, list[str]] = field(default_factory=dict)  # protocol -> suite names
+    not_after: datetime | None = None
+    subject: str | None = None
+    error: str | None = None
+
+
+def scan(host: str, port: int) -> TlsScan:
+    """Scan ``host:port`` (blocking; about half a second on loopback)."""
+    # heavy imports, only when a scan runs
+    from sslyze.plugins.scan_commands import ScanCommand  # noqa: PLC0415
+    from sslyze.scanner.models import ServerScanRequest, ServerScanStatusEnum  # noqa: PLC0415
+    from sslyze.scanner.scanner import Scanner  # noqa: PLC0415
+    from sslyze.server_setting import ServerNetworkLocation  # noqa: PLC0415
+
+    out = TlsScan(host, port)
+    commands = {
+        ScanCommand.SSL_2_0_CIPHER_SUITES,
+        ScanCommand.SSL_3_0_CIPHER_SUITES,
+        ScanCommand.TLS_1_0_CIPHER_SUITES,
+        ScanCommand.TLS_1_1_CIPHER_SUITES,
+        ScanCommand.TLS_1_2_CIPHER_SUITES,
+        ScanCommand.TLS_1_3_CIPHER_SUITES,
+        ScanCommand.CERTIFICATE_INFO,
+    }
+    with warnings.catch_warnings():
+        # sslyze's bundled trust stores hold a certificate newer cryptography warns about
+        warnings.simplefilter("ignore")
+        scanner = Scanner()
+        scanner.queue_scans(
+            [
+                ServerScanRequest(
+                    server_location=ServerNetworkLocation(host, port), scan_commands=commands
+                )
+            ]
+        )
+        for result in scanner.get_results():
+            if result.scan_status != ServerScanStatusEnum.COMPLETED or result.scan_result is None:
+                out.error = f"cannot connect to {host}:{port}: " + str(
+                    getattr(result.connectivity_error_trace, "exc_value", None)
+                    or result.connectivity_status
+                    or "no TLS answer"
+                )
+                return out
+            res = result.scan_result
+            for proto in (*LEGACY, "tls_1_2", "tls_1_3"):
+                attempt = getattr(res, f"{proto}_cipher_suites")
+                if attempt.result is not None:
+                    out.accepted[proto] = [
+                        s.cipher_suite.openssl_name or s.cipher_suite.name
+                        for s in attempt.result.accepted_cipher_suites
+                    ]
+            info = res.certificate_info
+            if info.result is not None and info.result.certificate_deployments:
+                leaf = info.result.certificate_deployments[0].received_certificate_chain[0]
+                out.not_after = leaf.not_valid_after_utc
+                out.subject = leaf.subject.rfc4514_string()
+    return out
+
+
+def _weak(suite: str) -> bool:
+    if any(m in suite for m in WEAK_MARKERS):
+        return True
+    aead = "GCM" in suite or "CHACHA20" in suite or "CCM" in suite
+    forward_secret = suite.startswith(("ECDHE", "DHE", "TLS_"))
+    return not (aead and forward_secret)
+
+
+def _where(scan_: TlsScan) -> str:
+    return f"https://{scan_.host}:{scan_.port}"
+
+
+async def _scanned(cx: CheckContext) -> TlsScan | Outcome:
+    if not cx.local or cx.network_port is None:
+        return Outcome.skipped("scans the sandbox's payment network; production: the TLS probe")
+    found = await cx.tls_scan()
+    if found.error:
+        return Outcome("error", error=found.error)
+    return found
+
+
+async def protocols(cx: CheckContext) -> Outcome:
+    found = await _scanned(cx)
+    if isinstance(found, Outcome):
+        return found
+    legacy = [p for p in LEGACY if found.accepted.get(p)]
+    failures = [
+        Failure(
+            subject=f"{_where(found)} {p}",
+            text=f"the payment network accepts {p.replace('_', ' ').upper().replace(' ', '.', 1)}"
+            f" ({len(found.accepted[p])} cipher suites)",
+            location=_where(found),
+            detail={"protocol": p, "suites": found.accepted[p][:10]},
+        )
+        for p in legacy
+    ]
+    return Outcome.of(
+        failures,
+        endpoint=_where(found),
+        accepted=sorted(p for p, s in found.accepted.items() if s),
+    )
+
+
+async def weak_ciphers(cx: CheckContext) -> Outcome:
+    found = await _scanned(cx)
+    if isinstance(found, Outcome):
+        return found
+    weak = sorted({s for s in found.accepted.get("tls_1_2", []) if _weak(s)})
+    failures = (
+        [
+            Failure(
+                subject=f"{_where(found)} tls_1_2 weak suites",
+                text=f"{len(weak)} weak TLS 1.2 cipher suites accepted, e.g. {', '.join(weak[:3])}",
+                location=_where(found),
+                detail={"weak_suites": weak},
+            )
+        ]
+        if weak
+        else []
+    )
+    return Outcome.of(failures, tls_1_2_suites=len(found.accepted.get("tls_1_2", [])))
+
+
+async def cert_expiry(cx: CheckContext) -> Outcome:
+    found = await _scanned(cx)
+    if isinstance(found, Outcome):
+        return found
+    if found.not_after is None:
+        return Outcome("error", error="the payment network sent no certificate")
+    days = (found.not_after - cx.now).total_seconds() / 86400
+    evidence = {"not_after": found.not_after.isoformat(), "days_left": round(days, 1)}
+    if 0 <= days < 30:
+        return Outcome.of(
+            [
+                Failure(
+                    subject=f"certificate {found.subject} at {_where(found)}",
+                    text=f"the payment network certificate ({found.subject}) expires in"
+                    f" {days:.1f} days ({found.not_after:%Y-%m-%d %H:%M} UTC)",
+                    location=_where(found),
+                    detail=evidence,
+                )
+            ],
+            **evidence,
+        )
+    return Outcome.of([], **evidence)
+
+
+async def cert_expired(cx: CheckContext) -> Outcome:
+    found = await _scanned(cx)
+    if isinstance(found, Outcome):
+        return found
+    if found.not_after is None:
+        return Outcome("error", error="the payment network sent no certificate")
+    days = (found.not_after - cx.now).total_seconds() / 86400
+    evidence = {"not_after": found.not_after.isoformat(), "days_left": round(days, 1)}
+    if days < 0:
+        return Outcome.of(
+            [
+                Failure(
+                    subject=f"certificate {found.subject} at {_where(found)}",
+                    text=f"the payment network certificate ({found.subject}) EXPIRED"
+                    f" {-days:.1f} days ago ({found.not_after:%Y-%m-%d %H:%M} UTC)",
+                    location=_where(found),
+                    detail=evidence,
+                )
+            ],
+            **evidence,
+        )
+    return Outcome.of([], **evidence)
+
+
+async def plain_http(cx: CheckContext) -> Outcome:
+    if cx.local:
+        return Outcome.skipped("the sandbox's services listen on loopback only")
+    plain = [
+        str(s.get("name"))
+        for s in cx.environment.services
+        if not str(s.get("health_url") or s.get("url") or "").startswith("https://")
+    ]
+    return Outcome.of(
+        [
+            Failure(subject=f"service {n}", text=f"service {n} is not served over HTTPS")
+            for n in plain
+        ],
+        services=len(cx.environment.services),
+    )
