@@ -131,6 +131,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "training_cmd",
         "Training: onboarding, assessments, graded drills, certifications.",
     ),
+    "security": ("security_cmd", "Security checks mapped to PCI DSS 4.0.1, with SARIF output."),
+    "findings": (
+        "findings_cmd",
+        "Security findings: track, assign, accept risk with a second person.",
+    ),
 }
 
 

@@ -105,7 +105,7 @@ async def protocols(cx: CheckContext) -> Outcome:
     legacy = [p for p in LEGACY if found.accepted.get(p)]
     failures = [
         Failure(
-            subject=f"{_where(found)} {p}",
+            subject=f"payment-network {p}",
             text=f"the payment network accepts {p.replace('_', ' ').upper().replace(' ', '.', 1)}"
             f" ({len(found.accepted[p])} cipher suites)",
             location=_where(found),
@@ -128,7 +128,7 @@ async def weak_ciphers(cx: CheckContext) -> Outcome:
     failures = (
         [
             Failure(
-                subject=f"{_where(found)} tls_1_2 weak suites",
+                subject="payment-network tls_1_2 weak suites",
                 text=f"{len(weak)} weak TLS 1.2 cipher suites accepted, e.g. {', '.join(weak[:3])}",
                 location=_where(found),
                 detail={"weak_suites": weak},
@@ -152,7 +152,7 @@ async def cert_expiry(cx: CheckContext) -> Outcome:
         return Outcome.of(
             [
                 Failure(
-                    subject=f"certificate {found.subject} at {_where(found)}",
+                    subject=f"payment-network certificate {found.subject}",
                     text=f"the payment network certificate ({found.subject}) expires in"
                     f" {days:.1f} days ({found.not_after:%Y-%m-%d %H:%M} UTC)",
                     location=_where(found),
@@ -176,7 +176,7 @@ async def cert_expired(cx: CheckContext) -> Outcome:
         return Outcome.of(
             [
                 Failure(
-                    subject=f"certificate {found.subject} at {_where(found)}",
+                    subject=f"payment-network certificate {found.subject}",
                     text=f"the payment network certificate ({found.subject}) EXPIRED"
                     f" {-days:.1f} days ago ({found.not_after:%Y-%m-%d %H:%M} UTC)",
                     location=_where(found),

@@ -1,0 +1,147 @@
+"""`opsbook security check|checks`: the security check catalogue mapped to PCI DSS 4.0.1, run
+against an environment, recorded as findings, printed as text, JSON or SARIF 2.1.0
+(opsbook.secops). Scans, imports and detections add their own sub-commands here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from opsbook.cli._common import AppState, open_db, print_json
+
+_MARK = {"pass": "ok  ", "fail": "FAIL", "error": "ERR ", "skipped": "skip"}
+
+
+def _print_run(d: dict[str, Any], scan: dict[str, Any] | None) -> None:
+    c = d["counts"]
+    for r in d["results"]:
+        line = f"{_MARK[r['status']]} {r['severity']:<8} {r['id']:<28} {r['title']}"
+        typer.echo(line)
+        for f in r["failures"][:10]:
+            typer.echo(f"       - {f['text']}")
+        if len(r["failures"]) > 10:
+            typer.echo(f"       ... and {len(r['failures']) - 10} more")
+        if r["status"] == "fail" and r["fix"]:
+            typer.echo(f"       fix: {r['fix']}")
+        if r["status"] == "error":
+            typer.echo(f"       did not run: {r['error']}")
+    typer.echo(
+        f"{d['environment']}: {c['pass']} passed, {c['fail']} failed, {c['error']} errors,"
+        f" {c['skipped']} not applicable in {d['took_ms'] / 1000:.1f} s"
+    )
+    if scan is not None:
+        typer.echo(
+            f"findings: {scan['new']} new, {scan['still_open']} still open,"
+            f" {scan['reintroduced']} reintroduced, {scan['fixed']} fixed (scan {scan['scan']};"
+            " opsbook findings list)"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    security = typer.Typer(
+        help="Security checks mapped to PCI DSS 4.0.1, with SARIF output.", no_args_is_help=True
+    )
+    app.add_typer(security, name="security")
+
+    @security.command("check")
+    def check_cmd(
+        ctx: typer.Context,
+        env: Annotated[
+            str | None, typer.Option("--env", "-e", help="Environment (default: the workspace's)")
+        ] = None,
+        only: Annotated[
+            list[str] | None, typer.Option("--only", help="Run only this check (repeatable)")
+        ] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+        sarif: Annotated[
+            Path | None,
+            typer.Option("--sarif", help="Also write SARIF 2.1.0 to this file ('-': stdout)"),
+        ] = None,
+        fail_on: Annotated[
+            str,
+            typer.Option("--fail-on", help="Exit 1 when a failure is at least this severe"),
+        ] = "high",
+        no_record: Annotated[
+            bool, typer.Option("--no-record", help="Do not record the scan or move findings")
+        ] = False,
+        as_user: Annotated[str | None, typer.Option("--as", help="Who runs it (audited)")] = None,
+    ) -> None:
+        """Run the security checks. Exit 1 when a check fails at or above --fail-on (default
+        high) or a check could not run; 0 otherwise; 2 on bad input."""
+        from opsbook import __version__  # noqa: PLC0415
+        from opsbook.secops.model import at_least, check_severity  # noqa: PLC0415
+        from opsbook.secops.sarif import to_sarif  # noqa: PLC0415
+        from opsbook.secops.service import check_and_record  # noqa: PLC0415
+
+        threshold = check_severity(fail_on, field_name="--fail-on")
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        db = open_db(ws, st.settings)
+        try:
+            run, scan = asyncio.run(
+                check_and_record(
+                    workspace=ws,
+                    environment=env or ws.default_environment,
+                    db=db,
+                    settings=st.settings,
+                    actor=st.user(as_user),
+                    only=only or (),
+                    record=not no_record,
+                )
+            )
+        finally:
+            db.close()
+        d = run.to_dict()
+        if scan is not None:
+            d["scan"] = scan
+        if sarif is not None:
+            doc = json.dumps(to_sarif(run, version=__version__), indent=1)
+            if str(sarif) == "-":
+                typer.echo(doc)
+            else:
+                sarif.write_text(doc + "\n", encoding="utf-8")
+        if json_out:
+            print_json(d)
+        elif str(sarif) != "-":
+            _print_run(d, scan)
+            if sarif is not None:
+                typer.echo(f"SARIF: {sarif}")
+        worst = [
+            f
+            for r in run.results
+            for f in r.outcome.failures
+            if at_least(f.severity or r.spec.severity, threshold)
+        ]
+        if worst or any(r.outcome.status == "error" for r in run.results):
+            raise typer.Exit(1)
+
+    @security.command("checks")
+    def checks_cmd(
+        requirement: Annotated[
+            str | None,
+            typer.Option("--requirement", help="Only checks supporting this PCI DSS requirement"),
+        ] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    ) -> None:
+        """The check catalogue: id, severity, what it checks, PCI DSS 4.0.1 requirements."""
+        from opsbook.secops.catalogue import CATALOGUE, checks_for_requirement  # noqa: PLC0415
+
+        specs = checks_for_requirement(requirement) if requirement else list(CATALOGUE.values())
+        if json_out:
+            print_json({"checks": [c.to_dict() for c in specs]})
+            return
+        for c in specs:
+            typer.echo(f"{c.id:<28} {c.severity:<8} {', '.join(c.requirements):<22} {c.title}")
+
+    for name in ("security_vulns_cmd", "security_detect_cmd"):
+        import importlib  # noqa: PLC0415
+
+        try:
+            module = importlib.import_module(f"opsbook.cli.{name}")
+        except ModuleNotFoundError:
+            continue
+        module.register(security)
