@@ -91,6 +91,8 @@ def test_each_security_fault_turns_the_check_red(sb: Sandbox, tmp_path: Path, fa
         assert "4111111111111111" not in repr(run.to_dict())
         log = (sb.data_dir / "logs" / "payment.log").read_bytes()
         sb.control().call("clear", {"fault": fault, "actor": "pytest"})
-        wait_for(lambda: b"4111111111111111" not in (sb.data_dir / "logs" / "payment.log").read_bytes())
+        wait_for(
+            lambda: b"4111111111111111" not in (sb.data_dir / "logs" / "payment.log").read_bytes()
+        )
         assert b"4111111111111111" in log
         assert _failed(_run(sb, tmp_path, only=[check]), check) == []

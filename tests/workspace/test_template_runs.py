@@ -68,7 +68,6 @@ SCENARIOS: dict[str, Scenario] = {
     "connectivity-up": scenario("troubleshooting#service-connectivity"),
     "backup": scenario("backup-recovery#backup-verification"),
     "dr-test": scenario("backup-recovery#dr-test"),
-    "security": scenario("security-operations#daily-security-checks"),
     "containment": scenario("security-operations#incident-containment"),
     "demo": scenario("demo#smoke-test", sandbox=False),
     "approval-demo": scenario("demo#approval-demo", sandbox=False),
@@ -183,13 +182,6 @@ def test_dr_test_records_rto_and_rpo(outcomes: dict[str, Outcome]) -> None:
     assert result["met"] is True and result["rpo_entries"] == 0
     assert 0 < result["rto_seconds"] < 900
     assert len(out.result("outage")) == 4
-
-
-def test_daily_security_checks(outcomes: dict[str, Outcome]) -> None:
-    out = outcomes["security"]
-    succeeded(out)
-    assert out.result("plaintext-secrets")["json"]["findings"] == []
-    assert out.states()["tls"] == "Skipped"
 
 
 def test_incident_containment_isolates_the_service(outcomes: dict[str, Outcome]) -> None:
