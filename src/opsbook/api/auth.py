@@ -95,4 +95,7 @@ def _authenticate(request: Request, csrf_field: str | None) -> Principal:
                 "missing or wrong CSRF token",
                 hint="reload the page and try again (the form was older than your session)",
             )
-    return principal_for(session.account, via="session")
+    from opsbook.users.accounts import jit_roles  # noqa: PLC0415
+
+    jit, _ = jit_roles(db=ctx.db, username=session.account.username)
+    return principal_for(session.account, via="session", extra_roles=jit)

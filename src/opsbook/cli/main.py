@@ -136,6 +136,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "findings_cmd",
         "Security findings: track, assign, accept risk with a second person.",
     ),
+    "access": (
+        "access_cmd",
+        "Privileged access just in time, and access review campaigns.",
+    ),
 }
 
 

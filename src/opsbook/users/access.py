@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from opsbook import audit
 from opsbook.db import Database
 from opsbook.errors import PermissionDenied
-from opsbook.users.accounts import Account, find_account
+from opsbook.users.accounts import Account, find_account, jit_roles
 from opsbook.users.roles import ROLE_DESCRIPTIONS, expand, permissions_of
 
 #: Actors that are not people; they can never hold an account (usernames cannot contain ':').
@@ -45,12 +45,15 @@ def principal_for(
     via: str,
     scopes: Iterable[str] | None = None,
     token_id: str | None = None,
+    extra_roles: Iterable[str] = (),
 ) -> Principal:
+    """``extra_roles``: roles held just in time (:func:`opsbook.users.accounts.jit_roles`)."""
     scope_t = tuple(scopes) if scopes is not None else None
+    roles = (*account.roles, *extra_roles)
     return Principal(
         username=account.username,
-        roles=expand(account.roles),
-        permissions=permissions_of(account.roles, scope_t),
+        roles=expand(roles),
+        permissions=permissions_of(roles, scope_t),
         via=via,
         token_id=token_id,
         scopes=scope_t,
@@ -104,10 +107,11 @@ def roles_resolver(
         if user == SCHEDULER:
             return expand(["admin"])  # schedules are written in reviewed runbooks
         account = find_account(db=db, username=user)
+        jit, _ = jit_roles(db=db, username=user)
         if account is None:
-            return expand(fallback(user))
+            return expand((*fallback(user), *jit))
         if account.disabled:
             return ()
-        return expand(account.roles)
+        return expand((*account.roles, *jit))
 
     return roles_of

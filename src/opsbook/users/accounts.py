@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from opsbook import audit
 from opsbook.audit._log import utcnow
 from opsbook.db import Database
-from opsbook.errors import ConflictError, NotFoundError, ValidationError
+from opsbook.errors import ConflictError, DatabaseError, NotFoundError, ValidationError
 from opsbook.users import passwords
 from opsbook.users.errors import AuthenticationError
 from opsbook.users.roles import EXTRA_ROLES, ROLES
@@ -106,6 +106,28 @@ def check_role(role: str, known: Sequence[str]) -> str:
 def _roles(db: Database, user_id: int) -> tuple[str, ...]:
     rows = db.query("SELECT role FROM user_roles WHERE user_id = ? ORDER BY role", (user_id,))
     return tuple(str(r["role"]) for r in rows)
+
+
+def jit_roles(
+    *, db: Database, username: str, now: datetime | None = None
+) -> tuple[tuple[str, ...], datetime | None]:
+    """Roles ``username`` holds just in time (approved, not expired: issue 14) and when the
+    first of them ends. They add to the account's own roles wherever roles are resolved; an
+    expired grant stops counting at its expiry without anyone sweeping it."""
+    when = _iso(now or _now())
+    try:
+        rows = db.query(
+            "SELECT role, expires_at FROM jit_grants WHERE username = ? AND state = 'active'"
+            " AND expires_at > ?",
+            (username, when),
+        )
+    except DatabaseError:  # a database older than migration 0013
+        return (), None
+    if not rows:
+        return (), None
+    return tuple(sorted({str(r["role"]) for r in rows})), min(
+        parse_ts(str(r["expires_at"])) for r in rows
+    )
 
 
 def _account(row: dict[str, Any], roles: tuple[str, ...]) -> Account:

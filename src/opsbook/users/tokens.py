@@ -19,7 +19,7 @@ from opsbook import audit
 from opsbook.db import FULL_CHECK_EVERY, Database
 from opsbook.errors import NotFoundError, ValidationError
 from opsbook.users.access import Principal, principal_for
-from opsbook.users.accounts import Account, get_account, get_account_by_id, parse_ts
+from opsbook.users.accounts import Account, get_account, get_account_by_id, jit_roles, parse_ts
 from opsbook.users.errors import AuthenticationError
 from opsbook.users.roles import SCOPES
 
@@ -242,6 +242,8 @@ _WATCHED = (
     ("user_roles", "INSERT"),
     ("user_roles", "DELETE"),
     ("user_roles", "UPDATE"),
+    ("jit_grants", "INSERT"),
+    ("jit_grants", "UPDATE"),
 )
 
 
@@ -332,11 +334,15 @@ class VerifiedTokens:
             self._entries.clear()
         self.misses += 1
         account, token = resolve_token(db=self._db, raw=raw, now=when)
+        jit, jit_ends = jit_roles(db=self._db, username=account.username, now=when)
+        expires = parse_ts(token.expires_at)
         found = _Verified(
             account,
             token,
-            principal_for(account, via="token", scopes=token.scopes, token_id=token.id),
-            parse_ts(token.expires_at),
+            principal_for(
+                account, via="token", scopes=token.scopes, token_id=token.id, extra_roles=jit
+            ),
+            min(expires, jit_ends) if jit_ends else expires,  # forgotten when a JIT grant ends
             time.monotonic() + self._ttl,
         )
         # Remember it only if nothing changed while it was checked.
