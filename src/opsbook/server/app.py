@@ -164,6 +164,9 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
             from opsbook.lifecycle import background as lifecycle_bg  # noqa: PLC0415
 
             tasks.append(asyncio.create_task(lifecycle_bg.run_background(ctx)))
+            from opsbook.secops import background as security_bg  # noqa: PLC0415
+
+            tasks.append(asyncio.create_task(security_bg.run_background(ctx)))
         try:
             yield
         finally:
