@@ -43,7 +43,8 @@ def main() -> int:
     from opsbook.workspace import Workspace
     from opsbook.workspace.init import init_workspace
 
-    security_faults = sorted(f for f, s in FAULTS.items() if s.security) + [
+    security_faults = [
+        *sorted(f for f, s in FAULTS.items() if s.security),
         "cert-expiring",
         "suspicious-logins",
     ]
@@ -98,7 +99,8 @@ def main() -> int:
                 check(sequential=True)
                 seqs.append(time.perf_counter() - t0)
             # Attacks stay in the logs the checks read: inject the log-based ones last.
-            order = sorted(security_faults, key=lambda f: f in ("suspicious-logins", "leaked-token"))
+            logged = ("suspicious-logins", "leaked-token")
+            order = sorted(security_faults, key=lambda f: f in logged)
             for fault in order:
                 service = "payment" if FAULTS[fault].target == "service" else None
                 ctl.call("inject", {"fault": fault, "service": service, "actor": "bench"})
