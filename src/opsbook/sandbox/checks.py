@@ -23,9 +23,9 @@ NETWORK_TIMEOUT = 2.0
 
 def network_client(rt: Runtime) -> httpx.AsyncClient:
     """The payment network client, rebuilt when the sandbox certificate is re-issued."""
-    crt, _ = tls.cert_paths(rt.settings.data_dir)
+    crt = tls.trust_path(rt.settings.data_dir)
     try:
-        mtime = crt.stat().st_mtime
+        mtime: object = (crt.name, crt.stat().st_mtime)
     except FileNotFoundError:
         mtime = 0.0
     client: httpx.AsyncClient | None = rt.extra.get("network")
@@ -76,7 +76,7 @@ async def tls_days_left(rt: Runtime) -> float | None:
     cached = rt.extra.get("tls")
     if cached and time.monotonic() - cached[0] < 1.0:
         return float(cached[1])
-    crt, _ = tls.cert_paths(rt.settings.data_dir)
+    crt = tls.trust_path(rt.settings.data_dir)
     try:
         not_after = await asyncio.to_thread(tls.probe_expiry, rt.settings.network_port, crt)
     except (OSError, ValueError):

@@ -11,6 +11,7 @@ from opsbook.sandbox.fault_book import list_faults
 from opsbook.sandbox.host import Host
 from opsbook.sandbox.ops import deploy, history, restart, rollback, scale, status, switch_traffic
 from opsbook.sandbox.remedies import remediate
+from opsbook.sandbox.rotation import rotate_certificate
 
 
 async def dispatch(sup: Host, op: str, args: dict[str, Any]) -> Any:
@@ -30,6 +31,7 @@ async def dispatch(sup: Host, op: str, args: dict[str, Any]) -> Any:
         "inject": inject,
         "clear": clear,
         "remediate": remediate,
+        "rotate-cert": rotate_certificate,
     }
     if op in table:
         return await table[op](sup, args)

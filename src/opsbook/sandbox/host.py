@@ -7,6 +7,7 @@ only this: no import circle between them.
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +29,7 @@ class Host(Protocol):
     started_at: float
     units: dict[str, Unit]
     network: Replica | None
+    network_sock: socket.socket | None
     control_port: int
     faults: list[ActiveFault]
     attacker: asyncio.Task[None] | None
@@ -44,5 +46,9 @@ class Host(Protocol):
     async def start_replicas(self, unit: Unit, rev: Revision, count: int) -> list[Replica]: ...
 
     async def restart_network(self) -> None: ...
+
+    async def start_network(
+        self, *, cert: Path | None = None, key: Path | None = None
+    ) -> Replica: ...
 
     async def stop_all(self, replicas: list[Replica]) -> None: ...

@@ -37,6 +37,8 @@ def main(argv: list[str]) -> None:
         from opsbook.sandbox.tls import cert_paths  # noqa: PLC0415
 
         crt, key = cert_paths(data_dir)
+        if spec.get("cert") and spec.get("key"):  # a rotation's new certificate
+            crt, key = Path(spec["cert"]), Path(spec["key"])
         # forward secrecy and AEAD only (Mozilla "intermediate"); TLS 1.3 suites are fixed
         ssl = {
             "ssl_certfile": str(crt),

@@ -195,12 +195,17 @@ class Supervisor:
         self.save()
         return out
 
-    async def start_network(self) -> Replica:
+    async def start_network(self, *, cert: Path | None = None, key: Path | None = None) -> Replica:
+        """Start a payment network process on the network's socket (another may still be
+        serving on it: certificate rotation overlaps the two); ``cert``/``key``: files other
+        than the sandbox certificate's."""
         if self.network_sock is None:
             self.network_sock = bind_listener(self.config.network_port)
         replica = Replica("payment-network", "payment-network", self.config.network_port)
         spec = {
             "kind": "network",
+            "cert": str(cert) if cert else None,
+            "key": str(key) if key else None,
             "data_dir": self.config.data_dir,
             "latency_ms": 20,
             "failure_rate": 0.01,

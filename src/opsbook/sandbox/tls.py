@@ -94,6 +94,14 @@ def issue_certificate(data_dir: Path, *, days: int, now: dt.datetime | None = No
     return crt
 
 
+def trust_path(data_dir: Path) -> Path:
+    """What clients of the payment network trust: ``tls/trust.pem`` while a rotation overlaps
+    the old and the new certificate, else the sandbox certificate itself."""
+    crt, _ = cert_paths(data_dir)
+    bundle = crt.parent / "trust.pem"
+    return bundle if bundle.is_file() else crt
+
+
 def ensure_certificate(data_dir: Path) -> Path:
     crt, key = cert_paths(data_dir)
     if crt.is_file() and key.is_file():
