@@ -43,9 +43,9 @@ def test_certificate_rotation_under_load_fails_no_request(sb: Sandbox) -> None:
     assert probe_expiry(int(port), crt) > time.time() + 300 * 86400
     ctx = ssl.create_default_context()
     ctx.load_verify_locations(cadata=before.decode())
-    with pytest.raises(ssl.SSLError):  # the old certificate no longer verifies it
-        with (
-            socket.create_connection(("127.0.0.1", int(port)), timeout=2) as s,
-            ctx.wrap_socket(s, server_hostname="127.0.0.1"),
-        ):
-            pass
+    with (  # the old certificate no longer verifies it
+        pytest.raises(ssl.SSLError),
+        socket.create_connection(("127.0.0.1", int(port)), timeout=2) as s,
+        ctx.wrap_socket(s, server_hostname="127.0.0.1"),
+    ):
+        pass
