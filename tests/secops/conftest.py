@@ -31,6 +31,9 @@ def sb(sandbox: Sandbox) -> Iterator[Sandbox]:
     yield sandbox
     control = sandbox.control()
     control.call("clear", {"actor": "pytest"})
+    for name in ("account", "transaction", "payment", "notification"):  # containments end
+        control.call("contain", {"action": "release", "service": name, "actor": "pytest"})
+    (sandbox.data_dir / "containment.json").unlink(missing_ok=True)
     for svc in lifecycle.status(workspace=sandbox.ws)["services"]:
         if svc["state"] != "running" or svc["replicas"] != 1:
             if svc["replicas"] != 1:

@@ -39,7 +39,12 @@ EXAMPLE_PARAMS: dict[str, dict[str, str]] = {
         "ticket": "INC-3",
     },
     "backup-recovery#dr-activation": {"ticket": "INC-4"},
-    "security-operations#incident-containment": {"service": "notification", "ticket": "INC-5"},
+    "security-operations#incident-containment": {
+        "service": "notification",
+        "ticket": "INC-5",
+        "username": "ops-batch",
+        "ledger_account": "3",
+    },
 }
 
 

@@ -154,9 +154,17 @@ def test_infrastructure_reads_the_payment_network_from_the_payment_health_check(
     assert payment[0]["checks"]["dependencies"] == "UP"
 
 
-def test_incident_containment_sees_the_isolated_service_down(bank: Workspace) -> None:
-    # Last: it leaves notification scaled to zero.
+def test_incident_containment_isolates_then_brings_everything_back(bank: Workspace) -> None:
     out = run(bank, "security-operations#incident-containment")
+    snapshot = action_result(out, "snapshot")
+    assert {"notification.log", "processes.json", "ledger.db"} <= set(snapshot["files"])
     isolated = action_result(out, "isolated")["services"]
     assert [s["name"] for s in isolated] == ["notification"]
     assert isolated[0]["status"] != "UP"
+    assert action_result(out, "freeze")["changed"] is True
+    assert action_result(out, "revoke-access")["platform_account_disabled"] is True
+    # the reverses, after the investigation's approval
+    assert action_result(out, "release")["changed"] is True
+    assert action_result(out, "unfreeze")["changed"] is True
+    assert action_result(out, "restore-access")["platform_account_enabled"] is True
+    assert action_result(out, "answers-again")["services"][0]["status"] == "UP"

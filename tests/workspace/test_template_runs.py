@@ -68,7 +68,6 @@ SCENARIOS: dict[str, Scenario] = {
     "connectivity-up": scenario("troubleshooting#service-connectivity"),
     "backup": scenario("backup-recovery#backup-verification"),
     "dr-test": scenario("backup-recovery#dr-test"),
-    "containment": scenario("security-operations#incident-containment"),
     "demo": scenario("demo#smoke-test", sandbox=False),
     "approval-demo": scenario("demo#approval-demo", sandbox=False),
 }
@@ -182,15 +181,6 @@ def test_dr_test_records_rto_and_rpo(outcomes: dict[str, Outcome]) -> None:
     assert result["met"] is True and result["rpo_entries"] == 0
     assert 0 < result["rto_seconds"] < 900
     assert len(out.result("outage")) == 4
-
-
-def test_incident_containment_isolates_the_service(outcomes: dict[str, Outcome]) -> None:
-    out = outcomes["containment"]
-    succeeded(out)
-    approval = out.result("approval-to-isolate")
-    assert approval["approved_by"] and "security-engineer" not in approval["approved_by"]
-    assert [s["name"] for s in out.result("isolated")["result"]["services"]] == ["notification"]
-    assert out.result("isolated")["result"]["services"][0]["status"] != "UP"
 
 
 def test_the_demo_runs_without_the_sandbox(outcomes: dict[str, Outcome]) -> None:

@@ -137,6 +137,58 @@ def register(app: typer.Typer) -> None:
         for c in specs:
             typer.echo(f"{c.id:<28} {c.severity:<8} {', '.join(c.requirements):<22} {c.title}")
 
+    evidence = typer.Typer(help="Forensic evidence and its chain of custody.", no_args_is_help=True)
+    security.add_typer(evidence, name="evidence")
+
+    @evidence.command("verify")
+    def evidence_verify(
+        ctx: typer.Context,
+        path: Annotated[Path, typer.Argument(help="The snapshot directory")],
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    ) -> None:
+        """Recompute every digest against the manifest and the custody record (exit 1 when
+        anything differs)."""
+        from opsbook.secops.forensics import verify  # noqa: PLC0415
+
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        db = open_db(ws, st.settings)
+        try:
+            result = verify(path, db)
+        finally:
+            db.close()
+        if json_out:
+            print_json(result)
+        else:
+            typer.echo(
+                f"{result['snapshot']}: {'OK' if result['ok'] else 'DOES NOT VERIFY'}"
+                f" ({result['files']} files)"
+            )
+            for p in result["problems"]:
+                typer.echo(f"  {p}")
+        if not result["ok"]:
+            raise typer.Exit(1)
+
+    @evidence.command("hand-off")
+    def evidence_hand_off(
+        ctx: typer.Context,
+        snapshot: Annotated[str, typer.Argument(help="The snapshot id, e.g. fs-20261204T...")],
+        to: Annotated[str, typer.Option("--to", help="Who receives it")],
+        note: Annotated[str | None, typer.Option("--note", help="e.g. sealed bag 42")] = None,
+        as_user: Annotated[str | None, typer.Option("--as", help="Who hands it over")] = None,
+    ) -> None:
+        """Record a hand-off in the chain of custody (audited)."""
+        from opsbook.secops.forensics import hand_off  # noqa: PLC0415
+
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        db = open_db(ws, st.settings)
+        try:
+            rec = hand_off(db, snapshot=snapshot, to=to, actor=st.user(as_user), note=note)
+        finally:
+            db.close()
+        typer.echo(f"{snapshot}: {len(rec['handoffs'])} hand-off(s), the last to {to}")
+
     for name in ("security_vulns_cmd", "security_detect_cmd"):
         import importlib  # noqa: PLC0415
 

@@ -55,6 +55,15 @@ class Platform(Protocol):
 
     async def top(self) -> dict[str, Any]: ...
 
+    async def contain(
+        self,
+        *,
+        action: str,
+        service: str | None = None,
+        account: int | None = None,
+        ticket: str | None = None,
+    ) -> dict[str, Any]: ...
+
 
 def service_names(environment: Mapping[str, Any]) -> list[str]:
     names = []

@@ -265,6 +265,38 @@ class KubernetesPlatform:
         }[action]
         return await self._do(commands, action=action, service=svc)
 
+    async def contain(
+        self,
+        *,
+        action: str,
+        service: str | None = None,
+        account: int | None = None,
+        ticket: str | None = None,
+    ) -> dict[str, Any]:
+        """Isolation by the ``quarantine`` NetworkPolicy (pods labelled ``quarantine=true`` get
+        no traffic and keep running for forensics); an account hold through the account
+        service's admin API, run from inside the cluster."""
+        if action in ("isolate", "release"):
+            svc = self._service(service or "")
+            label = "quarantine=true" if action == "isolate" else "quarantine-"
+            cmds = [self.kubectl("label", "pods", "--selector", f"app={svc}", label, "--overwrite")]
+            return await self._do(cmds, action=action, service=svc)
+        verb = "POST" if action == "freeze" else "DELETE"
+        cmds = [
+            self.kubectl(
+                "exec",
+                "deployment/account",
+                "--",
+                "curl",
+                "-fsS",
+                "-X",
+                verb,
+                f"http://localhost:8080/admin/accounts/{int(account or 0)}/hold"
+                + (f"?ticket={ticket}" if ticket else ""),
+            )
+        ]
+        return await self._do(cmds, action=action, service="account")
+
     async def logs(self, *, service: str, lines: int = 100) -> dict[str, Any]:
         from opsbook.sandbox.logtail import parse  # noqa: PLC0415
 

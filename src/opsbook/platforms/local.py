@@ -148,6 +148,26 @@ class LocalPlatform:
         result: dict[str, Any] = await self._call("remediate", action=action, service=service)
         return result
 
+    async def contain(
+        self,
+        *,
+        action: str,
+        service: str | None = None,
+        account: int | None = None,
+        ticket: str | None = None,
+    ) -> dict[str, Any]:
+        """Isolate/release a service at its front door, freeze/unfreeze a ledger account
+        (:mod:`opsbook.sandbox.containment`)."""
+        if service:
+            check_service(service)
+        if self.dry_run:
+            what = service if service else f"account {account}"
+            return self._would(f"{action} {what} ({ticket or 'no ticket'})")
+        result: dict[str, Any] = await self._call(
+            "contain", action=action, service=service, account=account, ticket=ticket
+        )
+        return result
+
     async def logs(self, *, service: str, lines: int = 100) -> dict[str, Any]:
         from opsbook.sandbox.logtail import parse, tail_lines  # noqa: PLC0415
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from opsbook.errors import UsageError
 from opsbook.sandbox.chaos_ops import clear, inject
+from opsbook.sandbox.containment import contain
 from opsbook.sandbox.fault_book import list_faults
 from opsbook.sandbox.host import Host
 from opsbook.sandbox.ops import deploy, history, restart, rollback, scale, status, switch_traffic
@@ -32,6 +33,7 @@ async def dispatch(sup: Host, op: str, args: dict[str, Any]) -> Any:
         "clear": clear,
         "remediate": remediate,
         "rotate-cert": rotate_certificate,
+        "contain": contain,
     }
     if op in table:
         return await table[op](sup, args)

@@ -42,6 +42,7 @@ class Balancer:
     def __init__(self, service: str) -> None:
         self.service = service
         self.upstreams: tuple[int, ...] = ()  # replaced whole: a switch is atomic
+        self.isolated: str | None = None  # why, when a containment isolates the service
         self._next = 0
         self.server: asyncio.Server | None = None
 
@@ -65,7 +66,20 @@ class Balancer:
             return conn
         return None
 
+    async def refuse_isolated(self, writer: asyncio.StreamWriter) -> bool:
+        """Answer 403 ``isolated`` (and close) when the service is isolated."""
+        if self.isolated is None:
+            return False
+        body = {"status": "ISOLATED", "service": self.service, "error": "isolated"}
+        writer.write(_reply(403, "Forbidden", {**body, "reason": self.isolated}))
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.drain()
+        writer.close()
+        return True
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await self.refuse_isolated(writer):
+            return
         upstream = await self.connect()
         if upstream is None:
             writer.write(
@@ -115,6 +129,8 @@ class Gateway:
         balancer = (
             self.balancers.get(pieces[2]) if len(pieces) >= 3 and pieces[1] == "api" else None
         )
+        if balancer is not None and await balancer.refuse_isolated(writer):
+            return
         upstream = await balancer.connect() if balancer else None
         if upstream is None:
             status, reason = (503, "Service Unavailable") if balancer else (404, "Not Found")

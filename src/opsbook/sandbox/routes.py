@@ -80,12 +80,12 @@ async def open_account(request: Request, rt: Runtime) -> Response:
     return JSONResponse(account, 201)
 
 
-def _token_use(request: Request, rt: Runtime) -> None:
+def _token_use(request: Request, rt: Runtime) -> Response | None:
     """A bearer token ``sbx.<account>.<secret>`` is logged as used, with whether its source
     address is new for it (the platform identities in iam.json know each token's addresses)."""
     auth = request.headers.get("authorization", "")
     if not auth.startswith("Bearer sbx."):
-        return
+        return None
     token_id = auth[len("Bearer sbx.") :].split(".", 1)[0]
     source = request.headers.get("x-forwarded-for") or (
         request.client.host if request.client else "unknown"
@@ -102,15 +102,24 @@ def _token_use(request: Request, rt: Runtime) -> None:
         known_token=known is not None,
         request_id=_rid(request),
     )
+    if known is not None and known[2]:  # the account is disabled (revoked access)
+        return JSONResponse({"error": "token_revoked", "account": known[0]}, 401)
+    return None
 
 
 async def get_account(request: Request, rt: Runtime) -> Response:
-    _token_use(request, rt)
-    return JSONResponse(await rt.db(rt.ledger.account, int(request.path_params["id"])))
+    refused = _token_use(request, rt)
+    if refused is not None:
+        return refused
+    account = await rt.db(rt.ledger.account, int(request.path_params["id"]))
+    hold = rt.containment.frozen(int(account["id"]))
+    return JSONResponse({**account, "frozen": hold is not None, "hold": hold})
 
 
 async def list_accounts(request: Request, rt: Runtime) -> Response:
-    _token_use(request, rt)
+    refused = _token_use(request, rt)
+    if refused is not None:
+        return refused
     limit = min(int(request.query_params.get("limit", "100")), 1000)
     return JSONResponse({"accounts": await rt.db(rt.ledger.customer_accounts, limit=limit)})
 
@@ -144,6 +153,7 @@ async def login(request: Request, rt: Runtime) -> Response:
 
 async def transfer(request: Request, rt: Runtime) -> Response:
     body = await _json(request)
+    rt.containment.refuse_frozen(_int(body, "from_account"), _int(body, "to_account"))
     try:
         done = await rt.db(
             rt.ledger.transfer,
@@ -175,6 +185,7 @@ async def pay(request: Request, rt: Runtime) -> Response:
     payee, rid = str(body.get("payee") or "merchant"), _rid(request)
     if amount <= 0:
         raise InvalidRequest("amount_cents must be positive")
+    rt.containment.refuse_frozen(account_id)
     account = await rt.db(rt.ledger.account, account_id)
     if account["kind"] == "customer" and int(account["balance_cents"]) < amount:
         await rt.db(

@@ -20,6 +20,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from opsbook.sandbox.containment import ContainmentView
 from opsbook.sandbox.faults import FaultView
 from opsbook.sandbox.iam import TokenBook
 from opsbook.sandbox.jsonlog import JsonLog
@@ -183,6 +184,7 @@ class Runtime:
         self.metrics.disk_quota.set(settings.disk_quota_bytes)
         self.faults = FaultView(settings.data_dir, settings.service)
         self.tokens = TokenBook(settings.data_dir)
+        self.containment = ContainmentView(settings.data_dir)
         self.ledger = Ledger(settings.database_url, gate=self._gate)
         self.pool = Pool(settings.pool_size, self.metrics)
         self.executor = ThreadPoolExecutor(settings.pool_size + 2, "db")

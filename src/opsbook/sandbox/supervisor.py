@@ -270,6 +270,9 @@ class Supervisor:
         from opsbook.sandbox import iam  # noqa: PLC0415
 
         await asyncio.to_thread(iam.ensure, self.data_dir)
+        from opsbook.sandbox.containment import restore  # noqa: PLC0415
+
+        restore(self)
         await reset_faults(self)
         self.control = await asyncio.start_server(self.serve_control, "127.0.0.1", 0)
         self.control_port = int(self.control.sockets[0].getsockname()[1])
