@@ -140,6 +140,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "access_cmd",
         "Privileged access just in time, and access review campaigns.",
     ),
+    "compliance": (
+        "compliance_cmd",
+        "Compliance evidence: PCI DSS 4.0.1 report and verifiable pack.",
+    ),
 }
 
 
