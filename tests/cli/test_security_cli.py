@@ -87,3 +87,16 @@ def test_bad_input_names_the_field_and_stores_nothing(ob: Run, ws_root: Path) ->
     assert r.returncode == 2 and "no finding FND-99" in r.stderr
     r = ob("findings", "list", "--state", "closed")
     assert r.returncode == 2 and "--state" in r.stderr
+
+
+def test_detect_lists_the_sigma_rules_and_refuses_a_bad_one(ob: Run, ws_root: Path) -> None:
+    r = ob("security", "detect", "--rules", "--json")
+    assert r.returncode == 0, r.stderr
+    rules = json.loads(r.stdout)["rules"]
+    assert len(rules) == 6 and any(x["correlation"] for x in rules)
+    (ws_root / "security" / "detections").mkdir(parents=True)
+    (ws_root / "security" / "detections" / "bad.yml").write_text("title: [unclosed\n")
+    r = ob("security", "detect", "--rules")
+    assert r.returncode == 2 and "bad.yml" in r.stderr and "Traceback" not in r.stderr
+    r = ob("security", "detect", "--since", "yesterday")
+    assert r.returncode == 2 and "--since" in r.stderr

@@ -189,11 +189,80 @@ def register(app: typer.Typer) -> None:
             db.close()
         typer.echo(f"{snapshot}: {len(rec['handoffs'])} hand-off(s), the last to {to}")
 
-    for name in ("security_vulns_cmd", "security_detect_cmd"):
-        import importlib  # noqa: PLC0415
+    register_detect(security)
 
+
+def register_detect(security: typer.Typer) -> None:
+    @security.command("detect")
+    def detect_cmd(
+        ctx: typer.Context,
+        env: Annotated[
+            str | None, typer.Option("--env", "-e", help="Environment (default: the workspace's)")
+        ] = None,
+        since: Annotated[str, typer.Option("--since", help="How far back, e.g. 1h")] = "1h",
+        rules: Annotated[bool, typer.Option("--rules", help="List the rules only")] = False,
+        no_alerts: Annotated[
+            bool, typer.Option("--no-alerts", help="Store hits but raise no alerts")
+        ] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+        as_user: Annotated[str | None, typer.Option("--as", help="Who runs it (audited)")] = None,
+    ) -> None:
+        """Evaluate the Sigma detection rules over the logs, the audit trail, the ledger and the
+        security checks of the window; new hits become alerts. Exit 0 whatever it finds."""
+        from datetime import timedelta  # noqa: PLC0415
+
+        from opsbook.durations import DURATION_HINT, parse_duration  # noqa: PLC0415
+        from opsbook.errors import ValidationError  # noqa: PLC0415
+        from opsbook.secops.sigma import detect, load_rules  # noqa: PLC0415
+
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        if rules:
+            found = load_rules(ws)
+            if json_out:
+                print_json(
+                    {
+                        "rules": [
+                            {
+                                "id": r.id,
+                                "title": r.title,
+                                "level": r.level,
+                                "file": r.path,
+                                "correlation": r.correlation,
+                            }
+                            for r in found
+                        ]
+                    }
+                )
+            else:
+                for r in found:
+                    typer.echo(f"{r.level:<13} {r.title}  ({Path(r.path).name})")
+            return
         try:
-            module = importlib.import_module(f"opsbook.cli.{name}")
-        except ModuleNotFoundError:
-            continue
-        module.register(security)
+            window = timedelta(seconds=parse_duration(since))
+        except ValueError:
+            raise ValidationError(
+                f"--since {since!r} is not a duration", field="--since", hint=DURATION_HINT
+            ) from None
+        db = open_db(ws, st.settings)
+        try:
+            out = detect(
+                db=db,
+                workspace=ws,
+                environment=env or ws.default_environment,
+                since=window,
+                actor=st.user(as_user),
+                raise_alerts=not no_alerts,
+            )
+        finally:
+            db.close()
+        if json_out:
+            print_json(out)
+            return
+        typer.echo(
+            f"{out['environment']}: {out['rules']} rules over {out['events']} events since"
+            f" {out['window']['from'][:19]}Z: {len(out['hits'])} hits, {out['new']} new"
+        )
+        for h in out["hits"]:
+            mark = "NEW " if h["new"] else "    "
+            typer.echo(f"  {mark}{h['level']:<8} {h['title']}: {h['group']} ({h['events']} events)")

@@ -1,6 +1,8 @@
 """Security operations inside ``opsbook serve`` (issue 14): once a day per environment the whole
-check catalogue runs (recorded as a scan, findings moved, dormant accounts disabled), expired
-JIT grants and risk acceptances are closed, and overdue findings alert.
+check catalogue runs (recorded as a scan, findings moved, dormant accounts disabled); every pass
+(hourly) closes expired JIT grants and risk acceptances, alerts on overdue findings, and
+evaluates the Sigma detection rules over the last two hours (hits are stored once, so the
+overlap raises nothing twice).
 
 The first pass waits ``FIRST_AFTER`` after start; then the loop looks every ``EVERY``. Exactly
 once across replicas and cron: the day is claimed per environment in ``schedule_claims`` (ref
@@ -124,6 +126,18 @@ async def pass_once(ctx: AppContext) -> list[dict[str, Any]]:
         if out is not None:
             done.append(out)
     alert_overdue(ctx.db, settings=load_security_settings(ctx.workspace), actor=ACTOR)
+    from datetime import timedelta  # noqa: PLC0415
+
+    from opsbook.secops.sigma import detect  # noqa: PLC0415
+
+    for env in environments(ctx.workspace):  # each pass looks back two hours: hits are unique
+        detect(
+            db=ctx.db,
+            workspace=ctx.workspace,
+            environment=env,
+            since=timedelta(hours=2),
+            actor=ACTOR,
+        )
     return done
 
 
