@@ -190,6 +190,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{snapshot}: {len(rec['handoffs'])} hand-off(s), the last to {to}")
 
     register_detect(security)
+    register_vulns(security)
 
 
 def register_detect(security: typer.Typer) -> None:
@@ -266,3 +267,155 @@ def register_detect(security: typer.Typer) -> None:
         for h in out["hits"]:
             mark = "NEW " if h["new"] else "    "
             typer.echo(f"  {mark}{h['level']:<8} {h['title']}: {h['group']} ({h['events']} events)")
+
+
+def register_vulns(security: typer.Typer) -> None:
+    @security.command("scan")
+    def scan_cmd(
+        ctx: typer.Context,
+        env: Annotated[
+            str | None, typer.Option("--env", "-e", help="Environment (default: the workspace's)")
+        ] = None,
+        offline: Annotated[
+            Path | None,
+            typer.Option("--offline", help="A recorded pip-audit JSON output to use instead"),
+        ] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+        as_user: Annotated[str | None, typer.Option("--as", help="Who runs it (audited)")] = None,
+    ) -> None:
+        """Audit what runs with pip-audit and record the vulnerabilities as findings. Exit 1
+        when the scanner could not audit (no silent pass) or found something."""
+        from opsbook.secops import findings  # noqa: PLC0415
+        from opsbook.secops.settings import load_security_settings  # noqa: PLC0415
+        from opsbook.secops.vulns import scan  # noqa: PLC0415
+
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        environment = env or ws.default_environment
+        result = scan(environment=environment, offline=offline)
+        summary = None
+        if result.error is None:
+            db = open_db(ws, st.settings)
+            try:
+                summary = findings.ingest(
+                    db,
+                    kind="pip-audit",
+                    environment=environment,
+                    source="pip-audit",
+                    inputs=result.findings,
+                    complete=True,
+                    actor=st.user(as_user),
+                    settings=load_security_settings(ws),
+                )
+            finally:
+                db.close()
+        d = {**result.to_dict(), "scan": summary}
+        if json_out:
+            print_json(d)
+        else:
+            typer.echo(
+                f"{result.source}: {result.audited} of {result.scanned} packages audited,"
+                f" {len(result.findings)} vulnerabilities"
+            )
+            for f in result.findings:
+                typer.echo(f"  {f.severity:<8} {f.rule_id:<22} {f.subject}  {f.detail.get('text')}")
+            if result.error:
+                typer.echo(f"could not scan: {result.error}", err=True)
+            if summary:
+                typer.echo(
+                    f"findings: {summary['new']} new, {summary['still_open']} still open,"
+                    f" {summary['fixed']} fixed"
+                )
+        if result.error or result.findings:
+            raise typer.Exit(1)
+
+    @security.command("sbom")
+    def sbom_cmd(
+        ctx: typer.Context,
+        env: Annotated[
+            str | None, typer.Option("--env", "-e", help="Environment (default: the workspace's)")
+        ] = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Write it to this file")] = None,
+    ) -> None:
+        """A CycloneDX 1.5 SBOM of what runs: the services and their Python packages."""
+        import asyncio as aio  # noqa: PLC0415
+
+        from opsbook import __version__  # noqa: PLC0415
+        from opsbook.platforms import platform_for  # noqa: PLC0415
+        from opsbook.secops.sbom import build_sbom  # noqa: PLC0415
+        from opsbook.workspace import load_environment  # noqa: PLC0415
+
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        environment = load_environment(ws, env or ws.default_environment)
+        platform = platform_for(
+            environment=environment.data, workspace=ws.root, env_name=environment.name
+        )
+        try:
+            services = aio.run(platform.status()).get("services", [])
+        except Exception as exc:
+            typer.echo(f"services not listed ({exc}); packages only", err=True)
+            services = []
+        doc = build_sbom(services=services, version=__version__)
+        text = json.dumps(doc, indent=1)
+        if out is None:
+            typer.echo(text)
+        else:
+            out.write_text(text + "\n", encoding="utf-8")
+            typer.echo(f"wrote {len(doc.get('components', []))} components to {out}")
+
+    @security.command("import")
+    def import_cmd(
+        ctx: typer.Context,
+        file: Annotated[Path, typer.Argument(help="SARIF, CycloneDX or Trivy JSON")],
+        fmt: Annotated[
+            str | None,
+            typer.Option("--format", help="sarif, cyclonedx or trivy (default: sniffed)"),
+        ] = None,
+        env: Annotated[
+            str | None, typer.Option("--env", "-e", help="Environment (default: the workspace's)")
+        ] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+        as_user: Annotated[str | None, typer.Option("--as", help="Who imports (audited)")] = None,
+    ) -> None:
+        """Import scanner output made elsewhere as findings. The whole file is checked first:
+        a malformed one names the field (exit 2) and nothing is stored."""
+        from dataclasses import replace  # noqa: PLC0415
+
+        from opsbook.secops import findings  # noqa: PLC0415
+        from opsbook.secops.importers import parse_file  # noqa: PLC0415
+        from opsbook.secops.settings import load_security_settings  # noqa: PLC0415
+
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        environment = env or ws.default_environment
+        imported = parse_file(file, environment=environment, fmt=fmt)
+        db = open_db(ws, st.settings)
+        try:
+            summary = findings.ingest(
+                db,
+                kind="import",
+                environment=environment,
+                source=imported.source,
+                inputs=[replace(f, source=imported.source) for f in imported.findings],
+                complete=True,
+                actor=st.user(as_user),
+                settings=load_security_settings(ws),
+            )
+        finally:
+            db.close()
+        d = {
+            "format": imported.format,
+            "tool": imported.tool,
+            "target": imported.target,
+            "findings": len(imported.findings),
+            "scan": summary,
+        }
+        if json_out:
+            print_json(d)
+        else:
+            typer.echo(
+                f"{file}: {imported.format} from {imported.tool} ({imported.target}):"
+                f" {len(imported.findings)} findings; {summary['new']} new,"
+                f" {summary['still_open']} still open, {summary['fixed']} fixed"
+            )
