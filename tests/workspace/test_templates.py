@@ -100,6 +100,17 @@ ACTIONS = {
     "core.sleep",
     "troubleshoot.diagnose",
     "platform.remediate",
+    "security.check",
+    "security.scan",
+    "security.sbom",
+    "security.access_review",
+    "security.forensic_snapshot",
+    "security.revoke_access",
+    "security.restore_access",
+    "platform.isolate",
+    "platform.release",
+    "platform.freeze_account",
+    "platform.unfreeze_account",
 }
 
 

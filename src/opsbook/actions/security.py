@@ -120,4 +120,162 @@ async def check(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     return out
 
 
-ACTIONS: Mapping[str, ActionSpec] = {spec.name: spec for spec in (check,)}
+def _open(ctx: ActionContext) -> tuple[Any, Any, Any]:
+    from opsbook.config import Settings  # noqa: PLC0415
+    from opsbook.db import open_database  # noqa: PLC0415
+    from opsbook.workspace import Workspace  # noqa: PLC0415
+
+    ws = Workspace.load(Path(ctx.workspace))
+    settings = Settings.from_env()
+    return ws, settings, open_database(settings.database_url_for(ws.state_dir))
+
+
+@action(
+    "security.scan",
+    description="Audit what runs with pip-audit and record the vulnerabilities as findings"
+    " (an unreachable vulnerability service is an error, never a pass).",
+    args={"offline": "a recorded pip-audit JSON output to use instead (optional)"},
+    supports_dry_run=True,
+)
+async def scan(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
+    import asyncio  # noqa: PLC0415
+
+    from opsbook.secops import findings  # noqa: PLC0415
+    from opsbook.secops.settings import load_security_settings  # noqa: PLC0415
+    from opsbook.secops.vulns import scan as run_scan  # noqa: PLC0415
+
+    offline = args.get("offline")
+    if offline is not None and not isinstance(offline, str):
+        raise ValidationError("security.scan: offline must be a file path", field="offline")
+    if ctx.dry_run:
+        return {"would_run": ["pip-audit of what runs"], "offline": offline}
+    ws, _, db = _open(ctx)
+    try:
+        path = Path(offline) if offline else None
+        if path is not None and not path.is_absolute():
+            path = ws.root / path
+        result = await asyncio.to_thread(run_scan, environment=ctx.environment_name, offline=path)
+        summary = None
+        if result.error is None:
+            summary = findings.ingest(
+                db,
+                kind="pip-audit",
+                environment=ctx.environment_name,
+                source="pip-audit",
+                inputs=result.findings,
+                complete=True,
+                actor=ctx.started_by,
+                settings=load_security_settings(ws),
+            )
+    finally:
+        db.close()
+    ctx.progress(
+        f"{result.audited} of {result.scanned} packages audited,"
+        f" {len(result.findings)} vulnerabilities" + (f"; {result.error}" if result.error else "")
+    )
+    return {**result.to_dict(), "scan": summary}
+
+
+@action(
+    "security.sbom",
+    description="Write a CycloneDX SBOM of what runs into the workspace's evidence.",
+    args={},
+    supports_dry_run=True,
+)
+async def sbom(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
+    import json  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from opsbook import __version__  # noqa: PLC0415
+    from opsbook.platforms import platform_for  # noqa: PLC0415
+    from opsbook.secops.sbom import build_sbom  # noqa: PLC0415
+    from opsbook.workspace import Workspace  # noqa: PLC0415
+
+    ws = Workspace.load(Path(ctx.workspace))
+    target = ws.state_dir / "evidence" / f"sbom-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.cdx.json"
+    if ctx.dry_run:
+        return {"would_write": str(target)}
+    platform = platform_for(
+        environment=ctx.environment, workspace=ctx.workspace, env_name=ctx.environment_name
+    )
+    services = (await platform.status()).get("services", [])
+    doc = build_sbom(services=services, version=__version__)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    apps = [c for c in doc.get("components", []) if c.get("type") == "application"]
+    return {
+        "file": str(target),
+        "components": len(doc.get("components", [])),
+        "services": len(apps),
+    }
+
+
+@action(
+    "security.access_review",
+    description="Start an access review campaign (every grant to a reviewer) or close one"
+    " (its revocations applied).",
+    args={
+        "action": "start or close",
+        "reviewers": "start: who reviews (a list; never their own access)",
+        "campaign": "close: the campaign, e.g. AR-1",
+    },
+    required=("action",),
+    supports_dry_run=True,
+)
+async def access_review(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from opsbook.secops import access  # noqa: PLC0415
+
+    what = args.get("action")
+    if what not in ("start", "close"):
+        raise ValidationError("security.access_review: action is start or close", field="action")
+    if ctx.dry_run:
+        return {"would": f"{what} an access review on {ctx.environment_name}"}
+    ws, _, db = _open(ctx)
+    data_dir = None
+    if ctx.environment.get("platform", "local") == "local":
+        from opsbook.sandbox.lifecycle import data_dir_of  # noqa: PLC0415
+
+        data_dir = data_dir_of(workspace=ws, env_name=ctx.environment_name)
+    try:
+        if what == "start":
+            reviewers = args.get("reviewers")
+            if isinstance(reviewers, str):
+                reviewers = [r.strip() for r in reviewers.split(",") if r.strip()]
+            if not isinstance(reviewers, list) or not reviewers:
+                raise ValidationError(
+                    "security.access_review: reviewers is a list of people", field="reviewers"
+                )
+            now = datetime.now(UTC)
+            grants = access.opsbook_grants(db, now=now) + (
+                access.sandbox_grants(data_dir) if data_dir else []
+            )
+            c = access.start(
+                db,
+                name=f"{now.year}-Q{(now.month - 1) // 3 + 1} {ctx.environment_name}",
+                environment=ctx.environment_name,
+                reviewers=[str(r) for r in reviewers],
+                actor=ctx.started_by,
+                grants=grants,
+            )
+        else:
+            campaign = args.get("campaign")
+            if not isinstance(campaign, str) or not campaign:
+                raise ValidationError(
+                    "security.access_review: close needs campaign", field="campaign"
+                )
+            c = access.close(db, campaign=campaign, actor=ctx.started_by, data_dir=data_dir)
+    finally:
+        db.close()
+    ctx.progress(f"{c['ref']}: {len(c['items'])} grants, {c['pending']} undecided, {c['state']}")
+    return {
+        "ref": c["ref"],
+        "state": c["state"],
+        "grants": len(c["items"]),
+        "pending": c["pending"],
+        "result": c["result"],
+    }
+
+
+ACTIONS: Mapping[str, ActionSpec] = {spec.name: spec for spec in (check, scan, sbom, access_review)}
