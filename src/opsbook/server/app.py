@@ -43,6 +43,7 @@ from opsbook.web import (
     pages_lifecycle_training,
     pages_logs,
     pages_monitoring,
+    pages_security,
     pages_troubleshoot,
     signin,
 )
@@ -210,6 +211,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         pages_lifecycle_training,
         pages_troubleshoot,
         pages_logs,
+        pages_security,
     )
     for module in web:
         add_routes(app, module.router)

@@ -27,6 +27,7 @@ NAV = (
     ("/runbooks/stats", "Runbook stats", "runbooks:read"),
     ("/changes", "Changes", "runbooks:read"),
     ("/training", "Training", "runbooks:read"),
+    ("/security", "Security", "runbooks:read"),
     ("/executions", "Executions", "executions:read"),
     ("/monitoring", "Monitoring", "monitoring:read"),
     ("/incidents", "Incidents", "incidents:read"),
