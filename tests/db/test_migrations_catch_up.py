@@ -43,6 +43,8 @@ def test_a_database_that_ran_the_empty_placeholders_catches_up(tmp_path: Path) -
             r["name"] for r in again.query("SELECT name FROM sqlite_master WHERE type='table'")
         }
         assert {"known_errors", "training_onboarding", "training_drills", "diagnoses"} <= names
-        assert again.query("SELECT version_num FROM alembic_version") == [{"version_num": SCHEMA_HEAD}]
+        assert again.query("SELECT version_num FROM alembic_version") == [
+            {"version_num": SCHEMA_HEAD}
+        ]
     finally:
         again.close()
