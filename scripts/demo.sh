@@ -103,6 +103,18 @@ confirm "$(last_id)" ops-engineer "drill: payment restarted by the runbook"
 say "opsbook training drill end 1  (scored from the record: detect, mitigate, procedures, safety)"
 set +e; ob training drill end 1; echo "(exit code $?: 0 = passed, 1 = not passed)"; set -e
 
+say "opsbook security check  (PCI DSS-mapped checks: a card number written to a log turns the daily check red)"
+ob sandbox chaos inject pan-in-log --service payment
+set +e; ob security check --env sandbox --only data.pan-in-logs --only tls.protocols --only audit.chain; echo "(exit code $?: 1 = a failure at high or above)"; set -e
+ob sandbox chaos clear pan-in-log
+set +e; ob security check --env sandbox; echo "(exit code $?)"; set -e
+ob findings list
+
+say "opsbook compliance report --standard pci-dss-4.0.1  (evidence per requirement, a pack verified offline)"
+quarter="$(date -u +%Y)-Q$(( ($(date -u +%-m) - 1) / 3 + 1 ))"
+ob compliance report --standard pci-dss-4.0.1 --period "$quarter" --requirement 3.5.1 --requirement 4.2.1 --requirement 10.3.2 --out "$ws/compliance"
+python3 "$ws/compliance/verify_compliance.py" "$ws/compliance"
+
 say "opsbook executions list"
 ob executions list
 
