@@ -30,6 +30,8 @@ from opsbook.errors import NotFoundError, UsageError
 from opsbook.sandbox.config import SERVICES, check_service
 
 FAULTS_FILE = "faults.json"
+#: the security faults for drills (issue 14; :mod:`opsbook.sandbox.security_faults` does them)
+SECURITY_FAULTS = ("pan-in-log", "weak-tls", "expired-cert", "dormant-admin", "leaked-token")
 CHAOS_LOG = "chaos.jsonl"
 
 
@@ -56,8 +58,6 @@ class FaultSpec:
     def security(self) -> bool:
         """A security fault for drills (issue 14): the daily security check catches it, and
         diagnosis is not the path to it."""
-        from opsbook.sandbox.security_faults import SECURITY_FAULTS  # noqa: PLC0415
-
         return self.name in SECURITY_FAULTS
 
     @property

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opsbook.sandbox import iam
+from opsbook.sandbox.faults import SECURITY_FAULTS
 from opsbook.sandbox.jsonlog import JsonLog
 from opsbook.sandbox.proxy import http_request
 from opsbook.sandbox.tls import NORMAL_DAYS, issue_certificate
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     from opsbook.sandbox.faults import ActiveFault
     from opsbook.sandbox.host import Host
 
-SECURITY_FAULTS = ("pan-in-log", "weak-tls", "expired-cert", "dormant-admin", "leaked-token")
+__all__ = ["SECURITY_FAULTS", "apply", "reset", "undo"]
+
 #: a test card number (Visa, passes Luhn): what a debug log line of a buggy release carries
 TEST_PAN = "4111111111111111"
 DORMANT = "admin-legacy"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from opsbook.config import Settings
     from opsbook.db import Database
-    from opsbook.secops.checks.tls import TlsScan
+    from opsbook.secops.tlsscan import TlsScan
     from opsbook.workspace import Environment, Workspace
 
 
@@ -79,7 +79,7 @@ class CheckContext:
         return self.data_dir / "logs" if self.data_dir else None
 
     async def tls_scan(self) -> TlsScan:
-        from opsbook.secops.checks.tls import scan  # noqa: PLC0415
+        from opsbook.secops.tlsscan import scan  # noqa: PLC0415
 
         if self._tls is None:
             assert self.network_port is not None
