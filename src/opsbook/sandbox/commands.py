@@ -8,6 +8,7 @@ from typing import Any
 from opsbook.errors import UsageError
 from opsbook.sandbox.chaos_ops import clear, inject
 from opsbook.sandbox.containment import contain
+from opsbook.sandbox.credential import rotate_credential
 from opsbook.sandbox.fault_book import list_faults
 from opsbook.sandbox.host import Host
 from opsbook.sandbox.ops import deploy, history, restart, rollback, scale, status, switch_traffic
@@ -34,6 +35,7 @@ async def dispatch(sup: Host, op: str, args: dict[str, Any]) -> Any:
         "remediate": remediate,
         "rotate-cert": rotate_certificate,
         "contain": contain,
+        "rotate-db-credential": rotate_credential,
     }
     if op in table:
         return await table[op](sup, args)

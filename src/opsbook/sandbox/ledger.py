@@ -11,12 +11,13 @@ outgoing payments); they may go negative, customer accounts may not.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsbook.sandbox.ledger_model import (
     CASH_ACCOUNT,
@@ -30,6 +31,9 @@ from opsbook.sandbox.ledger_model import (
     UnknownAccount,
     now,
 )
+
+if TYPE_CHECKING:
+    from opsbook.sandbox.credential import CredentialView
 
 __all__ = [
     "CASH_ACCOUNT",
@@ -49,8 +53,17 @@ class Ledger:
     """One ledger database; a connection per thread. ``gate(write)`` runs before every use and
     may raise :class:`LedgerUnavailable` (how the services apply the database faults)."""
 
-    def __init__(self, url: str, *, gate: Callable[[bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        gate: Callable[[bool], None] | None = None,
+        credential: CredentialView | None = None,
+    ) -> None:
+        """``credential``: on PostgreSQL, the login role and password to use instead of the
+        URL's (:mod:`opsbook.sandbox.credential`); a rotation is picked up between queries."""
         self.url = url
+        self._credential = credential
         pg = url.startswith(("postgresql://", "postgres://"))
         self.dialect = "postgresql" if pg else "sqlite"
         self.path = Path(url.removeprefix("sqlite:///")) if self.dialect == "sqlite" else None
@@ -77,10 +90,27 @@ class Ledger:
         import psycopg  # noqa: PLC0415 - only with a PostgreSQL ledger
         from psycopg.rows import dict_row  # noqa: PLC0415
 
+        cred = self._credential.current() if self._credential is not None else None
+        self._local.version = cred.get("version") if cred else None
+        if cred:
+            return psycopg.connect(
+                self.url,
+                user=str(cred["user"]),
+                password=str(cred["password"]),
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=5,
+            )
         return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=5)
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self._credential is not None:
+            cred = self._credential.current()
+            if (cred.get("version") if cred else None) != getattr(self._local, "version", None):
+                with contextlib.suppress(Exception):  # rotated: reconnect between queries
+                    conn.close()
+                conn = self._local.conn = None
         if conn is None:
             try:
                 conn = self._connect()

@@ -21,6 +21,7 @@ from prometheus_client import (
 )
 
 from opsbook.sandbox.containment import ContainmentView
+from opsbook.sandbox.credential import CredentialView
 from opsbook.sandbox.faults import FaultView
 from opsbook.sandbox.iam import TokenBook
 from opsbook.sandbox.jsonlog import JsonLog
@@ -185,7 +186,12 @@ class Runtime:
         self.faults = FaultView(settings.data_dir, settings.service)
         self.tokens = TokenBook(settings.data_dir)
         self.containment = ContainmentView(settings.data_dir)
-        self.ledger = Ledger(settings.database_url, gate=self._gate)
+        pg = settings.database_url.startswith(("postgresql://", "postgres://"))
+        self.ledger = Ledger(
+            settings.database_url,
+            gate=self._gate,
+            credential=CredentialView(settings.data_dir) if pg else None,
+        )
         self.pool = Pool(settings.pool_size, self.metrics)
         self.executor = ThreadPoolExecutor(settings.pool_size + 2, "db")
         self.leak: list[bytes] = []
