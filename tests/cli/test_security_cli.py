@@ -100,3 +100,10 @@ def test_detect_lists_the_sigma_rules_and_refuses_a_bad_one(ob: Run, ws_root: Pa
     assert r.returncode == 2 and "bad.yml" in r.stderr and "Traceback" not in r.stderr
     r = ob("security", "detect", "--since", "yesterday")
     assert r.returncode == 2 and "--since" in r.stderr
+
+
+def test_rotate_refuses_what_it_cannot_rotate(ob: Run) -> None:
+    r = ob("security", "rotate", "api-keys")
+    assert r.returncode == 2 and "certificate or db-credential" in r.stderr
+    r = ob("security", "rotate", "certificate")  # the sandbox is not up in this workspace
+    assert r.returncode == 2 and "Traceback" not in r.stderr

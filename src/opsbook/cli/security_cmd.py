@@ -191,6 +191,7 @@ def register(app: typer.Typer) -> None:
 
     register_detect(security)
     register_vulns(security)
+    register_rotate(security)
 
 
 def register_detect(security: typer.Typer) -> None:
@@ -419,3 +420,54 @@ def register_vulns(security: typer.Typer) -> None:
                 f" {len(imported.findings)} findings; {summary['new']} new,"
                 f" {summary['still_open']} still open, {summary['fixed']} fixed"
             )
+
+
+def register_rotate(security: typer.Typer) -> None:
+    @security.command("rotate")
+    def rotate_cmd(
+        ctx: typer.Context,
+        what: Annotated[str, typer.Argument(help="certificate or db-credential")],
+        env: Annotated[
+            str | None, typer.Option("--env", "-e", help="Environment (default: the workspace's)")
+        ] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+        as_user: Annotated[str | None, typer.Option("--as", help="Who rotates (audited)")] = None,
+    ) -> None:
+        """Rotate the payment network's certificate or the ledger's database credential on the
+        sandbox, with traffic flowing (no request fails)."""
+        from opsbook import audit  # noqa: PLC0415
+        from opsbook.errors import UsageError  # noqa: PLC0415
+        from opsbook.sandbox.lifecycle import control  # noqa: PLC0415
+        from opsbook.workspace import load_environment  # noqa: PLC0415
+
+        ops = {"certificate": "rotate-cert", "db-credential": "rotate-db-credential"}
+        if what not in ops:
+            raise UsageError(
+                f"cannot rotate {what!r}", field="WHAT", hint="certificate or db-credential"
+            )
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        environment = load_environment(ws, env or ws.default_environment)
+        if environment.platform != "local":
+            raise UsageError(
+                f"{environment.name} is not the sandbox: rotate in Key Vault (certificates renew"
+                " there) and through the database's own tooling",
+                field="--env",
+            )
+        actor = st.user(as_user)
+        out = control(workspace=ws, env_name=environment.name).call(ops[what], {"actor": actor})
+        db = open_db(ws, st.settings)
+        try:
+            audit.record(
+                db=db,
+                actor=actor,
+                action="security.rotated",
+                subject=f"{environment.name}:{what}",
+                payload={k: v for k, v in out.items() if k != "actor"},
+            )
+        finally:
+            db.close()
+        if json_out:
+            print_json(out)
+        else:
+            typer.echo(f"rotated the {out['rotated']} in {out['took_s']} s")
