@@ -6,6 +6,7 @@ is refused naming the file."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -71,6 +72,24 @@ def test_2_brute_force_and_a_leaked_token_become_alerts(sb: Sandbox, db: Databas
     )
     again = _detect(sb, db)
     assert again["new"] == 0 and len(again["hits"]) == len(out["hits"])
+    # escalated (nobody acknowledged it), the alert declares a security incident
+    from opsbook.incidents.alert_bridge import IncidentNotifier
+    from opsbook.monitoring.alerts import get_alert
+    from opsbook.monitoring.escalation import Contact
+
+    fp = db.one("SELECT fingerprint FROM mon_alerts WHERE labels LIKE '%Token used%'")
+    assert fp is not None
+    alert = get_alert(db, fp["fingerprint"])
+    templates = Path(__file__).resolve().parents[2] / "src/opsbook/workspace/templates"
+    for name in ("incident_policy.yaml", "contacts.yaml"):
+        if not (sb.ws.root / name).exists():
+            shutil.copy(templates / name, sb.ws.root / name)
+    IncidentNotifier(db=db, workspace=sb.ws).notify(
+        alert=alert, level=Contact("L1", "On-call engineer", ()), reason="not acknowledged"
+    )
+    incident = db.one("SELECT type, severity FROM incidents ORDER BY id DESC LIMIT 1")
+    assert incident is not None and incident["type"] == "security"
+    assert incident["severity"] == "SEV2"
     assert db.one("SELECT id FROM events WHERE action = 'security.detected'")
 
 

@@ -407,6 +407,10 @@ def detect(
                         "category": "security",
                         "sigma_rule": h.rule.id,
                         "group": h.group_key[:200],
+                        # escalated, it declares a security incident (at least SEV-2)
+                        "type": "security",
+                        "incident_severity": "SEV1" if h.rule.level == "critical" else "SEV2",
+                        "service": str(h.sample.get("service") or "platform"),
                     },
                     annotations={
                         "summary": f"{h.rule.title}: {h.group_key} ({h.events} events,"
