@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--requirement", help="Only these (repeat)")
         ] = None,
         out: Annotated[
-            Path | None, typer.Option("--out", help="Write the verifiable pack to this directory")
+            Path | None,
+            typer.Option("--out", help="Write the verifiable pack to this directory (or a .zip)"),
         ] = None,
         force: Annotated[bool, typer.Option("--force", help="Overwrite a pack in --out")] = False,
         as_user: Annotated[str | None, typer.Option("--as", help="Who reports (audited)")] = None,
@@ -65,9 +66,9 @@ def register(app: typer.Typer) -> None:
             )
         start, end, label = parse_period(period)
         if out is not None:
-            from opsbook.audit._export import check_out_dir  # noqa: PLC0415
+            from opsbook.secops.compliance import check_out  # noqa: PLC0415
 
-            check_out_dir(out, force=force)
+            check_out(out, force=force)
         st: AppState = ctx.obj
         ws = st.workspace()
         db = open_db(ws, st.settings)
@@ -97,21 +98,20 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"pack: {pack['out']} (report sha256 {pack['sha256'][:16]}…,"
                 f" {pack['audit_records']} audit records; verify offline:"
-                f" python3 {pack['out']}/verify_compliance.py)"
+                f" opsbook compliance verify {pack['out']}, or python3 verify_compliance.py"
+                " in the unpacked pack)"
             )
 
     @co.command("verify")
     def verify_cmd(
-        pack: Annotated[Path, typer.Argument(help="The pack directory")], json_out: JsonOpt = False
+        pack: Annotated[Path, typer.Argument(help="The pack directory or .zip")],
+        json_out: JsonOpt = False,
     ) -> None:
         """Check a pack: every file against its manifest, the audit chain, and the report's
         digest against the one the chain recorded. Exit 1 when anything differs."""
-        from opsbook.errors import UsageError  # noqa: PLC0415
-        from opsbook.secops.compliance_script import verify_pack  # noqa: PLC0415
+        from opsbook.secops.compliance import verify  # noqa: PLC0415
 
-        if not (pack / "manifest.sha256").is_file():
-            raise UsageError(f"{pack} is not a compliance pack (no manifest.sha256)", field="PACK")
-        problems = verify_pack(str(pack))
+        problems = verify(pack)
         if json_out:
             print_json({"pack": str(pack), "ok": not problems, "problems": problems})
         else:

@@ -104,7 +104,17 @@ def _findings(db: Database, req: str, since: str, until: str, now: str) -> dict[
             " security_acceptances WHERE finding_id = ? AND approved_at >= ? AND approved_at < ?",
             (r["id"], since, until),
         ):
-            accepted.append({"finding": f"FND-{r['id']}", **a})
+            accepted.append(
+                {
+                    "finding": f"FND-{r['id']}",
+                    **a,
+                    "audit_records": _ids(
+                        db,
+                        "SELECT id FROM events WHERE subject = ?",
+                        [f"finding:FND-{r['id']}"],
+                    ),
+                }
+            )
     return {
         "opened": [f"FND-{r['id']}" for r in opened],
         "fixed": [f"FND-{r['id']}" for r in fixed],
@@ -322,6 +332,19 @@ def write_pack(
     witness: WitnessConfig | None,
     force: bool = False,
 ) -> dict[str, Any]:
+    """Write the pack to ``out_dir``, or, when it ends in ``.zip``, to that zip file (the same
+    files under one top-level folder, so ``unzip`` gives a directory ``verify`` accepts)."""
+    if is_zip(out_dir):
+        import tempfile  # noqa: PLC0415
+
+        check_out(out_dir, force=force)
+        with tempfile.TemporaryDirectory(prefix="opsbook-compliance-") as tmp:
+            inner = Path(tmp) / out_dir.stem
+            packed = write_pack(
+                db, report=report, out_dir=inner, actor=actor, witness=witness, force=force
+            )
+            _zip(inner, out_dir)
+        return {**packed, "out": str(out_dir)}
     from opsbook.audit._export import check_out_dir, export  # noqa: PLC0415
     from opsbook.audit._signer import sign_now  # noqa: PLC0415
     from opsbook.secops.compliance_script import VERIFY_SCRIPT  # noqa: PLC0415
@@ -363,3 +386,76 @@ def write_pack(
         "audit_records": res.records,
         "chain_ok": res.chain_ok,
     }
+
+
+def is_zip(path: Path) -> bool:
+    return path.suffix.lower() == ".zip"
+
+
+def check_out(out: Path, *, force: bool) -> None:
+    """Refuse (exit 2, nothing written) an ``--out`` that cannot take a pack: a directory as the
+    audit export checks it, or a ``.zip`` that exists (without ``force``) or cannot be written."""
+    import os  # noqa: PLC0415
+
+    from opsbook.audit._export import check_out_dir  # noqa: PLC0415
+    from opsbook.errors import UsageError  # noqa: PLC0415
+
+    if not is_zip(out):
+        check_out_dir(out, force=force)
+        return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory, not a zip file", field="--out")
+    if out.exists() and not force:
+        raise UsageError(
+            f"--out {out} already exists", hint="choose a new name or pass --force", field="--out"
+        )
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {parent} is not a writable directory", field="--out")
+
+
+def _zip(src: Path, dest: Path) -> None:
+    import zipfile  # noqa: PLC0415
+
+    tmp = dest.with_name(dest.name + ".part")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, f"{src.name}/{p.relative_to(src).as_posix()}")
+    tmp.replace(dest)
+
+
+def verify(pack: Path) -> list[str]:
+    """The problems of a pack directory or zip (empty when it verifies): every file against the
+    manifest, the audit chain, the report's digest against the one the chain recorded. A file
+    that is not a pack is a UsageError naming it."""
+    from opsbook.errors import UsageError  # noqa: PLC0415
+    from opsbook.secops.compliance_script import verify_pack  # noqa: PLC0415
+
+    if pack.is_file() and is_zip(pack):
+        import tempfile  # noqa: PLC0415
+        import zipfile  # noqa: PLC0415
+
+        try:
+            zf = zipfile.ZipFile(pack)
+        except zipfile.BadZipFile as exc:
+            raise UsageError(f"{pack} is not a zip file ({exc})", field="PACK") from None
+        with zf, tempfile.TemporaryDirectory(prefix="opsbook-verify-") as tmp:
+            names = zf.namelist()
+            for n in names:
+                parts = Path(n).parts
+                if n.startswith(("/", "\\")) or ".." in parts:
+                    return [f"{n}: unsafe path in the zip"]
+            zf.extractall(tmp)
+            roots = {Path(n).parts[0] for n in names if Path(n).parts}
+            base = Path(tmp) / roots.pop() if len(roots) == 1 else Path(tmp)
+            if not (base / "manifest.sha256").is_file():
+                raise UsageError(f"{pack} holds no manifest.sha256", field="PACK")
+            return verify_pack(str(base))
+    if not (pack / "manifest.sha256").is_file():
+        raise UsageError(
+            f"{pack} is not a compliance pack (no manifest.sha256)",
+            field="PACK",
+            hint="a directory or .zip written by `opsbook compliance report --out`",
+        )
+    return verify_pack(str(pack))
