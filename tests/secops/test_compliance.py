@@ -10,6 +10,7 @@ pack's own stdlib script in a subprocess."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import zipfile
@@ -255,6 +256,28 @@ async def test_the_pack_verifies_offline_and_names_a_changed_file(
         text=True,
     )
     assert run.returncode == 1 and "COMPLIANCE.md" in run.stdout
+
+    # the same edit with the manifest recomputed to hide it: the signed chain still names it
+    _remanifest(pack)
+    assert verify(pack) == ["COMPLIANCE.md: its SHA-256 is not the one the audit trail recorded"]
+
+    # an edited audit record behind a pack verify_chain.py that always passes: opsbook's own
+    # verifier runs its own copy of verify_chain.py, so the change is found
+    (pack / "COMPLIANCE.md").write_bytes(bytes(data[:5]) + bytes([data[5] ^ 1]) + bytes(data[6:]))
+    (pack / "audit" / "verify_chain.py").write_text("import sys\nsys.exit(0)\n")
+    events = (pack / "audit" / "events.jsonl").read_text().replace('"carol"', '"mallory"', 1)
+    (pack / "audit" / "events.jsonl").write_text(events)
+    _remanifest(pack)
+    (problem,) = verify(pack)
+    assert problem.startswith("audit chain:") and "events.jsonl" in problem
+
+
+def _remanifest(pack: Path) -> None:
+    lines = []
+    for line in (pack / "manifest.sha256").read_text().splitlines():
+        _, name = line.split("  ", 1)
+        lines.append(f"{hashlib.sha256((pack / name).read_bytes()).hexdigest()}  {name}")
+    (pack / "manifest.sha256").write_text("\n".join(lines) + "\n")
 
 
 def test_bad_input_names_the_option() -> None:

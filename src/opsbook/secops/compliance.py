@@ -352,12 +352,22 @@ def write_pack(
     check_out_dir(out_dir, force=force)
     body = canonical(report)
     digest = hashlib.sha256(body).hexdigest()
+    markdown = to_markdown(report).encode("utf-8")
+    script = VERIFY_SCRIPT.encode("utf-8")
     audit.record(
         db=db,
         actor=actor,
         action="security.compliance.reported",
         subject=f"compliance:{report['standard']}:{report['period']['label']}",
-        payload={"sha256": digest, "summary": report["summary"]},
+        payload={
+            "sha256": digest,
+            "files": {
+                "compliance.json": digest,
+                "COMPLIANCE.md": hashlib.sha256(markdown).hexdigest(),
+                "verify_compliance.py": hashlib.sha256(script).hexdigest(),
+            },
+            "summary": report["summary"],
+        },
     )
     if witness is not None:
         sign_now(db=db, cfg=witness, signer="compliance")
@@ -371,8 +381,8 @@ def write_pack(
         force=force,
     )
     (out_dir / "compliance.json").write_bytes(body)
-    (out_dir / "COMPLIANCE.md").write_text(to_markdown(report), encoding="utf-8")
-    (out_dir / "verify_compliance.py").write_text(VERIFY_SCRIPT, encoding="utf-8")
+    (out_dir / "COMPLIANCE.md").write_bytes(markdown)
+    (out_dir / "verify_compliance.py").write_bytes(script)
     names = ["compliance.json", "COMPLIANCE.md", "verify_compliance.py"] + [
         f"audit/{p.name}" for p in sorted((out_dir / "audit").iterdir()) if p.is_file()
     ]
