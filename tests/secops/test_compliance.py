@@ -11,6 +11,8 @@ pack's own stdlib script in a subprocess."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -298,3 +300,52 @@ def test_bad_input_names_the_option() -> None:
     assert (start.month, end.month) == (11, 12)
     start, end, _ = parse_period("2026-11-01..2026-12-31")
     assert end == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_the_cli_writes_a_zip_pack_and_exits_2_or_1_as_documented(tmp_path: Path) -> None:
+    """`opsbook compliance` as a real process over a fresh workspace (no evidence at all)."""
+    root = make_workspace(tmp_path / "ws").root
+    env = {**os.environ, "OPSBOOK_WORKSPACE": str(root)}
+
+    def ob(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "opsbook.cli.main", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+
+    zipped = tmp_path / "q4.zip"
+    r = ob("compliance", "report", "--period", "2026-Q4", "--requirement", "8.2.6",
+           "--requirement", "12.10.1", "--out", str(zipped), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert [x["status"] for x in report["requirements"]] == ["no evidence", "no evidence"]
+    assert report["pack"]["out"] == str(zipped) and zipfile.is_zipfile(zipped)
+    r = ob("compliance", "verify", str(zipped), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stdout + r.stderr
+    r = ob("compliance", "report", "--period", "2026-Q4", "--out", str(zipped))
+    assert r.returncode == 2 and "--out" in r.stderr  # an existing pack is not overwritten
+
+    # one changed byte inside the zip: exit 1, naming the file
+    with zipfile.ZipFile(zipped) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    name = next(n for n in files if n.endswith("/COMPLIANCE.md"))
+    files[name] = files[name].replace(b"#", b"%", 1)
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for n, data in files.items():
+            zf.writestr(n, data)
+    r = ob("compliance", "verify", str(zipped))
+    assert r.returncode == 1 and "COMPLIANCE.md: SHA-256 differs" in r.stdout
+
+    for args, field in [
+        (("--period", "2026-Q4", "--requirement", "8.9.9"), "--requirement"),
+        (("--period", "Q4-2026"), "--period"),
+        (("--period", "2026-Q4", "--standard", "pci-dss-3.2.1"), "--standard"),
+    ]:
+        r = ob("compliance", "report", *args)
+        assert r.returncode == 2 and field in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = ob("compliance", "verify", str(tmp_path))
+    assert r.returncode == 2 and "manifest.sha256" in r.stderr
