@@ -117,6 +117,14 @@ async def _evidence(h: Harness) -> dict[str, str]:
     findings.approve_acceptance(
         db, finding=accepted, actor="carol", roles=["manager"], now=T0 + timedelta(days=3)
     )
+    # a critical finding nobody fixed: due a week later, past due in the period
+    findings.ingest(
+        db, kind="import", environment="sandbox", source="sarif", complete=False, actor="ci",
+        inputs=[FindingInput(source="sarif", rule_id="hardcoded-key", title="key in code",
+                             severity="critical", subject="ledger", environment="sandbox",
+                             location="ledger/db.py:9", requirements=("3.5.1",))],
+        now=T0,
+    )  # fmt: skip
     # an access review campaign, decided and closed
     grant = access.Grant(
         kind="opsbook", principal="mallory", grant="admin", source="opsbook", detail={}
@@ -178,6 +186,16 @@ async def test_each_requirement_gathers_its_evidence_with_audit_pointers(harness
     assert {e["action"] for e in _events(harness, secrets["audit_records"])} == {"security.scanned"}
     assert by["8.6.2"]["findings"]["opened"] == [refs["fixed"]]
     assert by["8.6.2"]["findings"]["fixed"] == [refs["fixed"]]
+
+    assert by["8.6.2"]["findings"]["overdue_in_period"] == []  # fixed the next day
+    assert by["6.3.3"]["findings"]["overdue_in_period"] == []  # accepted before its due date
+    missed = by["3.5.1"]["findings"]
+    assert missed["opened"] == missed["overdue_in_period"] == missed["overdue_now"]
+    assert by["3.5.1"]["status"] == "gaps"
+    # a period ending before its due date: not (yet) past due there
+    start, end, label = parse_period("2026-10-01..2026-10-06")
+    early = build_report(harness.db, start=start, end=end, label=label, requirements=["3.5.1"])
+    assert early["requirements"][0]["findings"]["overdue_in_period"] == []
 
     (acc,) = by["6.3.3"]["findings"]["accepted"]
     assert (acc["finding"], acc["requested_by"], acc["approved_by"]) == (

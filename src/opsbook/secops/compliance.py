@@ -97,6 +97,19 @@ def _findings(db: Database, req: str, since: str, until: str, now: str) -> dict[
     opened = [r for r in rows if since <= r["first_seen"] < until]
     fixed = [r for r in rows if r["fixed_at"] and since <= r["fixed_at"] < until]
     overdue = [r for r in rows if r["state"] == "open" and r["due_at"] < now]
+    # missed in the period: due before the period's end (and before now), not fixed by then,
+    # and no risk acceptance approved by then
+    cutoff = min(until, now)
+    missed = []
+    for r in rows:
+        due = r["due_at"]
+        if not (since <= due < cutoff) or (r["fixed_at"] and r["fixed_at"] <= due):
+            continue
+        if not db.query(
+            "SELECT id FROM security_acceptances WHERE finding_id = ? AND approved_at <= ?",
+            (r["id"], due),
+        ):
+            missed.append(r)
     accepted = []
     for r in rows:
         for a in db.query(
@@ -120,6 +133,7 @@ def _findings(db: Database, req: str, since: str, until: str, now: str) -> dict[
         "fixed": [f"FND-{r['id']}" for r in fixed],
         "accepted": accepted,
         "overdue_now": [f"FND-{r['id']}" for r in overdue],
+        "overdue_in_period": [f"FND-{r['id']}" for r in missed],
     }
 
 
@@ -239,7 +253,7 @@ def build_report(
             or entry.get("jit_grants")
         )
         failing = any(c.get("latest", {}).get("status") == "fail" for c in checks) or bool(
-            findings["overdue_now"]
+            findings["overdue_now"] or findings["overdue_in_period"]
         )
         entry["status"] = "no evidence" if not has else "gaps" if failing else "evidence"
         items.append(entry)
@@ -292,6 +306,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         if any(f.values()):
             lines.append(
                 f"- findings: opened {f['opened']}, fixed {f['fixed']},"
+                f" past due in the period {f['overdue_in_period']},"
                 f" overdue now {f['overdue_now']}"
             )
             for a in f["accepted"]:
