@@ -10,8 +10,9 @@ approvals. A requirement with nothing in the period says "no evidence".
 
 The pack: ``compliance.json`` and ``COMPLIANCE.md``, ``audit/`` (the audit export of the period
 up to now, with its own ``verify_chain.py``), ``verify_compliance.py`` (stdlib only) and
-``manifest.sha256``. The report's SHA-256 is written into the audit trail
-(``security.compliance.reported``) before the export, so the signed chain vouches for it."""
+``manifest.sha256``, as a directory or one ``.zip``. The SHA-256 of the report, ``COMPLIANCE.md``
+and the verifier are written into the audit trail (``security.compliance.reported``) before the
+export, so the signed chain vouches for them. docs/security-compliance.md describes it all."""
 
 from __future__ import annotations
 
