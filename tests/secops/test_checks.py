@@ -88,6 +88,7 @@ def test_each_security_fault_turns_the_check_red(sb: Sandbox, tmp_path: Path, fa
     texts = _failed(run, check)
     assert any(words in t for t in texts), texts
     if fault == "pan-in-log":
+        assert len([t for t in texts if words in t]) == 1  # one line, reported once
         assert "4111111111111111" not in repr(run.to_dict())
         log = (sb.data_dir / "logs" / "payment.log").read_bytes()
         sb.control().call("clear", {"fault": fault, "actor": "pytest"})

@@ -28,8 +28,12 @@ def _scan_logs(cx: CheckContext) -> tuple[list[Failure], int]:
         hits = find_pans(data)
         if not hits:
             continue
-        for offset, masked in hits[:20]:
+        seen: set[tuple[int | None, str]] = set()
+        for offset, masked in hits[:40]:
             line = data.count(b"\n", 0, offset) + first_line if first_line else None
+            if (line, masked) in seen:  # one line may carry the number twice (message, field)
+                continue
+            seen.add((line, masked))
             where = f"logs/{path.name}:{line}" if line else f"logs/{path.name}"
             failures.append(
                 Failure(
