@@ -155,7 +155,8 @@ def test_6_a_malformed_rule_is_refused_naming_the_file(sb: Sandbox) -> None:
     try:
         with pytest.raises(ValidationError) as err:
             load_rules(sb.ws)
-        assert err.value.location is not None and str(err.value.location).endswith("broken.yml")
+        assert err.value.location is not None
+        assert err.value.location.path.endswith("broken.yml") and err.value.field == "detection"
     finally:
         bad.unlink()
     Path(bad.parent).rmdir()

@@ -63,9 +63,11 @@ def load_rules(workspace: Workspace | None) -> list[Rule]:
     from sigma.exceptions import SigmaError  # noqa: PLC0415
     from sigma.rule import SigmaRule  # noqa: PLC0415
 
+    from opsbook.secops.detection import field_at_fault, override_by_id  # noqa: PLC0415
+
     texts = []
-    for path in _files(workspace):
-        text = path.read_text(encoding="utf-8")
+    read = [(path, path.read_text(encoding="utf-8")) for path in _files(workspace)]
+    for path, text in override_by_id(read):  # a workspace rule replaces a shipped one by id
         try:
             docs = [d for d in yaml.safe_load_all(text) if d is not None]
             for doc in docs:
@@ -76,9 +78,11 @@ def load_rules(workspace: Workspace | None) -> list[Rule]:
                 else:
                     SigmaRule.from_dict(doc)
         except (SigmaError, ValueError, yaml.YAMLError) as exc:
+            bad_field, line = field_at_fault(text)
             raise ValidationError(
-                f"not a valid Sigma rule: {exc}",
-                location=Location(str(path)),
+                f"not a valid Sigma rule: {exc}" + (f" (field {bad_field!r})" if bad_field else ""),
+                location=Location(str(path), line),
+                field=bad_field,
                 hint="see https://sigmahq.io/docs/basics/rules.html (title, logsource,"
                 " detection with a condition)",
             ) from None
@@ -341,6 +345,7 @@ def detect(
 ) -> dict[str, Any]:
     """Evaluate every rule over the window; store and alert the hits not seen before."""
     from opsbook.monitoring.alerts import IncomingAlert, ingest, iso  # noqa: PLC0415
+    from opsbook.secops.detection import redact_sample  # noqa: PLC0415
     from opsbook.workspace import load_environment  # noqa: PLC0415
 
     when = now or datetime.now(UTC)
@@ -373,7 +378,7 @@ def detect(
                     h.first_ts,
                     h.last_ts,
                     h.events,
-                    json.dumps(_mask(sample)),
+                    json.dumps(redact_sample(sample)),
                     _fingerprint(h, env.name),
                     stamp,
                 ),
@@ -454,28 +459,3 @@ def _fingerprint(h: Hit, environment: str) -> str:
 
     key = "|".join((h.rule.id, environment, h.group_key, h.window_start))
     return "sigma-" + hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _mask(sample: dict[str, Any]) -> dict[str, Any]:
-    """Never a card number in a stored sample (the detection may read a log that holds one)."""
-    from opsbook.secops.pan import find_pans  # noqa: PLC0415
-
-    out: dict[str, Any] = {}
-    for k, v in sample.items():
-        if isinstance(v, str | int) and not isinstance(v, bool):
-            raw = str(v).encode()
-            hits = find_pans(raw)
-            if hits:
-                text = raw.decode()
-                for offset, masked in reversed(hits):
-                    digits_end = offset
-                    seen = 0
-                    while digits_end < len(text) and seen < len(masked):
-                        if text[digits_end].isdigit():
-                            seen += 1
-                        digits_end += 1
-                    text = text[:offset] + masked + text[digits_end:]
-                out[k] = text
-                continue
-        out[k] = v
-    return out
