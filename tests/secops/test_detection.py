@@ -70,8 +70,16 @@ def test_2_brute_force_and_a_leaked_token_become_alerts(sb: Sandbox, db: Databas
         a["runbook"] == "security-operations#incident-containment" and a["status"] == "firing"
         for a in alerts
     )
+    found = db.query(
+        "SELECT subject, severity, requirements, state FROM security_findings"
+        " WHERE source = 'detection' AND title = 'Login brute force from one address'"
+    )
+    assert {f["subject"] for f in found} == {h["group"] for h in brute}
+    assert all(f["state"] == "open" and "8.3.4" in f["requirements"] for f in found)
+    assert out["findings"] is not None
     again = _detect(sb, db)
     assert again["new"] == 0 and len(again["hits"]) == len(out["hits"])
+    assert again["findings"] is None
     # escalated (nobody acknowledged it), the alert declares a security incident
     from opsbook.incidents.alert_bridge import IncidentNotifier
     from opsbook.monitoring.alerts import get_alert

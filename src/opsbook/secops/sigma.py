@@ -398,6 +398,24 @@ def detect(
                     ]
                 },
             )
+    found: dict[str, Any] | None = None
+    if new:  # each new hit is a finding too (source "detection"; never fixed by a later run)
+        from opsbook.secops import findings  # noqa: PLC0415
+        from opsbook.secops.detection import finding_inputs, rule_descriptions  # noqa: PLC0415
+
+        found = findings.ingest(
+            db,
+            kind="detection",
+            environment=env.name,
+            source="detection",
+            inputs=finding_inputs(
+                {"environment": env.name, "hits": [_hit_dict(h, True) for h in new]},
+                descriptions=rule_descriptions(h.rule.path for h in new),
+            ),
+            complete=False,
+            actor=actor,
+            now=when,
+        )
     if new and raise_alerts:
         ingest(
             db,
@@ -436,20 +454,22 @@ def detect(
         "window": {"from": iso(when - since), "to": stamp},
         "rules": len(rules),
         "events": len(events),
-        "hits": [
-            {
-                "rule": h.rule.id,
-                "title": h.rule.title,
-                "level": h.rule.level,
-                "group": h.group_key,
-                "events": h.events,
-                "first": h.first_ts,
-                "last": h.last_ts,
-                "new": h in new,
-            }
-            for h in hits
-        ],
+        "hits": [_hit_dict(h, h in new) for h in hits],
         "new": len(new),
+        "findings": None if found is None else found.get("scan"),
+    }
+
+
+def _hit_dict(h: Hit, new: bool) -> dict[str, Any]:
+    return {
+        "rule": h.rule.id,
+        "title": h.rule.title,
+        "level": h.rule.level,
+        "group": h.group_key,
+        "events": h.events,
+        "first": h.first_ts,
+        "last": h.last_ts,
+        "new": new,
     }
 
 
