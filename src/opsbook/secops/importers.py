@@ -39,6 +39,24 @@ def _bad(where: str, path: str, what: str) -> ValidationError:
     return ValidationError(f"{where}: {path}: {what}", field=path)
 
 
+def _obj(where: str, path: str, value: Any, *, required: bool = False) -> dict[str, Any]:
+    """``value`` as an object: absent is ``{}`` (unless ``required``), anything else is refused."""
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(where, path, "missing" if value is None else "must be an object")
+    return value
+
+
+def _list(where: str, path: str, value: Any) -> list[Any]:
+    """``value`` as a list: absent is ``[]``, anything else is refused."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(where, path, "must be a list")
+    return value
+
+
 def sniff(doc: Any) -> str | None:
     if isinstance(doc, dict):
         if "runs" in doc and str(doc.get("version", "")).startswith("2."):
@@ -69,13 +87,21 @@ def _sarif(doc: dict[str, Any], where: str, environment: str) -> Imported:
         raise _bad(where, "runs", "must be a non-empty list")
     out: list[FindingInput] = []
     tools, targets = set(), set()
-    for i, run in enumerate(runs):
-        driver = (run.get("tool") or {}).get("driver") if isinstance(run, dict) else None
-        if not isinstance(driver, dict) or not driver.get("name"):
+    for i, raw_run in enumerate(runs):
+        run = _obj(where, f"runs[{i}]", raw_run, required=True)
+        tool_obj = _obj(where, f"runs[{i}].tool", run.get("tool"), required=True)
+        driver = _obj(where, f"runs[{i}].tool.driver", tool_obj.get("driver"), required=True)
+        if not driver.get("name"):
             raise _bad(where, f"runs[{i}].tool.driver.name", "missing")
         tool = str(driver["name"])
         tools.add(tool)
-        rules = {str(r.get("id")): r for r in driver.get("rules") or [] if isinstance(r, dict)}
+        rules: dict[str, dict[str, Any]] = {}
+        for k, raw in enumerate(_list(where, f"runs[{i}].tool.driver.rules", driver.get("rules"))):
+            at = f"runs[{i}].tool.driver.rules[{k}]"
+            r = _obj(where, at, raw, required=True)
+            for key in ("properties", "defaultConfiguration", "shortDescription"):
+                _obj(where, f"{at}.{key}", r.get(key))
+            rules[str(r.get("id"))] = r
         results = run.get("results")
         if not isinstance(results, list):
             raise _bad(where, f"runs[{i}].results", "must be a list")
@@ -83,27 +109,41 @@ def _sarif(doc: dict[str, Any], where: str, environment: str) -> Imported:
             at = f"runs[{i}].results[{j}]"
             if not isinstance(res, dict):
                 raise _bad(where, at, "must be an object")
-            rule_id = res.get("ruleId") or (res.get("rule") or {}).get("id")
-            if not rule_id:
-                raise _bad(where, f"{at}.ruleId", "missing")
-            text = (res.get("message") or {}).get("text")
+            rule_id = res.get("ruleId") or _obj(where, f"{at}.rule", res.get("rule")).get("id")
+            if not rule_id or not isinstance(rule_id, str):
+                raise _bad(where, f"{at}.ruleId", "missing" if not rule_id else "must be a string")
+            message = _obj(where, f"{at}.message", res.get("message"), required=True)
+            text = message.get("text") or message.get("id")
             if not text:
                 raise _bad(where, f"{at}.message.text", "missing")
+            level = res.get("level")
+            if level is not None and level not in _LEVEL:
+                raise _bad(where, f"{at}.level", f"{level!r} is not one of {', '.join(_LEVEL)}")
             rule = rules.get(str(rule_id), {})
             severity = (
-                _cvss((res.get("properties") or {}).get("security-severity"))
+                _cvss(
+                    _obj(where, f"{at}.properties", res.get("properties")).get("security-severity")
+                )
                 or _cvss((rule.get("properties") or {}).get("security-severity"))
                 or _LEVEL.get(
-                    str(res.get("level") or (rule.get("defaultConfiguration") or {}).get("level")),
+                    str(level or (rule.get("defaultConfiguration") or {}).get("level")),
                     "medium",
                 )
             )
-            loc = ((res.get("locations") or [{}])[0] or {}).get("physicalLocation") or {}
-            uri = (loc.get("artifactLocation") or {}).get("uri")
-            line = (loc.get("region") or {}).get("startLine")
+            locations = _list(where, f"{at}.locations", res.get("locations"))
+            first = _obj(where, f"{at}.locations[0]", locations[0]) if locations else {}
+            loc = _obj(where, f"{at}.locations[0].physicalLocation", first.get("physicalLocation"))
+            uri = _obj(
+                where,
+                f"{at}.locations[0].physicalLocation.artifactLocation",
+                loc.get("artifactLocation"),
+            ).get("uri")
+            line = _obj(where, f"{at}.locations[0].physicalLocation.region", loc.get("region")).get(
+                "startLine"
+            )
             location = f"{uri}:{line}" if uri and line else uri
             targets.add(str(uri).split("/")[0] if uri else "-")
-            partial = res.get("partialFingerprints") or {}
+            partial = _obj(where, f"{at}.partialFingerprints", res.get("partialFingerprints"))
             fp = (
                 fingerprint(tool, str(rule_id), *(f"{k}={v}" for k, v in sorted(partial.items())))
                 if partial
@@ -127,13 +167,19 @@ def _sarif(doc: dict[str, Any], where: str, environment: str) -> Imported:
 
 
 def _cyclonedx(doc: dict[str, Any], where: str, environment: str) -> Imported:
-    comps = {str(c.get("bom-ref")): c for c in doc.get("components") or [] if isinstance(c, dict)}
+    comps = {
+        str(c.get("bom-ref")): c
+        for c in _list(where, "components", doc.get("components"))
+        if isinstance(c, dict)
+    }
     vulns = doc.get("vulnerabilities")
     if not isinstance(vulns, list):
         raise _bad(
             where, "vulnerabilities", "must be a list (a CycloneDX VEX or BOM with findings)"
         )
-    meta = (doc.get("metadata") or {}).get("component") or {}
+    meta = _obj(
+        where, "metadata.component", _obj(where, "metadata", doc.get("metadata")).get("component")
+    )
     target = str(meta.get("name") or Path(where).name)
     order = ("critical", "high", "medium", "low", "info", "none", "unknown")
     out: list[FindingInput] = []
@@ -141,21 +187,24 @@ def _cyclonedx(doc: dict[str, Any], where: str, environment: str) -> Imported:
         at = f"vulnerabilities[{i}]"
         if not isinstance(v, dict) or not v.get("id"):
             raise _bad(where, f"{at}.id", "missing")
-        ratings = [str(r.get("severity", "")).lower() for r in v.get("ratings") or []]
+        ratings = [
+            str(_obj(where, f"{at}.ratings[{k}]", r, required=True).get("severity", "")).lower()
+            for k, r in enumerate(_list(where, f"{at}.ratings", v.get("ratings")))
+        ]
         ratings = [r for r in ratings if r in order] or ["unknown"]
         worst = min(ratings, key=order.index)
         severity = check_severity(
             worst if worst not in ("none",) else "info", field_name=f"{at}.ratings"
         )
-        affects = v.get("affects") or []
+        affects = _list(where, f"{at}.affects", v.get("affects"))
         if not affects:
             raise _bad(where, f"{at}.affects", "names no component")
         for k, a in enumerate(affects):
-            ref = str((a or {}).get("ref", ""))
+            ref = str(_obj(where, f"{at}.affects[{k}]", a, required=True).get("ref") or "")
             comp = comps.get(ref)
             if comp is None and not ref:
                 raise _bad(where, f"{at}.affects[{k}].ref", "missing")
-            subject = f"{comp['name']}@{comp.get('version', '?')}" if comp else ref
+            subject = f"{comp.get('name') or ref}@{comp.get('version', '?')}" if comp else ref
             out.append(
                 FindingInput(
                     source="import",
@@ -175,6 +224,15 @@ def _cyclonedx(doc: dict[str, Any], where: str, environment: str) -> Imported:
     return Imported("cyclonedx", "cyclonedx", target, out)
 
 
+_TRIVY: dict[str, Severity] = {
+    "critical": "critical",
+    "high": "high",
+    "medium": "medium",
+    "low": "low",
+    "unknown": "info",
+}
+
+
 def _trivy(doc: dict[str, Any], where: str, environment: str) -> Imported:
     results = doc.get("Results")
     if not isinstance(results, list):
@@ -184,15 +242,19 @@ def _trivy(doc: dict[str, Any], where: str, environment: str) -> Imported:
     for i, r in enumerate(results):
         if not isinstance(r, dict):
             raise _bad(where, f"Results[{i}]", "must be an object")
-        for j, v in enumerate(r.get("Vulnerabilities") or []):
+        for j, v in enumerate(
+            _list(where, f"Results[{i}].Vulnerabilities", r.get("Vulnerabilities"))
+        ):
             at = f"Results[{i}].Vulnerabilities[{j}]"
             for key in ("VulnerabilityID", "PkgName", "InstalledVersion"):
                 if not isinstance(v, dict) or not v.get(key):
                     raise _bad(where, f"{at}.{key}", "missing")
             raw = str(v.get("Severity") or "UNKNOWN").lower()
-            severity = check_severity(
-                "info" if raw == "unknown" else raw, field_name=f"{at}.Severity"
-            )
+            if raw not in _TRIVY:
+                raise _bad(
+                    where, f"{at}.Severity", f"{v.get('Severity')!r} is not a Trivy severity"
+                )
+            severity = _TRIVY[raw]
             subject = f"{v['PkgName']}@{v['InstalledVersion']}"
             fixed = v.get("FixedVersion")
             out.append(
