@@ -168,3 +168,27 @@ def test_6_a_malformed_rule_is_refused_naming_the_file(sb: Sandbox) -> None:
     finally:
         bad.unlink()
     Path(bad.parent).rmdir()
+
+
+def test_7_the_cli_json_shape(sb: Sandbox) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPSBOOK_WORKSPACE": str(sb.ws.root)}
+    argv = ["security", "detect", "--env", "sandbox", "--since", "10m", "--no-alerts", "--json"]
+    r = subprocess.run(
+        [sys.executable, "-m", "opsbook.cli.main", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {"environment", "window", "rules", "events", "hits", "new", "findings"} <= set(out)
+    assert out["environment"] == "sandbox" and set(out["window"]) == {"from", "to"}
+    for h in out["hits"]:
+        assert {"rule", "title", "level", "group", "events", "first", "last", "new"} <= set(h)
