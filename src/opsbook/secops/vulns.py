@@ -10,6 +10,7 @@ vulnerability is treated as high until triaged (documented)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -44,12 +45,13 @@ class ScanResult:
 
 
 def what_runs() -> list[tuple[str, str]]:
-    """(name, version) of every distribution in the interpreter the sandbox services run on."""
+    """(name, version) of every distribution in the interpreter the sandbox services run on, the
+    names normalised as PyPI does (PEP 503), so ``pip_audit`` and ``pip-audit`` are one."""
     seen: dict[str, str] = {}
     for d in distributions():
         name = d.metadata["Name"]
         if name:
-            seen.setdefault(str(name).lower(), d.version)
+            seen.setdefault(re.sub(r"[-_.]+", "-", str(name)).lower(), d.version)  # PEP 503
     return sorted(seen.items())
 
 
@@ -67,12 +69,23 @@ def parse_pip_audit(doc: Any, *, environment: str, where: str = "pip-audit") -> 
         if dep.get("skip_reason"):
             continue
         audited += 1
-        for j, v in enumerate(dep.get("vulns") or []):
+        vulns = dep["vulns"] if dep.get("vulns") is not None else []
+        if not isinstance(vulns, list):
+            raise ValidationError(
+                f"{where}: dependencies[{i}].vulns must be a list", field=f"dependencies[{i}].vulns"
+            )
+        for j, v in enumerate(vulns):
             if not isinstance(v, dict) or not v.get("id"):
                 raise ValidationError(
                     f"{where}: dependencies[{i}].vulns[{j}] has no id",
                     field=f"dependencies[{i}].vulns[{j}].id",
                 )
+            for key in ("fix_versions", "aliases"):
+                if not isinstance(v[key] if v.get(key) is not None else [], list):
+                    raise ValidationError(
+                        f"{where}: dependencies[{i}].vulns[{j}].{key} must be a list",
+                        field=f"dependencies[{i}].vulns[{j}].{key}",
+                    )
             subject = f"{dep['name']}@{dep.get('version', '?')}"
             out.append(
                 FindingInput(
