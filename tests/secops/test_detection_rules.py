@@ -210,3 +210,10 @@ def test_hits_become_finding_candidates(tmp_path: Path) -> None:
     assert fi.rule_id == f"sigma.{BRUTE}"
     assert fi.requirements == ("8.3.4", "10.2.1.4")
     assert fi.to_dict()["fingerprint"] == fi.identity
+
+
+def test_odd_field_names_in_a_log_line_do_not_stop_the_rules(tmp_path: Path) -> None:
+    rules = load_rules(Workspace(root=tmp_path))
+    odd = {"ts": _ts(T0), "User": "x", 'we"ird': 1, "timestamp": "now", "Timestamp": 2}
+    hits = evaluate(rules, [odd, *_failed("203.0.113.7", 12)])
+    assert [h.group_key for h in hits] == ["src_ip=203.0.113.7"]

@@ -114,6 +114,20 @@ def field_at_fault(text: str) -> tuple[str | None, int]:
     return None, 0
 
 
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
+
+
+def columns(keys: Iterable[str]) -> list[str]:
+    """The columns of the events table: each field name once (SQLite's names ignore case, the
+    first spelling wins), ``timestamp`` left to the table itself, and a name that is not a plain
+    identifier left out, so no log line can stop the rules from running."""
+    seen: dict[str, str] = {"timestamp": "timestamp"}
+    for key in keys:
+        if isinstance(key, str) and _COLUMN.fullmatch(key) and key.lower() not in seen:
+            seen[key.lower()] = key
+    return sorted(v for k, v in seen.items() if k != "timestamp")
+
+
 def _mask_pans(text: str) -> str:
     from opsbook.secops.pan import find_pans  # noqa: PLC0415
 

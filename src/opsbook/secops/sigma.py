@@ -229,7 +229,9 @@ def gather_events(
 
 
 def _table(events: list[dict[str, Any]], fields: set[str]) -> sqlite3.Connection:
-    cols = sorted({k for e in events for k in e} | fields | {"change"} - {"timestamp"})
+    from opsbook.secops.detection import columns  # noqa: PLC0415
+
+    cols = columns([*sorted(fields), "change", *(k for e in events for k in e)])
     conn = sqlite3.connect(":memory:")
     quoted = ", ".join(f'"{c}"' for c in cols)
     conn.execute(f"CREATE TABLE logs (timestamp, {quoted})")
