@@ -256,3 +256,18 @@ def test_not_json_unknown_and_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as err:  # the wrong --format names what is missing
         parse_file(DATA / "recorded-trivy.json", environment="sandbox", fmt="sarif")
     assert err.value.field == "version"
+
+
+def test_sarif_target_is_the_analysis_else_the_repository_else_the_file(tmp_path: Path) -> None:
+    doc = _load("recorded-sarif.json")
+    assert parse_file(_write(tmp_path, doc, "ci.sarif"), environment="sandbox").target == (
+        "ci.sarif"
+    )
+    doc["runs"][0]["versionControlProvenance"] = [
+        {"repositoryUri": "https://git.example/banking/payment"}
+    ]
+    got = parse_file(_write(tmp_path, doc, "ci.sarif"), environment="sandbox")
+    assert got.target == "https://git.example/banking/payment"
+    doc["runs"][0]["automationDetails"] = {"id": "semgrep/payment/"}
+    got = parse_file(_write(tmp_path, doc, "other-name.sarif"), environment="sandbox")
+    assert got.source == "import:semgrep:semgrep/payment/"  # the file's name does not matter

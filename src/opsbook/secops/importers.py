@@ -8,7 +8,9 @@ else low), else the rule's or result's ``level`` (error high, warning medium, no
 CycloneDX's highest ``ratings[].severity``; Trivy's ``Severity`` (UNKNOWN is info). The
 fingerprint: SARIF's ``partialFingerprints`` when present, else rule + location; for
 vulnerabilities, the id + package + version. Each import's scope is its tool and target, so a
-later import of the same target fixes what it no longer reports."""
+later import of the same target fixes what it no longer reports. The target: SARIF's
+``automationDetails.id`` (else ``versionControlProvenance[0].repositoryUri``, else the file's
+name), CycloneDX's ``metadata.component.name``, Trivy's ``ArtifactName``."""
 
 from __future__ import annotations
 
@@ -86,7 +88,8 @@ def _sarif(doc: dict[str, Any], where: str, environment: str) -> Imported:
     if not isinstance(runs, list) or not runs:
         raise _bad(where, "runs", "must be a non-empty list")
     out: list[FindingInput] = []
-    tools, targets = set(), set()
+    tools: set[str] = set()
+    targets: set[str] = set()  # automationDetails.id, else the repository, else the file name
     for i, raw_run in enumerate(runs):
         run = _obj(where, f"runs[{i}]", raw_run, required=True)
         tool_obj = _obj(where, f"runs[{i}].tool", run.get("tool"), required=True)
@@ -95,6 +98,13 @@ def _sarif(doc: dict[str, Any], where: str, environment: str) -> Imported:
             raise _bad(where, f"runs[{i}].tool.driver.name", "missing")
         tool = str(driver["name"])
         tools.add(tool)
+        auto = _obj(where, f"runs[{i}].automationDetails", run.get("automationDetails"))
+        vcs = _list(
+            where, f"runs[{i}].versionControlProvenance", run.get("versionControlProvenance")
+        )
+        repo = _obj(where, f"runs[{i}].versionControlProvenance[0]", vcs[0]) if vcs else {}
+        if auto.get("id") or repo.get("repositoryUri"):
+            targets.add(str(auto.get("id") or repo.get("repositoryUri")))
         rules: dict[str, dict[str, Any]] = {}
         for k, raw in enumerate(_list(where, f"runs[{i}].tool.driver.rules", driver.get("rules"))):
             at = f"runs[{i}].tool.driver.rules[{k}]"
@@ -142,7 +152,6 @@ def _sarif(doc: dict[str, Any], where: str, environment: str) -> Imported:
                 "startLine"
             )
             location = f"{uri}:{line}" if uri and line else uri
-            targets.add(str(uri).split("/")[0] if uri else "-")
             partial = _obj(where, f"{at}.partialFingerprints", res.get("partialFingerprints"))
             fp = (
                 fingerprint(tool, str(rule_id), *(f"{k}={v}" for k, v in sorted(partial.items())))
@@ -163,7 +172,8 @@ def _sarif(doc: dict[str, Any], where: str, environment: str) -> Imported:
                     fingerprint=fp,
                 )
             )
-    return Imported("sarif", "+".join(sorted(tools)), Path(where).name, out)
+    target = "+".join(sorted(targets)) or Path(where).name
+    return Imported("sarif", "+".join(sorted(tools)), target, out)
 
 
 def _cyclonedx(doc: dict[str, Any], where: str, environment: str) -> Imported:
