@@ -235,7 +235,8 @@ def test_malformed_files_name_the_file_and_the_json_path(
     with pytest.raises(ValidationError) as err:
         parse_file(path, environment="sandbox")
     assert err.value.field == field
-    assert str(path) in str(err.value) and field in str(err.value)
+    assert err.value.location is not None and err.value.location.path == str(path)
+    assert err.value.render().startswith(f"{path}: {field}: ")
 
 
 def test_not_json_unknown_and_unreadable(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opsbook.errors import ValidationError
+from opsbook.errors import Location, ValidationError
 from opsbook.secops.model import FindingInput, Severity, check_severity, fingerprint
 
 FORMATS = ("sarif", "cyclonedx", "trivy")
@@ -38,7 +38,14 @@ class Imported:
 
 
 def _bad(where: str, path: str, what: str) -> ValidationError:
-    return ValidationError(f"{where}: {path}: {what}", field=path)
+    """``path`` is the JSON path of the bad field; ``where`` the file (rendered first)."""
+    return ValidationError(
+        f"{path}: {what}",
+        field=path,
+        location=Location(where),
+        hint="fix the file (or the scanner run that wrote it) and import it again;"
+        " nothing was stored",
+    )
 
 
 def _obj(where: str, path: str, value: Any, *, required: bool = False) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
-from opsbook.errors import ValidationError
+from opsbook.errors import Location, ValidationError
 from opsbook.secops.model import FindingInput
 
 REQUIREMENTS = ("6.3.1", "6.3.3", "11.3.1")
@@ -55,37 +55,36 @@ def what_runs() -> list[tuple[str, str]]:
     return sorted(seen.items())
 
 
+def _bad(where: str, path: str, what: str) -> ValidationError:
+    return ValidationError(
+        f"{path}: {what}",
+        field=path,
+        location=Location(where),
+        hint="a pip-audit -f json output is expected; nothing was stored",
+    )
+
+
 def parse_pip_audit(doc: Any, *, environment: str, where: str = "pip-audit") -> ScanResult:
     """pip-audit's ``-f json`` output → findings; a malformed document names the field."""
     if not isinstance(doc, dict) or not isinstance(doc.get("dependencies"), list):
-        raise ValidationError(f"{where}: not pip-audit JSON output", field="dependencies")
+        raise _bad(where, "dependencies", "missing: not pip-audit JSON output")
     out: list[FindingInput] = []
     audited = 0
     for i, dep in enumerate(doc["dependencies"]):
         if not isinstance(dep, dict) or not dep.get("name"):
-            raise ValidationError(
-                f"{where}: dependencies[{i}] has no name", field=f"dependencies[{i}].name"
-            )
+            raise _bad(where, f"dependencies[{i}].name", "missing")
         if dep.get("skip_reason"):
             continue
         audited += 1
         vulns = dep["vulns"] if dep.get("vulns") is not None else []
         if not isinstance(vulns, list):
-            raise ValidationError(
-                f"{where}: dependencies[{i}].vulns must be a list", field=f"dependencies[{i}].vulns"
-            )
+            raise _bad(where, f"dependencies[{i}].vulns", "must be a list")
         for j, v in enumerate(vulns):
             if not isinstance(v, dict) or not v.get("id"):
-                raise ValidationError(
-                    f"{where}: dependencies[{i}].vulns[{j}] has no id",
-                    field=f"dependencies[{i}].vulns[{j}].id",
-                )
+                raise _bad(where, f"dependencies[{i}].vulns[{j}].id", "missing")
             for key in ("fix_versions", "aliases"):
                 if not isinstance(v[key] if v.get(key) is not None else [], list):
-                    raise ValidationError(
-                        f"{where}: dependencies[{i}].vulns[{j}].{key} must be a list",
-                        field=f"dependencies[{i}].vulns[{j}].{key}",
-                    )
+                    raise _bad(where, f"dependencies[{i}].vulns[{j}].{key}", "must be a list")
             subject = f"{dep['name']}@{dep.get('version', '?')}"
             out.append(
                 FindingInput(
