@@ -64,6 +64,7 @@ def test_sarif_identity_follows_partial_fingerprints_else_rule_and_location(
     assert before[1].identity != after[1].identity
     other_env = parse_file(_write(tmp_path, doc, "a.json"), environment="staging").findings
     assert other_env[1].identity != before[1].identity
+    assert other_env[0].identity != before[0].identity  # partialFingerprints too
 
 
 @pytest.mark.parametrize(

@@ -161,7 +161,12 @@ def _sarif(doc: dict[str, Any], where: str, environment: str) -> Imported:
             location = f"{uri}:{line}" if uri and line else uri
             partial = _obj(where, f"{at}.partialFingerprints", res.get("partialFingerprints"))
             fp = (
-                fingerprint(tool, str(rule_id), *(f"{k}={v}" for k, v in sorted(partial.items())))
+                fingerprint(
+                    tool,
+                    str(rule_id),
+                    environment,
+                    *(f"{k}={v}" for k, v in sorted(partial.items())),
+                )
                 if partial
                 else None
             )
