@@ -7,12 +7,15 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from opsbook.db import open_database
 from opsbook.errors import ValidationError
+from opsbook.secops import findings
 from opsbook.secops.importers import parse_file, sniff
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -273,3 +276,37 @@ def test_sarif_target_is_the_analysis_else_the_repository_else_the_file(tmp_path
     doc["runs"][0]["automationDetails"] = {"id": "semgrep/payment/"}
     got = parse_file(_write(tmp_path, doc, "other-name.sarif"), environment="sandbox")
     assert got.source == "import:semgrep:semgrep/payment/"  # the file's name does not matter
+
+
+def test_an_import_is_complete_for_its_tool_and_target_only(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'state.db'}")
+
+    def store(doc: dict[str, Any], name: str) -> dict[str, Any]:
+        got = parse_file(_write(tmp_path, doc, name), environment="sandbox")
+        return findings.ingest(  # as `opsbook security import` does
+            db,
+            kind="import",
+            environment="sandbox",
+            source=got.source,
+            inputs=[replace(f, source=got.source) for f in got.findings],
+            complete=True,
+            actor="pytest",
+        )
+
+    try:
+        payment = _load("recorded-trivy.json")
+        assert store(payment, "payment.json")["new"] == 3
+        ledger = copy.deepcopy(payment)
+        ledger["ArtifactName"] = "bankingplatformacr.azurecr.io/ledger:2.0.0"
+        ledger["Results"] = ledger["Results"][1:]
+        assert store(ledger, "ledger.json")["new"] == 1  # another image: another scope
+        assert store(ledger, "ledger.json")["fixed"] == 0
+        rebuilt = copy.deepcopy(payment)
+        rebuilt["Results"][0]["Vulnerabilities"] = []  # the base image was patched
+        assert store(rebuilt, "payment-rebuilt.json")["fixed"] == 2
+        fixed = {f["rule_id"] for f in findings.list_findings(db, state="fixed")}
+        assert fixed == {"CVE-2024-2961", "CVE-2023-45853"}
+        still = findings.list_findings(db, state="open")
+        assert len(still) == 2  # requests in both images
+    finally:
+        db.close()

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from opsbook.db import open_database
 from opsbook.errors import ValidationError
+from opsbook.secops import findings
 from opsbook.secops.vulns import ScanResult, parse_pip_audit, run_pip_audit, scan, what_runs
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -106,3 +108,30 @@ def test_real_pip_audit_finds_a_known_vulnerability(real_audit: ScanResult) -> N
     ids = {f.rule_id for f in real_audit.findings}
     aliases = {a for f in real_audit.findings for a in f.detail["aliases"]}
     assert "PYSEC-2018-28" in ids or "CVE-2018-18074" in aliases
+
+
+def test_a_later_scan_without_the_vulnerability_fixes_it(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+
+        def ingest(doc: dict[str, Any]) -> dict[str, Any]:
+            result = parse_pip_audit(doc, environment="sandbox")
+            return findings.ingest(
+                db,
+                kind="pip-audit",
+                environment="sandbox",
+                source="pip-audit",
+                inputs=result.findings,
+                complete=True,
+                actor="pytest",
+            )
+
+        assert ingest(_recorded())["new"] == 1
+        assert ingest(_recorded())["still_open"] == 1  # the same vulnerability, not a new one
+        upgraded = _recorded()
+        upgraded["dependencies"][0].update(version="2.32.3", vulns=[])
+        assert ingest(upgraded)["fixed"] == 1
+        (f,) = findings.list_findings(db, state="fixed")
+        assert f["rule_id"] == "PYSEC-2018-28" and f["source"] == "pip-audit"
+    finally:
+        db.close()
