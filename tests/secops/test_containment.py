@@ -16,7 +16,7 @@ from opsbook.actions import containment
 from opsbook.actions._registry import ActionContext
 from opsbook.config import Settings
 from opsbook.db import open_database
-from opsbook.secops.forensics import verify
+from opsbook.secops.forensics import hand_off, verify
 from opsbook.users.accounts import create_account, known_roles
 from opsbook.users.errors import AuthenticationError
 from opsbook.users.tokens import create_token, resolve_token
@@ -52,6 +52,18 @@ async def test_isolate_and_release_a_service(sb: Sandbox) -> None:
     assert [p["pid"] for p in sb.service("payment")["pods"]] == pids  # still running
     await _do(sb, containment.release, service="payment", ticket="INC-7")
     assert httpx.get(sb.url("payment") + "/health", timeout=3).status_code == 200
+    assert httpx.get(gateway + "/api/payment/health", timeout=3).status_code == 200
+    db = open_database(Settings.from_env().database_url_for(sb.ws.state_dir))
+    try:
+        audited = db.query(
+            "SELECT action FROM events WHERE subject = 'service:payment' ORDER BY id"
+        )
+    finally:
+        db.close()
+    assert [r["action"] for r in audited][-2:] == [
+        "security.containment.isolate",
+        "security.containment.release",
+    ]
     dry = await containment.isolate.func(_ctx(sb, dry_run=True), {"service": "payment"})
     assert dry["would_run"]
 
@@ -120,5 +132,11 @@ async def test_a_forensic_snapshot_verifies_and_catches_tampering(sb: Sandbox) -
         assert bad["ok"] is False and bad["problems"] == [
             "payment.log: SHA-256 differs from the manifest"
         ]
+        rec = hand_off(db, snapshot=out["id"], to="forensics-lab", actor="sam", note="bag 42")
+        assert [(h["from"], h["to"]) for h in rec["handoffs"]] == [("sam", "forensics-lab")]
+        assert db.one(
+            "SELECT id FROM events WHERE action = 'security.evidence.handed-off' AND subject = ?",
+            (f"evidence:{out['id']}",),
+        )
     finally:
         db.close()

@@ -67,7 +67,27 @@ def _account(args: Mapping[str, Any], name: str) -> int:
 
 async def _contain(ctx: ActionContext, verb: str, **kw: Any) -> Any:
     out = await _platform(ctx).contain(action=verb, **kw)
-    ctx.progress(f"{verb}: {kw.get('service') or kw.get('account')}")
+    what = kw.get("service") or kw.get("account")
+    if not ctx.dry_run:
+        from opsbook import audit  # noqa: PLC0415
+
+        db = _db(ctx)
+        try:
+            audit.record(
+                db=db,
+                actor=ctx.started_by,
+                action=f"security.containment.{verb}",
+                subject=f"service:{what}" if kw.get("service") else f"ledger-account:{what}",
+                payload={
+                    "environment": ctx.environment_name,
+                    "ticket": kw.get("ticket"),
+                    "changed": out.get("changed") if isinstance(out, dict) else None,
+                },
+                execution_id=ctx.execution_id,
+            )
+        finally:
+            db.close()
+    ctx.progress(f"{verb}: {what}")
     return out
 
 
