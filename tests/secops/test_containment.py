@@ -6,6 +6,7 @@ manifest verifies and catches a changed byte."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from opsbook.actions._registry import ActionContext
 from opsbook.config import Settings
 from opsbook.db import open_database
 from opsbook.secops.forensics import hand_off, verify
-from opsbook.users.accounts import create_account, known_roles
+from opsbook.users.accounts import create_account, get_account, known_roles
 from opsbook.users.errors import AuthenticationError
+from opsbook.users.sessions import create_session, resolve_session
 from opsbook.users.tokens import create_token, resolve_token
 from tests.sandbox.harness import Sandbox
 
@@ -87,6 +89,12 @@ async def test_revoke_access_revokes_tokens_and_the_platform_token(sb: Sandbox) 
         _, secret = create_token(
             db=db, actor="setup", username="ops-batch", name="batch", scopes=["read"]
         )
+        cookie, _ = create_session(
+            db=db,
+            account=get_account(db=db, username="ops-batch"),
+            method="password",
+            ttl=timedelta(hours=1),
+        )
         headers = {"Authorization": "Bearer sbx.ops-batch.x"}
         assert (
             httpx.get(sb.url("account") + "/accounts/1", headers=headers, timeout=3).status_code
@@ -94,12 +102,24 @@ async def test_revoke_access_revokes_tokens_and_the_platform_token(sb: Sandbox) 
         )
         out = await _do(sb, containment.revoke_access, username="ops-batch", ticket="INC-7")
         assert len(out["tokens_revoked"]) == 1 and out["platform_account_disabled"] is True
+        assert out["sessions_ended"] == 1
+        assert resolve_session(db=db, raw=cookie, idle_timeout=timedelta(hours=1)) is None
         with pytest.raises(AuthenticationError):
             resolve_token(db=db, raw=secret)
         r = httpx.get(sb.url("account") + "/accounts/1", headers=headers, timeout=3)
         assert r.status_code == 401 and r.json()["error"] == "token_revoked"
         back = await _do(sb, containment.restore_access, username="ops-batch", ticket="INC-7")
         assert back["platform_account_enabled"] is True
+        with pytest.raises(AuthenticationError):  # revoked tokens have no reverse, by design
+            resolve_token(db=db, raw=secret)
+        assert resolve_session(db=db, raw=cookie, idle_timeout=timedelta(hours=1)) is None
+        assert [
+            r["action"]
+            for r in db.query(
+                "SELECT action FROM events WHERE subject = 'user:ops-batch'"
+                " AND action LIKE 'security.access.%' ORDER BY id"
+            )
+        ] == ["security.access.revoked", "security.access.restored"]
         assert (
             httpx.get(sb.url("account") + "/accounts/1", headers=headers, timeout=3).status_code
             == 200
