@@ -47,8 +47,10 @@ def test_scan_for_real_never_passes_silently(ob: Run) -> None:
 
 def test_sbom_is_cyclonedx_of_what_runs(ob: Run, tmp_path: Path) -> None:
     out = tmp_path / "sbom.json"
-    r = ob("security", "sbom", "--out", str(out))
+    r = ob("security", "sbom", "--out", str(out), "--json")
     assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["file"] == str(out) and summary["components"] > 20
     doc = json.loads(out.read_text())
     assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.5"
     purls = {c.get("purl") for c in doc["components"]}

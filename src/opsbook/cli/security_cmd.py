@@ -337,8 +337,12 @@ def register_vulns(security: typer.Typer) -> None:
             str | None, typer.Option("--env", "-e", help="Environment (default: the workspace's)")
         ] = None,
         out: Annotated[Path | None, typer.Option("--out", help="Write it to this file")] = None,
+        json_out: Annotated[
+            bool, typer.Option("--json", help="With --out: a JSON summary instead of text")
+        ] = False,
     ) -> None:
-        """A CycloneDX 1.5 SBOM of what runs: the services and their Python packages."""
+        """A CycloneDX 1.5 SBOM of what runs: the services and their Python packages (the
+        SBOM itself on stdout without --out)."""
         import asyncio as aio  # noqa: PLC0415
 
         from opsbook import __version__  # noqa: PLC0415
@@ -363,7 +367,17 @@ def register_vulns(security: typer.Typer) -> None:
             typer.echo(text)
         else:
             out.write_text(text + "\n", encoding="utf-8")
-            typer.echo(f"wrote {len(doc.get('components', []))} components to {out}")
+            components = doc.get("components", [])
+            if json_out:
+                print_json(
+                    {
+                        "file": str(out),
+                        "components": len(components),
+                        "services": sum(1 for c in components if c.get("type") == "application"),
+                    }
+                )
+            else:
+                typer.echo(f"wrote {len(components)} components to {out}")
 
     @security.command("import")
     def import_cmd(
