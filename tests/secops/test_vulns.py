@@ -92,22 +92,20 @@ def real_audit() -> ScanResult:
 
 
 @pytest.mark.slow
-def test_real_pip_audit_never_passes_silently(real_audit: ScanResult) -> None:
+def test_real_pip_audit_finds_the_vulnerability_or_says_it_could_not(
+    real_audit: ScanResult,
+) -> None:
+    """Offline (this build machine), an error naming the service; online, the known finding.
+    Never a silent pass either way."""
     assert real_audit.scanned == 1
     if real_audit.audited == 0:  # the vulnerability service did not answer
         assert real_audit.error is not None and not real_audit.findings
         assert "PyPI/OSV" in real_audit.error and "--offline" in real_audit.error
     else:
-        assert real_audit.error is None and real_audit.findings
-
-
-@pytest.mark.slow
-def test_real_pip_audit_finds_a_known_vulnerability(real_audit: ScanResult) -> None:
-    if real_audit.audited == 0:
-        pytest.skip(f"vulnerability service unreachable from here: {real_audit.error}")
-    ids = {f.rule_id for f in real_audit.findings}
-    aliases = {a for f in real_audit.findings for a in f.detail["aliases"]}
-    assert "PYSEC-2018-28" in ids or "CVE-2018-18074" in aliases
+        assert real_audit.error is None
+        ids = {f.rule_id for f in real_audit.findings}
+        aliases = {a for f in real_audit.findings for a in f.detail["aliases"]}
+        assert "PYSEC-2018-28" in ids or "CVE-2018-18074" in aliases
 
 
 def test_a_later_scan_without_the_vulnerability_fixes_it(tmp_path: Path) -> None:
