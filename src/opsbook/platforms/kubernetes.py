@@ -281,6 +281,8 @@ class KubernetesPlatform:
             label = "quarantine=true" if action == "isolate" else "quarantine-"
             cmds = [self.kubectl("label", "pods", "--selector", f"app={svc}", label, "--overwrite")]
             return await self._do(cmds, action=action, service=svc)
+        from urllib.parse import quote  # noqa: PLC0415
+
         verb = "POST" if action == "freeze" else "DELETE"
         cmds = [
             self.kubectl(
@@ -292,7 +294,7 @@ class KubernetesPlatform:
                 "-X",
                 verb,
                 f"http://localhost:8080/admin/accounts/{int(account or 0)}/hold"
-                + (f"?ticket={ticket}" if ticket else ""),
+                + (f"?ticket={quote(ticket, safe='')}" if ticket else ""),
             )
         ]
         return await self._do(cmds, action=action, service="account")
