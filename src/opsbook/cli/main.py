@@ -144,6 +144,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compliance_cmd",
         "Compliance evidence: PCI DSS 4.0.1 report and verifiable pack.",
     ),
+    "backups": (
+        "backups_cmd",
+        "Backups of the sandbox ledger: take, verify by restore, restore.",
+    ),
 }
 
 
