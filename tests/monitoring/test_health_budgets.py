@@ -47,8 +47,24 @@ def test_a_budget_without_data_says_why(db: Database, tmp_path: Path) -> None:
 def test_backups_are_said_plainly(db: Database, tmp_path: Path) -> None:
     config = load_monitoring(make_ws(tmp_path, ENV), "sandbox")
     data = health_data(db, config=config, results=[], now=NOW)
-    assert data["backups"].startswith("Not measured: opsbook keeps no backup records yet")
+    assert data["backups"].startswith("No backup of sandbox in the catalogue")
     assert "no backup-recovery#backup-verification run in the last 24 h" in data["backups"]
+    db.execute(
+        "INSERT INTO backups (id, environment, database, method, state, retention, started_at,"
+        " finished_at, duration_s, raw_bytes, stored_bytes, sha256, key_id, manifest, copies,"
+        " created_by, verified_at, verify_ok) VALUES ('bk-1', 'sandbox', 'ledger',"
+        " 'sqlite-online-backup', 'ok', 'daily', ?, ?, 1.0, 4194304, 2097152, 'x', 'k', '{}',"
+        " '[]', 'test', ?, 1)",
+        (
+            (NOW - timedelta(hours=3)).isoformat().replace("+00:00", "Z"),
+            (NOW - timedelta(hours=3)).isoformat().replace("+00:00", "Z"),
+            (NOW - timedelta(hours=2)).isoformat().replace("+00:00", "Z"),
+        ),
+    )
+    data = health_data(db, config=config, results=[], now=NOW)
+    assert data["backups"].startswith(
+        "The last backup bk-1 is ok, 3.0 h old, 2.0 MiB, verified by restore at"
+    )
     _run(db, "succeeded", NOW - timedelta(hours=1))
     data = health_data(db, config=config, results=[], now=NOW)
     assert (

@@ -105,12 +105,28 @@ BACKUP_CHECK = ("backup-recovery", "backup-verification")
 
 
 def _backups(db: Database, *, environment: str, now: datetime) -> str:
-    """What the report can say about backups: opsbook keeps no backup records, so only
-    whether the backup verification procedure ran in the last 24 h."""
-    head = (
-        "Not measured: opsbook keeps no backup records yet, so this report cannot say whether "
-        "last night's backups ran. "
+    """The last backup in the catalogue (:mod:`opsbook.backup`) with its age and its
+    verification by restore, and whether the verification procedure ran in the last 24 h."""
+    last = db.one(
+        "SELECT id, state, finished_at, stored_bytes, verified_at, verify_ok FROM backups"
+        " WHERE environment = ? ORDER BY started_at DESC LIMIT 1",
+        (environment,),
     )
+    if last is None:
+        head = f"No backup of {environment} in the catalogue: take one (opsbook backups take). "
+    else:
+        age_h = now - datetime.fromisoformat(str(last["finished_at"]).replace("Z", "+00:00"))
+        hours = age_h.total_seconds() / 3600
+        verified = (
+            "never verified by restore"
+            if last["verified_at"] is None
+            else ("verified by restore" if last["verify_ok"] else "FAILED its verification")
+            + f" at {str(last['verified_at'])[:16].replace('T', ' ')} UTC"
+        )
+        head = (
+            f"The last backup {last['id']} is {last['state']}, {hours:.1f} h old,"
+            f" {int(last['stored_bytes']) / 2**20:.1f} MiB, {verified}. "
+        )
     row = db.one(
         "SELECT id, state, finished_at, updated_at FROM executions WHERE runbook_id = ?"
         " AND procedure_id = ? AND environment = ? AND updated_at >= ?"
