@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
     app.add_typer(bk, name="backups")
+    register_check(bk)
 
     @bk.command("take")
     def take_cmd(
@@ -202,3 +203,38 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  error: {b['error']}")
         for p in (b["verify_result"] or {}).get("problems", []):
             typer.echo(f"  problem: {p}")
+
+
+def register_check(bk: typer.Typer) -> None:
+    @bk.command("check")
+    def check_cmd(ctx: typer.Context, env: EnvOpt = None, json_out: JsonOpt = False) -> None:
+        """Backup freshness and health (Barman-style): the last backup ok, its age and size,
+        the last verified restore's age, the DR copy, failed backups. Exit 1 when a critical
+        check fails."""
+        from opsbook.backup.health import check  # noqa: PLC0415
+
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        environment = env or ws.default_environment
+        db = open_db(ws, st.settings)
+        try:
+            checks = check(db, workspace=ws, environment=environment)
+        finally:
+            db.close()
+        failed = [c for c in checks if c.critical and not c.ok]
+        if json_out:
+            print_json(
+                {
+                    "environment": environment,
+                    "ok": not failed,
+                    "checks": [c.to_dict() for c in checks],
+                }
+            )
+        else:
+            for c in checks:
+                mark = "ok  " if c.ok else ("FAIL" if c.critical else "warn")
+                typer.echo(f"{mark} {c.name:<28} {c.detail}")
+                if not c.ok and c.hint:
+                    typer.echo(f"     fix: {c.hint}")
+        if failed:
+            raise typer.Exit(1)

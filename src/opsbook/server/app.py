@@ -168,6 +168,9 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
             from opsbook.secops import background as security_bg  # noqa: PLC0415
 
             tasks.append(asyncio.create_task(security_bg.run_background(ctx)))
+            from opsbook.backup import background as backup_bg  # noqa: PLC0415
+
+            tasks.append(asyncio.create_task(backup_bg.run_background(ctx)))
         try:
             yield
         finally:
