@@ -115,6 +115,10 @@ quarter="$(date -u +%Y)-Q$(( ($(date -u +%-m) - 1) / 3 + 1 ))"
 ob compliance report --standard pci-dss-4.0.1 --period "$quarter" --requirement 3.5.1 --requirement 4.2.1 --requirement 10.3.2 --out "$ws/compliance"
 python3 "$ws/compliance/verify_compliance.py" "$ws/compliance"
 
+say "opsbook backups take --verify  (the ledger backed up online, encrypted, copied to the DR location, restored and checked)"
+ob backups take --env sandbox --verify
+ob backups check --env sandbox
+
 say "opsbook executions list"
 ob executions list
 
