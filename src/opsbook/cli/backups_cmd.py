@@ -24,7 +24,8 @@ def _line(b: dict[str, Any]) -> str:
         if b["verified_at"] is None
         else f"verified {b['verified_at'][:19]}Z {'OK' if b['verify_ok'] else 'FAILED'}"
     )
-    size = f"{b['stored_bytes'] / 2**20:.1f} MiB" if b["stored_bytes"] else "-"
+    n = int(b["stored_bytes"] or 0)
+    size = "-" if not n else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
     return (
         f"{b['id']}  {b['state']:<4} {b['retention']:<7} {size:>10}  {b['duration_s']:.2f} s"
         f"  {len(b['copies'] or [])} copies  {verified}"
