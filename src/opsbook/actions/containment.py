@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.actions._registry import ActionContext, ActionSpec, action
+from opsbook.actions.platform import platform_of, service_arg
 from opsbook.errors import ValidationError
 
 _TICKET = re.compile(r"^[A-Z]+-[0-9]+$")
@@ -37,25 +38,6 @@ def _ticket(args: Mapping[str, Any]) -> str | None:
     return raw
 
 
-def _platform(ctx: ActionContext) -> Any:
-    from opsbook.platforms import platform_for  # noqa: PLC0415
-
-    return platform_for(
-        environment=ctx.environment,
-        workspace=ctx.workspace,
-        env_name=ctx.environment_name,
-        actor=ctx.started_by,
-        dry_run=ctx.dry_run,
-    )
-
-
-def _service(args: Mapping[str, Any], name: str) -> str:
-    service = args.get("service")
-    if not isinstance(service, str) or not service:
-        raise ValidationError(f"{name}: service is required", field="service")
-    return service
-
-
 def _account(args: Mapping[str, Any], name: str) -> int:
     try:
         return int(args.get("account"))  # type: ignore[arg-type]
@@ -66,7 +48,7 @@ def _account(args: Mapping[str, Any], name: str) -> int:
 
 
 async def _contain(ctx: ActionContext, verb: str, **kw: Any) -> Any:
-    out = await _platform(ctx).contain(action=verb, **kw)
+    out = await platform_of(ctx).contain(action=verb, **kw)
     what = kw.get("service") or kw.get("account")
     if not ctx.dry_run:
         from opsbook import audit  # noqa: PLC0415
@@ -100,7 +82,7 @@ async def _contain(ctx: ActionContext, verb: str, **kw: Any) -> Any:
 )
 async def isolate(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     return await _contain(
-        ctx, "isolate", service=_service(args, "platform.isolate"), ticket=_ticket(args)
+        ctx, "isolate", service=service_arg(args, "platform.isolate"), ticket=_ticket(args)
     )
 
 
@@ -113,7 +95,7 @@ async def isolate(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
 )
 async def release(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     return await _contain(
-        ctx, "release", service=_service(args, "platform.release"), ticket=_ticket(args)
+        ctx, "release", service=service_arg(args, "platform.release"), ticket=_ticket(args)
     )
 
 
@@ -300,7 +282,7 @@ async def forensic_snapshot(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     from opsbook.secops.forensics import take_snapshot  # noqa: PLC0415
     from opsbook.workspace import Workspace  # noqa: PLC0415
 
-    service = check_service(_service(args, "security.forensic_snapshot"))
+    service = check_service(service_arg(args, "security.forensic_snapshot"))
     ticket = _ticket(args)
     data_dir = _sandbox_dir(ctx)
     if data_dir is None:
@@ -313,7 +295,7 @@ async def forensic_snapshot(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     evidence = ws.state_dir / "evidence"
     if ctx.dry_run:
         return {"would_copy": [f"{service} logs", "process list", "ledger"], "into": str(evidence)}
-    status = await _platform(ctx).status()
+    status = await platform_of(ctx).status()
     from opsbook.sandbox.lifecycle import load_config  # noqa: PLC0415
 
     cfg = load_config(workspace=ws, env_name=ctx.environment_name)

@@ -17,7 +17,8 @@ from opsbook.errors import ValidationError
 from opsbook.platforms import Platform, platform_for
 
 
-def _platform(ctx: ActionContext) -> Platform:
+def platform_of(ctx: ActionContext) -> Platform:
+    """The environment's platform for this action's run (actor, dry run)."""
     return platform_for(
         environment=ctx.environment,
         workspace=ctx.workspace,
@@ -27,7 +28,8 @@ def _platform(ctx: ActionContext) -> Platform:
     )
 
 
-def _service(args: Mapping[str, Any], name: str) -> str:
+def service_arg(args: Mapping[str, Any], name: str) -> str:
+    """The ``service`` argument of action ``name``, checked."""
     value = args.get("service")
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(
@@ -62,7 +64,7 @@ def _int(
     supports_dry_run=True,
 )
 async def status(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
-    return await _platform(ctx).status()
+    return await platform_of(ctx).status()
 
 
 @action(
@@ -85,7 +87,7 @@ async def health(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     timeout = float(args.get("timeout") or 5)
     if not 0 < timeout <= 300:
         raise ValidationError("platform.health: timeout must be 0-300 seconds", field="timeout")
-    return await _platform(ctx).health(
+    return await platform_of(ctx).health(
         service=str(args["service"]) if args.get("service") else None,
         urls=urls,
         timeout=timeout,
@@ -106,7 +108,7 @@ async def health(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     supports_dry_run=True,
 )
 async def latency(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
-    service = _service(args, "platform.latency")
+    service = service_arg(args, "platform.latency")
     samples = _int(args, "samples", "platform.latency", default=10, low=1) or 10
     if samples > 100:
         raise ValidationError(
@@ -117,7 +119,7 @@ async def latency(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     timeout = number_arg(args, "timeout", action_name="platform.latency", default=5)
     if not 0 < timeout <= 60:
         raise ValidationError("platform.latency: timeout must be 0-60 seconds", field="timeout")
-    platform = _platform(ctx)
+    platform = platform_of(ctx)
     if ctx.dry_run:
         would = await platform.health(service=service, timeout=timeout)
         return {**would, "service": service, "samples": samples}
@@ -151,7 +153,7 @@ async def latency(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     supports_dry_run=True,
 )
 async def restart(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
-    return await _platform(ctx).restart(service=_service(args, "platform.restart"))
+    return await platform_of(ctx).restart(service=service_arg(args, "platform.restart"))
 
 
 @action(
@@ -164,7 +166,9 @@ async def restart(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
 async def scale(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     replicas = _int(args, "replicas", "platform.scale")
     assert replicas is not None
-    return await _platform(ctx).scale(service=_service(args, "platform.scale"), replicas=replicas)
+    return await platform_of(ctx).scale(
+        service=service_arg(args, "platform.scale"), replicas=replicas
+    )
 
 
 @action(
@@ -181,8 +185,8 @@ async def scale(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
 )
 async def deploy(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     switch = str(args.get("switch", True)).strip().lower() not in ("false", "0", "no", "off")
-    return await _platform(ctx).deploy(
-        service=_service(args, "platform.deploy"),
+    return await platform_of(ctx).deploy(
+        service=service_arg(args, "platform.deploy"),
         version=str(args["version"]).strip(),
         switch=switch,
     )
@@ -200,8 +204,8 @@ async def deploy(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
 )
 async def switch_traffic(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     to = args.get("to")
-    return await _platform(ctx).switch_traffic(
-        service=_service(args, "platform.switch_traffic"), to=str(to) if to else None
+    return await platform_of(ctx).switch_traffic(
+        service=service_arg(args, "platform.switch_traffic"), to=str(to) if to else None
     )
 
 
@@ -215,8 +219,8 @@ async def switch_traffic(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
 )
 async def rollback(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     revision = _int(args, "revision", "platform.rollback", default=None)
-    return await _platform(ctx).rollback(
-        service=_service(args, "platform.rollback"), revision=revision or None
+    return await platform_of(ctx).rollback(
+        service=service_arg(args, "platform.rollback"), revision=revision or None
     )
 
 
@@ -229,8 +233,8 @@ async def rollback(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
 )
 async def logs(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     lines = _int(args, "lines", "platform.logs", default=100, low=1) or 100
-    return await _platform(ctx).logs(
-        service=_service(args, "platform.logs"), lines=min(lines, 10_000)
+    return await platform_of(ctx).logs(
+        service=service_arg(args, "platform.logs"), lines=min(lines, 10_000)
     )
 
 
@@ -240,7 +244,7 @@ async def logs(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     supports_dry_run=True,
 )
 async def top(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
-    return await _platform(ctx).top()
+    return await platform_of(ctx).top()
 
 
 ACTIONS: Mapping[str, ActionSpec] = {

@@ -56,19 +56,7 @@ class ChangeSettings:
 
 
 def _where(ws: Workspace, key: str) -> Location:
-    path = ws.root / "opsbook.toml"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return Location(str(path))
-    in_section = False
-    for no, line in enumerate(lines, 1):
-        stripped = line.strip()
-        if stripped.startswith("["):
-            in_section = stripped == "[changes]"
-        elif in_section and stripped.split("=")[0].strip() == key:
-            return Location(str(path), no)
-    return Location(str(path))
+    return ws.config_location("changes", key)
 
 
 def load_settings(ws: Workspace) -> ChangeSettings:

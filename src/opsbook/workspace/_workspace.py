@@ -49,6 +49,23 @@ class Workspace:
         default = self.config.get("workspace", {}).get("default_roles", ["operator"])
         return tuple(str(r) for r in default)
 
+    def config_location(self, section: str, key: str) -> Location:
+        """Where ``key`` of ``[section]`` is written in opsbook.toml (file:line when found), for
+        an error that points at the value to fix."""
+        path = self.root / MARKER
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return Location(str(path))
+        in_section = False
+        for no, line in enumerate(lines, 1):
+            stripped = line.strip()
+            if stripped.startswith("["):
+                in_section = stripped == f"[{section}]"
+            elif in_section and stripped.split("=")[0].strip() == key:
+                return Location(str(path), no)
+        return Location(str(path))
+
     def environment_names(self) -> list[str]:
         if not self.environments_dir.is_dir():
             return []
