@@ -37,6 +37,7 @@ from opsbook.backup.crypto import (
     load_or_create_key,
     sha256_file,
 )
+from opsbook.backup.paths import locations
 from opsbook.errors import NotFoundError, OpsbookError, UsageError
 
 if TYPE_CHECKING:
@@ -73,18 +74,6 @@ def _ledger_path(workspace: Workspace, environment: str) -> Path:
             field="--env",
         )
     return Path(cfg.database_url.removeprefix("sqlite:///"))
-
-
-def locations(workspace: Workspace, environment: str) -> tuple[Path, Path]:
-    """(primary, DR) directories of the environment's backups."""
-    raw = (workspace.config.get("backups") or {}).get("dr_location")
-    primary = workspace.state_dir / "backups" / environment
-    dr = (
-        (Path(raw) if Path(str(raw)).is_absolute() else workspace.root / str(raw)) / environment
-        if raw
-        else workspace.state_dir / "backups-dr" / environment
-    )
-    return primary, dr
 
 
 def inspect(path: Path) -> dict[str, Any]:

@@ -89,13 +89,25 @@ def up(
         bool,
         typer.Option("--reuse", help="If the sandbox is already up, say where it is and succeed"),
     ] = False,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="The ledger's database: sqlite (embedded, the default) or postgres (clusters "
+            "the sandbox runs itself, WAL archived by pgBackRest); remembered in the "
+            "environment file",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Start the sandbox and wait until every service is healthy."""
+    from opsbook.errors import UsageError  # noqa: PLC0415
     from opsbook.sandbox import lifecycle  # noqa: PLC0415
 
+    if db is not None and db not in ("sqlite", "postgres"):
+        raise UsageError(f"unknown ledger database {db!r}", field="--db", hint="sqlite or postgres")
     result = lifecycle.up(
-        workspace=_workspace(ctx), env_name=env, strict_ports=strict_ports, reuse=reuse
+        workspace=_workspace(ctx), env_name=env, strict_ports=strict_ports, reuse=reuse, db=db
     )
     if _wants_json(ctx, json_out):
         _print_json(

@@ -28,6 +28,7 @@ DEFAULT_PORTS = {
     "network": 18105,
 }
 DEFAULT_DISK_QUOTA_MB = 1024
+DEFAULT_POSTGRES_PORT = 18110
 MAX_REPLICAS = 8
 
 
@@ -52,6 +53,9 @@ class SandboxConfig:
     services: tuple[ServiceConfig, ...]
     disk_quota_bytes: int = DEFAULT_DISK_QUOTA_MB * 1024 * 1024
     startup_timeout: float = 30.0
+    #: the ledger on PostgreSQL clusters the sandbox runs itself (``sandbox.db: postgres``)
+    managed_postgres: bool = False
+    postgres_port: int = 0
 
     @property
     def data_path(self) -> Path:
@@ -111,7 +115,20 @@ def config_from_environment(
             location=where,
             field="sandbox.database_url",
         )
-    database_url = str(db_url) if db_url else f"sqlite:///{data_dir / 'ledger.db'}"
+    db = str(sandbox.get("db") or "sqlite")
+    if db not in ("sqlite", "postgres"):
+        raise ValidationError(
+            f"sandbox.db must be sqlite or postgres, not {db!r}",
+            location=where,
+            field="sandbox.db",
+        )
+    managed = db == "postgres" and not db_url
+    if managed:
+        from opsbook.sandbox.pgcluster import primary_url  # noqa: PLC0415
+
+        database_url = primary_url(data_dir.resolve()) or "postgresql://opsbook@127.0.0.1:0/ledger"
+    else:
+        database_url = str(db_url) if db_url else f"sqlite:///{data_dir / 'ledger.db'}"
     services = _services(data.get("services"), where)
     quota_mb = sandbox.get("disk_quota_mb", DEFAULT_DISK_QUOTA_MB)
     return SandboxConfig(
@@ -125,6 +142,12 @@ def config_from_environment(
         services=services,
         disk_quota_bytes=int(quota_mb) * 1024 * 1024,
         startup_timeout=float(sandbox.get("startup_timeout", 30)),
+        managed_postgres=managed,
+        postgres_port=(
+            _int(sandbox.get("postgres_port", DEFAULT_POSTGRES_PORT), where, "postgres_port")
+            if managed
+            else 0
+        ),
     )
 
 
@@ -237,7 +260,26 @@ def settle_ports(config: SandboxConfig, *, strict: bool) -> tuple[SandboxConfig,
     gateway = settle("gateway", config.gateway_port)
     network = settle("payment network", config.network_port)
     services = tuple(replace(s, port=settle(s.name, s.port)) for s in config.services)
-    return replace(config, gateway_port=gateway, network_port=network, services=services), changes
+    pg_port = config.postgres_port
+    if config.managed_postgres and not _cluster_made(config):
+        pg_port = settle("postgres", pg_port)
+    return (
+        replace(
+            config,
+            gateway_port=gateway,
+            network_port=network,
+            services=services,
+            postgres_port=pg_port,
+        ),
+        changes,
+    )
+
+
+def _cluster_made(config: SandboxConfig) -> bool:
+    """The managed cluster exists already: its port is its own (kept in its registry)."""
+    from opsbook.sandbox.pgcluster import load_registry  # noqa: PLC0415
+
+    return bool(load_registry(config.data_path).clusters)
 
 
 def holder(port: int) -> str:
@@ -271,6 +313,9 @@ def write_back(config: SandboxConfig, changes: list[PortChange]) -> None:
     sandbox = data.setdefault("sandbox", {}) or {}
     data["sandbox"] = sandbox
     sandbox["payment_network_port"] = config.network_port
+    if config.managed_postgres:
+        sandbox["db"] = "postgres"
+        sandbox["postgres_port"] = config.postgres_port
     entries = data.get("services") or []
     by_name = {str(e.get("name")): e for e in entries if isinstance(e, dict)}
     for svc in config.services:
@@ -295,3 +340,64 @@ def _leading_comments(text: str) -> str:
             break
         lines.append(line)
     return "".join(lines)
+
+
+def set_database(env_path: Path, db: str) -> bool:
+    """Write ``sandbox.db`` (sqlite or postgres) into the environment file; True if changed."""
+    if db not in ("sqlite", "postgres"):
+        raise UsageError(f"unknown ledger database {db!r}", field="--db", hint="sqlite or postgres")
+
+    def change(data: dict[str, Any]) -> bool:
+        sandbox = data.get("sandbox") or {}
+        if str(sandbox.get("db") or "sqlite") == db:
+            return False
+        sandbox["db"] = db
+        data["sandbox"] = sandbox
+        if db == "sqlite":
+            _databases(data)["ledger"] = {"url": "sqlite:///.opsbook/sandbox/ledger.db"}
+        return True
+
+    return _rewrite(env_path, change)
+
+
+def set_ledger_url(env_path: Path, url: str) -> bool:
+    """Point ``databases.ledger.url`` (what runbooks' sql steps query) at the ledger's primary."""
+
+    def change(data: dict[str, Any]) -> bool:
+        dbs = _databases(data)
+        found = dbs.get("ledger")
+        entry: dict[str, Any] = found if isinstance(found, dict) else {}
+        if entry.get("url") == url:
+            return False
+        dbs["ledger"] = {**entry, "url": url}
+        return True
+
+    return _rewrite(env_path, change)
+
+
+def _databases(data: dict[str, Any]) -> dict[str, Any]:
+    dbs = data.get("databases")
+    if not isinstance(dbs, dict):
+        dbs = data["databases"] = {}
+    return dbs
+
+
+def _rewrite(env_path: Path, change: Any) -> bool:
+    import yaml  # noqa: PLC0415 - deferred: import cost
+
+    from opsbook import yamlsafe  # noqa: PLC0415
+
+    text = env_path.read_text(encoding="utf-8")
+    data = (
+        yamlsafe.load(
+            text, source=str(env_path), what="environment file", kind="environment files"
+        ).data
+        or {}
+    )
+    if not change(data):
+        return False
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
+    tmp = env_path.with_suffix(".yaml.tmp")
+    tmp.write_text(_leading_comments(text) + body, encoding="utf-8")
+    tmp.replace(env_path)
+    return True

@@ -34,6 +34,7 @@ from opsbook.sandbox.ledger_model import (
 
 if TYPE_CHECKING:
     from opsbook.sandbox.credential import CredentialView
+    from opsbook.sandbox.endpoint import EndpointView
 
 __all__ = [
     "CASH_ACCOUNT",
@@ -59,11 +60,13 @@ class Ledger:
         *,
         gate: Callable[[bool], None] | None = None,
         credential: CredentialView | None = None,
+        endpoint: EndpointView | None = None,
     ) -> None:
         """``credential``: on PostgreSQL, the login role and password to use instead of the
         URL's (:mod:`opsbook.sandbox.credential`); a rotation is picked up between queries."""
         self.url = url
         self._credential = credential
+        self._endpoint = endpoint
         pg = url.startswith(("postgresql://", "postgres://"))
         self.dialect = "postgresql" if pg else "sqlite"
         self.path = Path(url.removeprefix("sqlite:///")) if self.dialect == "sqlite" else None
@@ -91,26 +94,34 @@ class Ledger:
         from psycopg.rows import dict_row  # noqa: PLC0415
 
         cred = self._credential.current() if self._credential is not None else None
-        self._local.version = cred.get("version") if cred else None
+        self._local.version = self._versions()
+        where: dict[str, Any] = {}
         if cred:
-            return psycopg.connect(
-                self.url,
-                user=str(cred["user"]),
-                password=str(cred["password"]),
-                autocommit=True,
-                row_factory=dict_row,
-                connect_timeout=5,
-            )
-        return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=5)
+            where |= {"user": str(cred["user"]), "password": str(cred["password"])}
+        end = self._endpoint.current() if self._endpoint is not None else None
+        if end:
+            where |= {"host": str(end["host"]), "port": int(end["port"])}
+        return psycopg.connect(
+            self.url, autocommit=True, row_factory=dict_row, connect_timeout=5, **where
+        )
+
+    def _versions(self) -> tuple[Any, Any]:
+        """The credential's and the endpoint's versions: a change means reconnect."""
+        cred = self._credential.current() if self._credential is not None else None
+        end = self._endpoint.current() if self._endpoint is not None else None
+        return (cred.get("version") if cred else None, end.get("version") if end else None)
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self._credential is not None:
-            cred = self._credential.current()
-            if (cred.get("version") if cred else None) != getattr(self._local, "version", None):
-                with contextlib.suppress(Exception):  # rotated: reconnect between queries
-                    conn.close()
-                conn = self._local.conn = None
+        watched = self._credential is not None or self._endpoint is not None
+        if (
+            conn is not None
+            and watched
+            and self._versions() != getattr(self._local, "version", None)
+        ):
+            with contextlib.suppress(Exception):  # rotated or moved: reconnect between queries
+                conn.close()
+            conn = self._local.conn = None
         if conn is None:
             try:
                 conn = self._connect()

@@ -23,6 +23,7 @@ from opsbook.sandbox.config import (
     PortChange,
     SandboxConfig,
     config_from_environment,
+    set_ledger_url,
     settle_ports,
     write_back,
 )
@@ -98,9 +99,15 @@ def up(
     env_name: str = "sandbox",
     strict_ports: bool = False,
     reuse: bool = False,
+    db: str | None = None,
 ) -> UpResult:
-    """Start the sandbox and wait until every service is healthy."""
+    """Start the sandbox and wait until every service is healthy.
+
+    ``db``: ``postgres`` runs the ledger on PostgreSQL clusters of the sandbox's own (written
+    to the environment file as ``sandbox.db``), ``sqlite`` on the embedded file."""
     started = time.perf_counter()
+    if db is not None:
+        _switch_database(workspace, env_name, db)
     config = load_config(workspace=workspace, env_name=env_name)
     data_dir = config.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +128,15 @@ def up(
         remove_state(data_dir)
     config, changes = settle_ports(config, strict=strict_ports)
     write_back(config, changes)
+    if config.managed_postgres:
+        from opsbook.backup import pgsetup  # noqa: PLC0415
+
+        try:
+            config = pgsetup.up(workspace, config)
+        except OpsbookError:
+            pgsetup.down(config)
+            raise
+        set_ledger_url(Path(config.env_path), config.database_url)
     (data_dir / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
@@ -138,11 +154,36 @@ def up(
     if state.get("phase") != "ready":
         message = str(state.get("error") or "the sandbox did not start")
         _stop_failed(data_dir, state)
+        _stop_postgres(config)
         raise OpsbookError(
             f"the sandbox did not start: {message}", hint=f"logs: {logs}; nothing was left running"
         )
     status = Control(int(state["control"]["port"]), str(state["control"]["token"])).call("status")
     return UpResult(config, status, time.perf_counter() - started, changes, cleaned_stale=cleaned)
+
+
+def _switch_database(workspace: Workspace, env_name: str, db: str) -> None:
+    from opsbook.sandbox.config import set_database  # noqa: PLC0415
+
+    env = load_environment(workspace, env_name)
+    state = read_state(data_dir_of(workspace=workspace, env_name=env_name))
+    if state is not None and supervisor_alive(state):
+        current = str((env.data.get("sandbox") or {}).get("db") or "sqlite")
+        if current != db:
+            raise ConflictError(
+                f"the sandbox is up on its current ledger database; it cannot switch to {db}",
+                hint="opsbook sandbox down, then opsbook sandbox up --db " + db,
+            )
+    set_database(env.path, db)
+
+
+def _stop_postgres(config: SandboxConfig) -> None:
+    """Stop the sandbox's own PostgreSQL clusters, if it runs any."""
+    if not config.managed_postgres:
+        return
+    from opsbook.backup import pgsetup  # noqa: PLC0415
+
+    pgsetup.down(config)
 
 
 def _wait_for_boot(data_dir: Path, *, timeout: float) -> dict[str, Any]:
@@ -193,6 +234,7 @@ def down(*, workspace: Workspace, env_name: str = "sandbox") -> DownResult:
     data_dir = data_dir_of(workspace=workspace, env_name=env_name)
     state = read_state(data_dir)
     if state is None:
+        _stop_postgres(load_config(workspace=workspace, env_name=env_name))
         return DownResult(False, [], time.perf_counter() - started)
     procs = recorded_processes(state)
     was_alive = supervisor_alive(state)
@@ -211,6 +253,7 @@ def down(*, workspace: Workspace, env_name: str = "sandbox") -> DownResult:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
     left = _wait_gone(procs, 2.0)
+    _stop_postgres(load_config(workspace=workspace, env_name=env_name))
     if left:
         raise OpsbookError(
             "some sandbox processes did not stop: "

@@ -22,6 +22,7 @@ from prometheus_client import (
 
 from opsbook.sandbox.containment import ContainmentView
 from opsbook.sandbox.credential import CredentialView
+from opsbook.sandbox.endpoint import EndpointView
 from opsbook.sandbox.faults import FaultView
 from opsbook.sandbox.iam import TokenBook
 from opsbook.sandbox.jsonlog import JsonLog
@@ -191,6 +192,7 @@ class Runtime:
             settings.database_url,
             gate=self._gate,
             credential=CredentialView(settings.data_dir) if pg else None,
+            endpoint=EndpointView(settings.data_dir) if pg else None,
         )
         self.pool = Pool(settings.pool_size, self.metrics)
         self.executor = ThreadPoolExecutor(settings.pool_size + 2, "db")
