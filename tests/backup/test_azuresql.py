@@ -16,7 +16,7 @@ import yaml
 
 from opsbook.backup.azuresql import AzCommandFailed, AzureSqlRecovery, parse_target
 from opsbook.db import Database
-from opsbook.errors import UsageError, ValidationError
+from opsbook.errors import OpsbookError, UsageError, ValidationError
 
 HERE = Path(__file__).parent
 TEMPLATE = HERE.parents[1] / "src" / "opsbook" / "workspace" / "templates" / "environments"
@@ -276,10 +276,27 @@ def test_bad_new_names_and_times_are_usage_errors(
     assert recorded.calls() == []
 
 
-def test_a_missing_az_is_named(
-    production: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_missing_az_is_named_and_the_attempt_audited(
+    production: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_db: Database
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(Exception) as err:
-        azure(production).restore_window()
-    assert "az is not installed" in str(err.value)
+    az = AzureSqlRecovery(environment=production, clock=lambda: NOW)
+    with pytest.raises(OpsbookError) as err:
+        az.run(az.failback_plan(), db=sqlite_db, actor="dba")
+    assert "az is not installed" in err.value.message and "az login" in (err.value.hint or "")
+    row = sqlite_db.one("SELECT action FROM events ORDER BY id DESC")
+    assert row is not None and row["action"] == "backup.azuresql.failed"
+
+
+def test_failover_status_names_the_primary(production: dict[str, Any], recorded: Recorded) -> None:
+    status = azure(production).failover_status()
+    assert status["primary_server"] == PRIMARY
+    assert status["roles"] == {DR: "Secondary", PRIMARY: "Primary"}
+    assert status["replication_state"] == "CATCH_UP" and status["databases"] == ["ledger"]
+    assert status["failover_policy"] == "Manual"
+    show = [
+        "az", "sql", "failover-group", "show", "--resource-group", RG, "--server", DR,
+        "--name", FOG, "--subscription", SUB, "-o", "json",
+    ]  # fmt: skip
+    assert recorded.calls() == [show]
+    assert azure(production, dry_run=True).failover_status()["would_run"].endswith("-o json")

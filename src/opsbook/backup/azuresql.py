@@ -26,6 +26,7 @@ Syntax is that of azure-cli's ``sql`` module (``az sql db restore --dest-name/--
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -400,6 +401,57 @@ class AzureSqlRecovery:
         ]
         return [switch, self._show_fog(server=self.primary_server)]
 
+    def status_command(self) -> list[str]:
+        return [
+            *self._cmd(
+                "sql", "failover-group", "show", server=self.dr_server, name=self.failover_group
+            ),
+            "--subscription",
+            self.subscription,
+            "-o",
+            "json",
+        ]
+
+    def failover_status(self) -> dict[str, Any]:
+        """Which server is primary now, as the failover group on the DR server reports it
+        (``az sql failover-group show``: ``replicationRole``, ``replicationState``,
+        ``partnerServers``, ``readWriteEndpoint``). Read before a failover or failback is
+        approved; the DR side is asked because in a disaster it is the side that answers."""
+        argv = self.status_command()
+        if self.dry_run:
+            return {"would_run": shlex.join(argv)}
+        out = self._exec(argv, results=[])["stdout"]
+        try:
+            fog = json.loads(out or "{}")
+        except json.JSONDecodeError:
+            raise OpsbookError(
+                f"`{shlex.join(argv)}` did not print JSON: {out[:120]!r}",
+                hint="run it by hand; check `az config get core.output`",
+            ) from None
+        dr_role = fog.get("replicationRole")
+        partners = [
+            {
+                "server": str(p.get("id", "")).rsplit("/", 1)[-1],
+                "location": p.get("location"),
+                "role": p.get("replicationRole"),
+            }
+            for p in fog.get("partnerServers") or []
+            if isinstance(p, dict)
+        ]
+        roles = {self.dr_server: dr_role, **{p["server"]: p["role"] for p in partners}}
+        endpoint = fog.get("readWriteEndpoint") or {}
+        return {
+            "failover_group": self.failover_group,
+            "queried_server": self.dr_server,
+            "primary_server": next((s for s, r in roles.items() if r == "Primary"), None),
+            "roles": roles,
+            "replication_state": fog.get("replicationState"),
+            "failover_policy": endpoint.get("failoverPolicy"),
+            "grace_period_minutes": endpoint.get("failoverWithDataLossGracePeriodMinutes"),
+            "databases": [str(d).rsplit("/", 1)[-1] for d in fog.get("databases") or []],
+            "source": shlex.join(argv),
+        }
+
     def replication_command(self) -> list[str]:
         return [
             *self._cmd(
@@ -419,8 +471,6 @@ class AzureSqlRecovery:
         ``percentComplete``). ARM has no seconds-behind figure: ``lag_seconds`` is None and
         ``lag_seconds_query`` is the T-SQL (``sys.dm_geo_replication_link_status``) that gives
         it on the primary database. ``healthy`` is ``replicationState == CATCH_UP``."""
-        import json  # noqa: PLC0415
-
         argv = self.replication_command()
         if self.dry_run:
             return {"would_run": shlex.join(argv), "lag_seconds_query": LAG_SECONDS_QUERY}
@@ -554,11 +604,11 @@ class AzureSqlRecovery:
         if self.dry_run:
             return [{"argv": a, "command": shlex.join(a), "dry_run": True} for a in commands]
         results: list[dict[str, Any]] = []
-        failed: AzCommandFailed | None = None
+        failed: OpsbookError | None = None
         try:
             for argv in commands:
                 self._exec(argv, results=results)
-        except AzCommandFailed as exc:
+        except OpsbookError as exc:
             failed = exc
             raise
         finally:
@@ -572,7 +622,7 @@ class AzureSqlRecovery:
         db: Database,
         actor: str | None,
         results: list[dict[str, Any]],
-        failed: AzCommandFailed | None,
+        failed: OpsbookError | None,
         eid: str | None,
     ) -> None:
         from opsbook import audit  # noqa: PLC0415
@@ -581,7 +631,7 @@ class AzureSqlRecovery:
             db=db,
             actor=actor or "operator",
             action="backup.azuresql.failed" if failed else "backup.azuresql.ran",
-            subject=f"azuresql:{self.describe()['ledger_server']}/{self.describe()['database']}",
+            subject=f"azuresql:{self.ledger_server}/{self.database}",
             payload={
                 "commands": [
                     {"command": shlex.join(r["argv"]), "exit": r["exit"], "took_s": r["took_s"]}
