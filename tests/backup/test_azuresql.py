@@ -125,7 +125,7 @@ def test_a_restore_runs_the_recorded_commands(
 ) -> None:
     az = azure(production)
     window = az.restore_window()
-    assert window["earliest"] == "2026-11-27T05:10:11Z"
+    assert window["earliest"] == "2026-11-27T05:10:12Z"
     plan = az.restore_plan(target_time=TARGET)
     results = az.run(plan, db=sqlite_db, actor="dba")
     assert [r["argv"] for r in results] == [RESTORE, RESTORED_ONLINE]
@@ -186,7 +186,7 @@ def test_a_target_before_the_window_is_refused_and_nothing_is_restored(
     with pytest.raises(UsageError) as err:
         azure(production).restore_plan(target_time=datetime(2026, 11, 20, 0, 0, tzinfo=UTC))
     assert err.value.field == "--to" and err.value.exit_code == 2
-    assert "earliest restore point 2026-11-27T05:10:11Z" in err.value.message
+    assert "earliest restore point 2026-11-27T05:10:12Z" in err.value.message
     assert recorded.calls() == [WINDOW]  # only the read of the window: no restore ran
 
 
@@ -300,3 +300,24 @@ def test_failover_status_names_the_primary(production: dict[str, Any], recorded:
     ]  # fmt: skip
     assert recorded.calls() == [show]
     assert azure(production, dry_run=True).failover_status()["would_run"].endswith("-o json")
+
+
+def test_after_a_failover_the_restore_runs_on_the_server_that_is_primary(
+    production: dict[str, Any], recorded: Recorded
+) -> None:
+    az = azure(production, dry_run=True)
+    plan = az.restore_plan(target_time=TARGET, server=DR)
+    assert [argv[argv.index("--server") + 1] for argv in plan] == [DR, DR]
+    assert az.restore_window(server=DR)["would_run"].split()[7] == DR
+    assert recorded.calls() == []
+
+
+def test_the_window_start_is_rounded_up_to_a_whole_second(
+    production: dict[str, Any], recorded: Recorded
+) -> None:
+    az = azure(production)
+    # earliestRestoreDate is 05:10:11.273: 05:10:11 cannot be restored, 05:10:12 can
+    assert az.restore_window()["earliest"] == "2026-11-27T05:10:12Z"
+    with pytest.raises(UsageError):
+        az.check_target(target_time=datetime(2026, 11, 27, 5, 10, 11, 500000, tzinfo=UTC))
+    az.check_target(target_time=datetime(2026, 11, 27, 5, 10, 12, tzinfo=UTC))

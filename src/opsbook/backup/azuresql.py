@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from opsbook.errors import Location, OpsbookError, StepError, UsageError, ValidationError
@@ -227,9 +227,9 @@ class AzureSqlRecovery:
             name,
         ]
 
-    def _show_db(self, *, name: str, query: str) -> list[str]:
+    def _show_db(self, *, name: str, query: str, server: str) -> list[str]:
         return [
-            *self._cmd("sql", "db", "show", server=self.ledger_server, name=name),
+            *self._cmd("sql", "db", "show", server=server, name=name),
             "--subscription",
             self.subscription,
             "--query",
@@ -251,21 +251,27 @@ class AzureSqlRecovery:
 
     # -- point-in-time restore -------------------------------------------------------------
 
-    def window_command(self) -> list[str]:
+    def window_command(self, *, server: str | None = None) -> list[str]:
         """``az sql db show ... --query earliestRestoreDate -o tsv``: the window's start."""
-        return self._show_db(name=self.database, query="earliestRestoreDate")
+        return self._show_db(
+            name=self.database, query="earliestRestoreDate", server=server or self.ledger_server
+        )
 
-    def restore_window(self) -> dict[str, Any]:
-        """The restore window ``[earliest, now]`` of the ledger database.
+    def restore_window(self, *, server: str | None = None) -> dict[str, Any]:
+        """The restore window ``[earliest, now]`` of the ledger database on ``server`` (default
+        the ledger's server; after a failover, the server that is primary now: backups are
+        taken of the primary).
 
         Azure SQL restores to any second from ``earliestRestoreDate`` (set by the retention,
-        1-35 days, 7 by default) up to now. In a dry run nothing is asked: ``earliest`` is None
-        and ``would_run`` is the command that would ask."""
-        argv = self.window_command()
+        1-35 days, 7 by default) up to now. ``earliest`` is rounded up to a whole second (the
+        restore takes whole seconds). In a dry run nothing is asked: ``earliest`` is None and
+        ``would_run`` is the command that would ask."""
+        source = server or self.ledger_server
+        argv = self.window_command(server=source)
         now = self._clock()
         base = {
             "database": self.database,
-            "server": self.ledger_server,
+            "server": source,
             "latest": _z(now),
         }
         if self.dry_run:
@@ -274,7 +280,7 @@ class AzureSqlRecovery:
         text = result["stdout"].strip()
         if not text:
             raise OpsbookError(
-                f"Azure reports no restore point for {self.database} on {self.ledger_server}",
+                f"Azure reports no restore point for {self.database} on {source}",
                 hint="a new database has none until its first full backup (minutes after "
                 "creation); check `az sql db show` and the backup retention policy",
             )
@@ -287,6 +293,8 @@ class AzureSqlRecovery:
             ) from None
         if earliest.tzinfo is None:  # ARM times are UTC
             earliest = earliest.replace(tzinfo=UTC)
+        if earliest.microsecond:
+            earliest = earliest.replace(microsecond=0) + timedelta(seconds=1)
         return {
             **base,
             "earliest": _z(earliest),
@@ -294,7 +302,7 @@ class AzureSqlRecovery:
             "source": shlex.join(argv),
         }
 
-    def check_target(self, *, target_time: datetime) -> dict[str, Any]:
+    def check_target(self, *, target_time: datetime, server: str | None = None) -> dict[str, Any]:
         """Refuse (UsageError, field ``--to``) a target outside ``[earliest, now]``; the window.
 
         A target in the future is refused without asking Azure; otherwise (unless a dry run)
@@ -305,6 +313,7 @@ class AzureSqlRecovery:
                 field="--to",
                 hint="give it with a zone, e.g. 2026-12-04T03:15:00Z",
             )
+        target_time = target_time.replace(microsecond=0)  # the restore takes whole seconds
         now = self._clock()
         if target_time > now:
             raise UsageError(
@@ -312,12 +321,12 @@ class AzureSqlRecovery:
                 field="--to",
                 hint="a point-in-time restore goes back: give a time before now",
             )
-        window = self.restore_window()
+        window = self.restore_window(server=server)
         earliest = window.get("earliest")
         if earliest and target_time < datetime.fromisoformat(earliest):
             raise UsageError(
                 f"the target {_z(target_time)} is before the earliest restore point {earliest} "
-                f"of {self.database} on {self.ledger_server}",
+                f"of {self.database} on {window['server']}",
                 field="--to",
                 hint=f"choose a time between {earliest} and {window['latest']}; older data is "
                 "only in long-term retention backups (`az sql db ltr-backup list`)",
@@ -350,17 +359,21 @@ class AzureSqlRecovery:
         return name
 
     def restore_plan(
-        self, *, target_time: datetime, new_name: str | None = None
+        self, *, target_time: datetime, new_name: str | None = None, server: str | None = None
     ) -> list[list[str]]:
-        """The commands of a point-in-time restore of the ledger into ``new_name``.
+        """The commands of a point-in-time restore of the ledger into ``new_name`` (default
+        ``<db>-pitr-<YYYYmmddHHMM>`` of the target) on ``server`` (default the ledger's
+        server; after a failover pass the server that is primary now,
+        ``failover_status()["primary_server"]``).
 
         The target is checked against the restore window first (:meth:`check_target`); the
-        plan is then the restore (az waits for it to finish) and the check that the new
-        database is ``Online``."""
-        self.check_target(target_time=target_time)
+        plan is then the restore (az waits for it to finish; the new database lands on the same
+        server) and the check that the new database is ``Online``."""
+        source = server or self.ledger_server
+        self.check_target(target_time=target_time, server=source)
         new = self._check_name(new_name or self.default_name(target_time=target_time))
         restore = [
-            *self._cmd("sql", "db", "restore", server=self.ledger_server, name=self.database),
+            *self._cmd("sql", "db", "restore", server=source, name=self.database),
             "--dest-name",
             new,
             "--time",
@@ -368,7 +381,7 @@ class AzureSqlRecovery:
             "--subscription",
             self.subscription,
         ]
-        return [restore, self._show_db(name=new, query="status")]
+        return [restore, self._show_db(name=new, query="status", server=source)]
 
     # -- failover groups -------------------------------------------------------------------
 
