@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 RECORDINGS = Path(__file__).parent / "recordings_az"
@@ -21,6 +22,8 @@ def main(argv: list[str]) -> int:
     if answer is None:
         sys.stderr.write(f"no recording for: {line}\n")
         return 97
+    if "sleep_s" in answer:  # an operation that outlasts the caller's timeout
+        time.sleep(float(answer["sleep_s"]))
     if "stdout_file" in answer:
         sys.stdout.write((RECORDINGS / answer["stdout_file"]).read_text(encoding="utf-8"))
     else:

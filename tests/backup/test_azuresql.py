@@ -321,3 +321,21 @@ def test_the_window_start_is_rounded_up_to_a_whole_second(
     with pytest.raises(UsageError):
         az.check_target(target_time=datetime(2026, 11, 27, 5, 10, 11, 500000, tzinfo=UTC))
     az.check_target(target_time=datetime(2026, 11, 27, 5, 10, 12, tzinfo=UTC))
+
+
+def test_a_command_past_its_timeout_is_stopped_and_named(
+    production: dict[str, Any], recorded: Recorded
+) -> None:
+    az = AzureSqlRecovery(environment=production, clock=lambda: NOW, timeout=0.5)
+    plan = az.restore_plan(target_time=TARGET, new_name="ledger-slow")
+    with pytest.raises(AzCommandFailed) as err:
+        az.run(plan)
+    assert "did not finish within 0.5s" in err.value.message and err.value.retryable
+    assert "az sql db op list" in (err.value.hint or "")
+    assert [r["exit"] for r in err.value.results] == [None]  # the status check never ran
+
+
+def test_only_az_commands_run(production: dict[str, Any], recorded: Recorded) -> None:
+    with pytest.raises(UsageError):
+        azure(production).run([["sh", "-c", "echo hi"]])
+    assert recorded.calls() == []
