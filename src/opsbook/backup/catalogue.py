@@ -43,6 +43,7 @@ from opsbook.errors import NotFoundError, OpsbookError, UsageError
 if TYPE_CHECKING:
     from opsbook.config import Settings
     from opsbook.db import Database
+    from opsbook.sandbox.config import SandboxConfig
     from opsbook.workspace import Workspace
 
 TABLES = ("accounts", "transfers", "entries", "payments", "outbox")
@@ -56,7 +57,8 @@ class BackupFailed(OpsbookError):
     """A backup or a verification that failed (exit 1); the catalogue says why."""
 
 
-def _ledger_path(workspace: Workspace, environment: str) -> Path:
+def _ledger(workspace: Workspace, environment: str) -> SandboxConfig:
+    """The sandbox environment's configuration (its ledger on SQLite or PostgreSQL)."""
     from opsbook.sandbox.lifecycle import load_config  # noqa: PLC0415
     from opsbook.workspace import load_environment  # noqa: PLC0415
 
@@ -65,15 +67,22 @@ def _ledger_path(workspace: Workspace, environment: str) -> Path:
         raise UsageError(
             f"{env.name} is not the sandbox: Azure SQL's own backups serve it",
             field="--env",
-            hint="point-in-time restore with az sql db restore (a later slice of issue 13)",
+            hint="point-in-time restore there: opsbook recover --env "
+            f"{env.name} --to TIME --dry-run (docs/backup-azure-sql.md)",
         )
     cfg = load_config(workspace=workspace, env_name=env.name)
-    if not cfg.database_url.startswith("sqlite:///"):
+    if not cfg.database_url.startswith("sqlite:///") and not cfg.managed_postgres:
         raise UsageError(
-            "the sandbox ledger is on PostgreSQL: its backups (pgBackRest) are not built yet",
+            "the sandbox ledger is on a PostgreSQL server opsbook does not run "
+            "(sandbox.database_url): back it up with that server's own tooling",
             field="--env",
+            hint="or let the sandbox run its own cluster: opsbook sandbox up --db postgres",
         )
-    return Path(cfg.database_url.removeprefix("sqlite:///"))
+    return cfg
+
+
+def _ledger_path(workspace: Workspace, environment: str) -> Path:
+    return Path(_ledger(workspace, environment).database_url.removeprefix("sqlite:///"))
 
 
 def inspect(path: Path) -> dict[str, Any]:
@@ -122,12 +131,28 @@ def take(
     settings: Settings,
     actor: str,
     retention: str = "daily",
+    kind: str = "full",
 ) -> dict[str, Any]:
+    """Take a backup of the environment's ledger. ``kind`` (full, diff, incr) applies on
+    PostgreSQL (pgBackRest); SQLite backups are always full."""
     if retention not in ("daily", "weekly", "monthly"):
         raise UsageError(
             f"unknown retention {retention!r}", field="--retention", hint="daily, weekly or monthly"
         )
-    ledger = _ledger_path(workspace, environment)
+    if kind not in ("full", "diff", "incr"):
+        raise UsageError(f"unknown backup type {kind!r}", field="--type", hint="full, diff or incr")
+    cfg = _ledger(workspace, environment)
+    if cfg.managed_postgres:
+        return _take_pg(
+            db,
+            workspace=workspace,
+            cfg=cfg,
+            settings=settings,
+            actor=actor,
+            retention=retention,
+            kind=kind,
+        )
+    ledger = Path(cfg.database_url.removeprefix("sqlite:///"))
     if not ledger.is_file():
         raise UsageError(f"no ledger at {ledger}", hint="opsbook sandbox up")
     key = load_or_create_key(settings.secrets_dir_for(workspace.state_dir))
@@ -192,6 +217,75 @@ def take(
         }
     finally:
         scratch.unlink(missing_ok=True)
+    return _record(db, row, t0, actor)
+
+
+def _take_pg(
+    db: Database,
+    *,
+    workspace: Workspace,
+    cfg: SandboxConfig,
+    settings: Settings,
+    actor: str,
+    retention: str,
+    kind: str,
+) -> dict[str, Any]:
+    from opsbook.backup import pgbackrest, pgbackups  # noqa: PLC0415
+    from opsbook.backup.paths import pg_repo, pg_repo_dr  # noqa: PLC0415
+
+    key = load_or_create_key(settings.secrets_dir_for(workspace.state_dir))
+    started = datetime.now(UTC)
+    bid = f"bk-{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {
+        "id": bid,
+        "environment": cfg.env_name,
+        "database": "ledger",
+        "method": f"pgbackrest-{kind}",
+        "retention": retention,
+        "started_at": _z(started),
+        "key_id": key_id(key),
+        "created_by": actor,
+    }
+    try:
+        got = pgbackups.take(
+            data_dir=cfg.data_path,
+            key=key,
+            primary_url=cfg.database_url,
+            kind=kind,
+            repo=pg_repo(workspace, cfg.env_name),
+            dr_repo=pg_repo_dr(workspace, cfg.env_name),
+        )
+        row |= {
+            "state": "ok",
+            "method": got["method"],
+            "raw_bytes": got["raw_bytes"],
+            "stored_bytes": got["stored_bytes"],
+            "sha256": got["sha256"],
+            "manifest": json.dumps(got["manifest"]),
+            "copies": json.dumps(got["copies"]),
+            "error": None,
+        }
+    except (OSError, pgbackrest.BackRestError) as exc:
+        error = (
+            f"{type(exc).__name__}: {exc.strerror}"
+            if isinstance(exc, OSError) and exc.strerror
+            else str(exc)
+        )
+        row |= {
+            "state": "bad",
+            "raw_bytes": 0,
+            "stored_bytes": 0,
+            "sha256": "",
+            "manifest": "{}",
+            "copies": "[]",
+            "error": error,
+        }
+    return _record(db, row, t0, actor)
+
+
+def _record(db: Database, row: dict[str, Any], t0: float, actor: str) -> dict[str, Any]:
+    bid = str(row["id"])
     row["finished_at"] = _z(datetime.now(UTC))
     row["duration_s"] = round(time.perf_counter() - t0, 3)
     with db.transaction():
@@ -281,6 +375,44 @@ def _restore_checked(
     return problems, found
 
 
+def _restore_checked_pg(
+    b: dict[str, Any], key: bytes, cfg: SandboxConfig
+) -> tuple[list[str], dict[str, Any]]:
+    """pgbackrest verify on each copy, then a restore of the first good one into a scratch
+    instance: its counts against the manifest and the ledger invariants."""
+    from opsbook.backup import pgbackrest, pgbackups  # noqa: PLC0415
+
+    problems: list[str] = []
+    if b["key_id"] != key_id(key):
+        return [f"wrong encryption key: the backup was made with key {b['key_id']}"], {}
+    label = str((b["manifest"] or {}).get("label"))
+    for c in b["copies"] or []:
+        where = f"{c['location']} copy"
+        path, repo = Path(c["path"]), Path(c["repo"])
+        if not path.is_file():
+            problems.append(f"{where} {path}: missing")
+            continue
+        if pgbackups.sha256(path) != b["sha256"]:
+            problems.append(f"{where} {path}: its manifest differs from the catalogue")
+            continue
+        found = pgbackrest.verify_repo(cfg.data_path, key, repo=repo, label=label)
+        problems += [f"{where} {repo}: {p}" for p in found]
+        if found:
+            continue
+        try:
+            with pgbackups.scratch_instance(
+                data_dir=cfg.data_path, key=key, label=label, repo=repo
+            ) as (url, took, _pgdata, _port):
+                restored = pgbackups.inspect_url(url)
+        except OpsbookError as exc:
+            problems.append(f"{where}: restore of {label} from {repo} failed: {exc}")
+            continue
+        restored["restore_s"] = round(took, 3)
+        restored["restored_from"] = c["location"]
+        return [*problems, *pgbackups.check_restored(b["manifest"] or {}, restored)], restored
+    return problems or ["no copy to restore from"], {}
+
+
 def verify(
     db: Database, *, workspace: Workspace, settings: Settings, backup_id: str, actor: str
 ) -> dict[str, Any]:
@@ -289,8 +421,11 @@ def verify(
         raise BackupFailed(f"backup {backup_id} never completed: {b['error']}")
     key = load_or_create_key(settings.secrets_dir_for(workspace.state_dir))
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="opsbook-verify-") as tmp:
-        problems, found = _restore_checked(b, key, Path(tmp) / "ledger.db")
+    if str(b["method"]).startswith("pgbackrest"):
+        problems, found = _restore_checked_pg(b, key, _ledger(workspace, b["environment"]))
+    else:
+        with tempfile.TemporaryDirectory(prefix="opsbook-verify-") as tmp:
+            problems, found = _restore_checked(b, key, Path(tmp) / "ledger.db")
     took = round(time.perf_counter() - t0, 3)
     result = {"ok": not problems, "problems": problems, "restored": found}
     with db.transaction():

@@ -8,37 +8,19 @@ check` (exit 1) and, from `opsbook serve`, raise an alert linking the backup run
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from opsbook.backup.check import Check
 from opsbook.backup.crypto import sha256_file
-from opsbook.errors import ValidationError
+from opsbook.errors import OpsbookError, ValidationError
 
 if TYPE_CHECKING:
     from opsbook.db import Database
     from opsbook.workspace import Workspace
 
 RUNBOOK = "backup-recovery#backup-verification"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    critical: bool
-    detail: str
-    hint: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": "ok" if self.ok else "failed",
-            "critical": self.critical,
-            "detail": self.detail,
-            "hint": self.hint,
-        }
 
 
 def _settings(ws: Workspace) -> tuple[float, float, int]:
@@ -97,12 +79,15 @@ def check(
             "is `opsbook serve` running (it takes one daily)? " + take,
         )
     )
+    # An incremental pgBackRest backup stores only what changed: its size is the database's.
+    pg = str(good["method"]).startswith("pgbackrest")
+    size = int(good["raw_bytes"] if pg else good["stored_bytes"])
     out.append(
         Check(
             "backup minimum size",
-            int(good["stored_bytes"]) >= min_size,
+            size >= min_size,
             True,
-            f"{good['stored_bytes']} bytes stored (at least {min_size})",
+            f"{size} bytes {'in the database backed up' if pg else 'stored'} (at least {min_size})",
             "an empty backup is not a backup: check the ledger path and take another",
         )
     )
@@ -148,6 +133,7 @@ def check(
         (environment, (when - timedelta(days=7)).isoformat().replace("+00:00", "Z")),
     )
     n = int(failed["n"]) if failed else 0
+    out += _pg_checks(workspace, environment, when)
     out.append(
         Check(
             "failed backups",
@@ -193,3 +179,18 @@ def alert_failures(db: Database, *, environment: str, checks: list[Check], actor
     if alerts:
         ingest(db, alerts=alerts, source="backups", actor=actor, runbook_for=lambda a: RUNBOOK)
     return sum(1 for c in checks if c.critical and not c.ok)
+
+
+def _pg_checks(workspace: Workspace, environment: str, when: datetime) -> list[Check]:
+    """The WAL archive and the DR replica, when the sandbox runs its ledger on PostgreSQL."""
+    from opsbook.sandbox.lifecycle import load_config  # noqa: PLC0415
+
+    try:
+        cfg = load_config(workspace=workspace, env_name=environment)
+    except OpsbookError:  # not a sandbox environment: nothing to add
+        return []
+    if not cfg.managed_postgres:
+        return []
+    from opsbook.backup import pghealth  # noqa: PLC0415
+
+    return pghealth.checks(workspace=workspace, data_dir=cfg.data_path, now=when)

@@ -27,7 +27,8 @@ def _line(b: dict[str, Any]) -> str:
     n = int(b["stored_bytes"] or 0)
     size = "-" if not n else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
     return (
-        f"{b['id']}  {b['state']:<4} {b['retention']:<7} {size:>10}  {b['duration_s']:.2f} s"
+        f"{b['id']}  {b['state']:<4} {b['method']:<20} {b['retention']:<7} {size:>10}"
+        f"  {b['duration_s']:.2f} s"
         f"  {len(b['copies'] or [])} copies  {verified}"
     )
 
@@ -48,6 +49,13 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--retention", help="daily, weekly or monthly")
         ] = "daily",
         verify: Annotated[bool, typer.Option("--verify", help="Verify it by restore too")] = False,
+        kind: Annotated[
+            str,
+            typer.Option(
+                "--type",
+                help="full, diff or incr (on PostgreSQL, pgBackRest; SQLite backups are full)",
+            ),
+        ] = "full",
         as_user: AsOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -66,6 +74,7 @@ def register(app: typer.Typer) -> None:
                 settings=st.settings,
                 actor=st.user(as_user),
                 retention=retention,
+                kind=kind,
             )
             if verify:
                 b = catalogue.verify(
