@@ -479,3 +479,54 @@ def restore(
     if problems:
         raise BackupFailed(f"backup {backup_id} does not restore: {'; '.join(problems)}")
     return {"backup": backup_id, "to": str(target), "restored": found}
+
+
+def prune(
+    db: Database,
+    *,
+    workspace: Workspace,
+    settings: Settings,
+    environment: str,
+    keep: int,
+    actor: str,
+) -> dict[str, Any]:
+    """Retention: keep the newest ``keep`` full backups (and what depends on them). On
+    PostgreSQL ``pgbackrest expire`` (the DR mirror follows); on SQLite the older backups'
+    files are removed. Their catalogue rows stay, marked ``expired``: the record is evidence."""
+    cfg = _ledger(workspace, environment)
+    expired: list[str] = []
+    if cfg.managed_postgres:
+        from opsbook.backup import pgbackrest, pgbackups  # noqa: PLC0415
+        from opsbook.backup.paths import pg_repo, pg_repo_dr  # noqa: PLC0415
+
+        key = load_or_create_key(settings.secrets_dir_for(workspace.state_dir))
+        pgbackrest.run(cfg.data_path, key, "expire", f"--repo1-retention-full={keep}")
+        pgbackups.mirror(
+            pg_repo(workspace, environment), pg_repo_dr(workspace, environment), delete=True
+        )
+        labels = {b["label"] for b in pgbackrest.info(cfg.data_path, key).get("backup", [])}
+        for b in list_backups(db, environment=environment, limit=10_000):
+            label = (b["manifest"] or {}).get("label")
+            if b["state"] == "ok" and label and label not in labels:
+                expired.append(b["id"])
+    else:
+        good = [
+            b
+            for b in list_backups(db, environment=environment, limit=10_000)
+            if b["state"] == "ok" and not str(b["method"]).startswith("pgbackrest")
+        ]
+        for b in good[keep:]:
+            for c in b["copies"] or []:
+                Path(c["path"]).unlink(missing_ok=True)
+            expired.append(b["id"])
+    with db.transaction():
+        for bid in expired:
+            db.execute("UPDATE backups SET state = 'expired' WHERE id = ?", (bid,))
+        audit.record(
+            db=db,
+            actor=actor,
+            action="backup.pruned",
+            subject=f"backups:{environment}",
+            payload={"keep": keep, "expired": expired},
+        )
+    return {"environment": environment, "keep": keep, "expired": expired}

@@ -112,10 +112,19 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def mirror(src: Path, dst: Path) -> int:
+def mirror(src: Path, dst: Path, *, delete: bool = False) -> int:
     """Copy what is new or changed in the repository ``src`` to ``dst`` (the DR region's
-    storage, replicated like a bucket); the number of files copied."""
+    storage, replicated like a bucket); with ``delete``, remove what ``src`` no longer has
+    (after retention). The number of files copied."""
     copied = 0
+    if delete and dst.exists():
+        for root, _dirs, files in os.walk(dst, topdown=False):
+            rel = Path(root).relative_to(dst)
+            for name in files:
+                if not (src / rel / name).exists():
+                    (Path(root) / name).unlink()
+            if not (src / rel).exists():
+                shutil.rmtree(root, ignore_errors=True)
     dst.mkdir(parents=True, exist_ok=True)
     pgcluster.give(dst)
     for root, dirs, files in os.walk(src):

@@ -148,6 +148,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "backups_cmd",
         "Backups of the sandbox ledger: take, verify by restore, restore.",
     ),
+    "recover": (
+        "recover_cmd",
+        "Point-in-time recovery of the ledger, cut over after a four-eyes approval.",
+    ),
+    "dr": ("dr_cmd", "The DR region: replica, failover, failback, drills with RPO and RTO."),
 }
 
 

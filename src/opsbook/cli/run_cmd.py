@@ -99,65 +99,94 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> int:
         """Run a procedure against an environment, verifying every step."""
-        import asyncio  # noqa: PLC0415 - not on the start-up path
-
-        from rich.console import Console  # noqa: PLC0415
-
-        from opsbook.cli._live import ConsoleInteraction, ConsoleReporter  # noqa: PLC0415
-        from opsbook.errors import UsageError  # noqa: PLC0415
-        from opsbook.workspace import load_environment  # noqa: PLC0415
-
-        state: AppState = ctx.obj
-        ws = state.workspace()
-        settings = state.settings
-        user = state.user(as_user)
-        runbook, procedure = resolve(ws, ref)
-        environment = load_environment(ws, env or ws.default_environment)
-        interactive = is_interactive() and not json_out
-        console = Console(stderr=json_out, quiet=json_out, highlight=False)
-        reporter = ConsoleReporter(console=console, verbose=verbose)
-        interaction = ConsoleInteraction(console=console, actor=user) if interactive else None
-        db = open_db(ws, settings)
-        engine = make_engine(ws, settings, db, reporter=reporter, interaction=interaction)
-        params = command_line_params(
-            procedure,
-            list(param or []),
-            path=str(runbook.path),
-            max_bytes=settings.param_max_bytes_for(ws.config),
-            secret_in=engine.resolver.secret_in,
+        return start_procedure(
+            ctx,
+            ref=ref,
+            env=env,
+            param=list(param or []),
+            dry_run=dry_run,
+            yes=yes,
+            json_out=json_out,
+            as_user=as_user,
+            verbose=verbose,
+            no_feedback=no_feedback,
         )
-        risky = procedure.risk == "high" or environment.name == "production"
-        if risky and not dry_run and not yes:
-            if not interactive:
-                raise UsageError(
-                    f"{runbook.id}#{procedure.id} (risk: {procedure.risk}) on "
-                    f"{environment.name} needs confirmation",
-                    hint="pass --yes to confirm, or --dry-run to see what it would do",
-                )
-            typer.confirm(
-                f"Run {runbook.id}#{procedure.id} (risk: {procedure.risk}) on {environment.name}?",
-                abort=True,
+
+
+def start_procedure(
+    ctx: typer.Context,
+    *,
+    ref: str,
+    env: str | None,
+    param: list[str],
+    dry_run: bool = False,
+    yes: bool = False,
+    json_out: bool = False,
+    as_user: str | None = None,
+    verbose: bool = False,
+    no_feedback: bool = False,
+) -> int:
+    """What `opsbook run` does; other commands that start a runbook's procedure (recover, dr
+    drill) call it so the run is journaled, approved and audited like any other."""
+    import asyncio  # noqa: PLC0415 - not on the start-up path
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from opsbook.cli._live import ConsoleInteraction, ConsoleReporter  # noqa: PLC0415
+    from opsbook.errors import UsageError  # noqa: PLC0415
+    from opsbook.workspace import load_environment  # noqa: PLC0415
+
+    state: AppState = ctx.obj
+    ws = state.workspace()
+    settings = state.settings
+    user = state.user(as_user)
+    runbook, procedure = resolve(ws, ref)
+    environment = load_environment(ws, env or ws.default_environment)
+    interactive = is_interactive() and not json_out
+    console = Console(stderr=json_out, quiet=json_out, highlight=False)
+    reporter = ConsoleReporter(console=console, verbose=verbose)
+    interaction = ConsoleInteraction(console=console, actor=user) if interactive else None
+    db = open_db(ws, settings)
+    engine = make_engine(ws, settings, db, reporter=reporter, interaction=interaction)
+    params = command_line_params(
+        procedure,
+        list(param or []),
+        path=str(runbook.path),
+        max_bytes=settings.param_max_bytes_for(ws.config),
+        secret_in=engine.resolver.secret_in,
+    )
+    risky = procedure.risk == "high" or environment.name == "production"
+    if risky and not dry_run and not yes:
+        if not interactive:
+            raise UsageError(
+                f"{runbook.id}#{procedure.id} (risk: {procedure.risk}) on "
+                f"{environment.name} needs confirmation",
+                hint="pass --yes to confirm, or --dry-run to see what it would do",
             )
-        outcome = asyncio.run(
-            engine.start(
-                runbook=runbook,
-                procedure=procedure,
-                environment=environment,
-                params=params,
-                started_by=user,
-                dry_run=dry_run,
-            )
+        typer.confirm(
+            f"Run {runbook.id}#{procedure.id} (risk: {procedure.risk}) on {environment.name}?",
+            abort=True,
         )
-        if json_out:
-            print_json(outcome_json(db, outcome))
-        elif outcome.parked and not interactive:
-            sys.stderr.write(
-                f"parked: execution {outcome.execution_id} waits at "
-                f"{outcome.waiting_step!r} ({outcome.state_name}); exit code "
-                f"{EXIT_PARKED}\n"
-            )
-        _ask_feedback(db, outcome, user=user, interactive=interactive and not no_feedback)
-        return exit_code_for(outcome)
+    outcome = asyncio.run(
+        engine.start(
+            runbook=runbook,
+            procedure=procedure,
+            environment=environment,
+            params=params,
+            started_by=user,
+            dry_run=dry_run,
+        )
+    )
+    if json_out:
+        print_json(outcome_json(db, outcome))
+    elif outcome.parked and not interactive:
+        sys.stderr.write(
+            f"parked: execution {outcome.execution_id} waits at "
+            f"{outcome.waiting_step!r} ({outcome.state_name}); exit code "
+            f"{EXIT_PARKED}\n"
+        )
+    _ask_feedback(db, outcome, user=user, interactive=interactive and not no_feedback)
+    return exit_code_for(outcome)
 
 
 def _ask_feedback(db: Any, outcome: Any, *, user: str, interactive: bool) -> None:

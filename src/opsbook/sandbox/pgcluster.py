@@ -81,7 +81,7 @@ def give(path: Path) -> None:
     """Make ``path`` (a directory or file opsbook made) the PostgreSQL user's."""
     user = run_as_user()
     if user:
-        shutil.chown(path, user=user)
+        shutil.chown(path, user=user, group=pwd.getpwnam(user).pw_gid)
 
 
 def ensure_traversable(path: Path, *, inside: Path) -> None:
@@ -247,7 +247,9 @@ def _conf_lines(reg: Registry, cluster: Cluster, archive_command: str | None) ->
     return "\n".join(lines) + "\n"
 
 
-def _write_conf(reg: Registry, cluster: Cluster, archive_command: str | None) -> None:
+def write_conf(reg: Registry, cluster: Cluster, archive_command: str | None) -> None:
+    """opsbook's settings for a cluster (port, sockets, replication, archiving), included by
+    its postgresql.conf."""
     conf = reg.path_of(cluster.name) / "opsbook.conf"
     conf.write_text(_conf_lines(reg, cluster, archive_command), encoding="utf-8")
     give(conf)
@@ -255,6 +257,19 @@ def _write_conf(reg: Registry, cluster: Cluster, archive_command: str | None) ->
     text = main.read_text(encoding="utf-8")
     if "include_if_exists = 'opsbook.conf'" not in text:
         main.write_text(text + "\ninclude_if_exists = 'opsbook.conf'\n", encoding="utf-8")
+
+
+def enable_archiving(reg: Registry, cluster: Cluster, *, archive_command: str) -> None:
+    """Archive this cluster's WAL from its next start (a restore turned it off)."""
+    write_conf(reg, cluster, archive_command)
+    auto = reg.path_of(cluster.name) / "postgresql.auto.conf"
+    if auto.exists():
+        keep = [
+            ln
+            for ln in auto.read_text(encoding="utf-8").splitlines()
+            if not ln.startswith(("archive_mode", "recovery_target", "restore_command"))
+        ]
+        auto.write_text("\n".join(keep) + "\n", encoding="utf-8")
 
 
 def init_primary(
@@ -282,7 +297,7 @@ def init_primary(
             "--locale=C",
         ]
     )
-    _write_conf(reg, cluster, archive_command)
+    write_conf(reg, cluster, archive_command)
     reg.primary = cluster.name
     reg.put(cluster)
     start(reg, cluster, env=env)
@@ -381,12 +396,11 @@ def add_replica(
             "-R",
             "-c",
             "fast",
-            f"--application-name={name}",
         ],
         timeout=900,
     )
     cluster = Cluster(name, port, "replica", REGIONS.get(name, name), upstream.name, sync)
-    _write_conf(reg, cluster, archive_command)
+    write_conf(reg, cluster, archive_command)
     auto = data / "postgresql.auto.conf"
     text = auto.read_text(encoding="utf-8")
     conninfo = f"host=127.0.0.1 port={upstream.port} user={SUPERUSER} application_name={name}"
@@ -406,14 +420,21 @@ def set_sync(reg: Registry, primary: Cluster, standby: str | None) -> None:
     sql(primary, "SELECT pg_reload_conf()", db="postgres")
 
 
-def sql(cluster: Cluster, query: str, *, db: str = DATABASE, timeout: float = 10) -> list[Any]:
-    """One statement on a cluster (autocommit); the rows."""
+def sql(
+    cluster: Cluster,
+    query: str,
+    params: tuple[Any, ...] = (),
+    *,
+    db: str = DATABASE,
+    timeout: float = 10,
+) -> list[Any]:
+    """One statement on a cluster (autocommit), values as parameters; the rows."""
     import psycopg  # noqa: PLC0415
 
     try:
         with psycopg.connect(cluster.url(db=db), autocommit=True, connect_timeout=5) as conn:
             conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
-            cur = conn.execute(query)  # our own fixed statements
+            cur = conn.execute(query, params or None)  # our statements
             return list(cur.fetchall()) if cur.description else []
     except psycopg.Error as exc:
         raise PgError(f"{cluster.name} (port {cluster.port}): {exc}".strip()) from None
