@@ -114,6 +114,9 @@ def test_every_fault_is_known_and_described() -> None:
         "expired-cert",
         "dormant-admin",
         "leaked-token",
+        "backup-job-stopped",
+        "corrupted-backup",
+        "lagging-replica",
     }
     assert {f for f, spec in FAULTS.items() if spec.security} == {
         "pan-in-log",

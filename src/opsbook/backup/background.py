@@ -31,9 +31,14 @@ def _environments(ctx: AppContext) -> list[str]:
 def daily(
     ctx: AppContext, db: Database, environment: str, *, day: str | None = None
 ) -> dict[str, Any] | None:
-    """Today's backup and its verification, unless claimed already (None)."""
+    """Today's backup and its verification, unless claimed already (None). While the
+    sandbox fault ``backup-job-stopped`` is active it silently does nothing (None, and the day
+    is not claimed, so the next pass after the fault is cleared backs up)."""
     from opsbook.backup import catalogue  # noqa: PLC0415
+    from opsbook.backup.faults import job_stopped  # noqa: PLC0415
 
+    if job_stopped(ctx.workspace, environment):
+        return None
     today = day or datetime.now(UTC).date().isoformat()
     try:
         db.execute(

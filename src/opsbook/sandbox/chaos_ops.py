@@ -12,10 +12,12 @@ import time
 import uuid
 from typing import Any
 
+from opsbook.backup import faults as backup_faults
 from opsbook.errors import ConflictError, UsageError
 from opsbook.sandbox import security_faults
 from opsbook.sandbox.fault_book import log_change, publish
 from opsbook.sandbox.faults import (
+    BACKUP_FAULTS,
     ActiveFault,
     check_request,
     get_spec,
@@ -44,6 +46,7 @@ async def reset_faults(sup: Host) -> None:
     write_faults(sup.data_dir, [])
     (sup.data_dir / BALLAST).unlink(missing_ok=True)
     await security_faults.reset(sup, leftovers)
+    await backup_faults.reset(sup, leftovers)
     if any(f.fault == "cert-expiring" for f in leftovers):
         await asyncio.to_thread(issue_certificate, sup.data_dir, days=NORMAL_DAYS)
     await asyncio.to_thread(ensure_certificate, sup.data_dir)
@@ -105,6 +108,10 @@ async def inject(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
             )
             extra = {"revision": result["revision"], "previous_revision": current.revision}
             fault = ActiveFault(**{**fault.__dict__, "params": {**fault.params, **extra}})
+            sup.faults.append(fault)
+            publish(sup)
+        elif name in BACKUP_FAULTS:  # applied first: an impossible one leaves no record
+            extra = await backup_faults.apply(sup, fault)
             sup.faults.append(fault)
             publish(sup)
         else:
@@ -171,6 +178,8 @@ async def _undo(sup: Host, fault: ActiveFault, actor: str) -> None:
         sup.attacker = None
     elif fault.fault in SECURITY_FAULTS:
         await security_faults.undo(sup, fault)
+    elif fault.fault in BACKUP_FAULTS:  # a corrupted backup stays corrupted
+        await backup_faults.undo(sup, fault)
     elif fault.fault == "crash" and fault.service:
         if sup.units[fault.service].state != "running":
             await restart(sup, {"service": fault.service, "actor": actor})

@@ -11,7 +11,9 @@ Faults fall in three groups by what ends them (see docs/sandbox.md):
   restart (``platform.restart``) ends them, as it would a deadlock or a leak in production;
 - *environment* faults (``latency``, ``error-rate``, ``db-down``, ``db-connections-exhausted``,
   ``dependency-slow``, ``disk-full``, ``cert-expiring``, ``suspicious-logins``) survive restarts
-  and end with ``chaos clear`` or their ``--duration``;
+  and end with ``chaos clear`` or their ``--duration``, as do the backup faults for drills
+  (``backup-job-stopped``, ``corrupted-backup``, ``lagging-replica``; a corrupted backup stays
+  corrupted: clear ends only its record);
 - ``bad-deploy`` is a release: a rollback (``platform.rollback``) ends it.
 """
 
@@ -32,6 +34,8 @@ from opsbook.sandbox.config import SERVICES, check_service
 FAULTS_FILE = "faults.json"
 #: the security faults for drills (issue 14; :mod:`opsbook.sandbox.security_faults` does them)
 SECURITY_FAULTS = ("pan-in-log", "weak-tls", "expired-cert", "dormant-admin", "leaked-token")
+#: the backup and DR faults for drills (issue 13; :mod:`opsbook.backup.faults` does them)
+BACKUP_FAULTS = ("backup-job-stopped", "corrupted-backup", "lagging-replica")
 CHAOS_LOG = "chaos.jsonl"
 
 
@@ -59,6 +63,12 @@ class FaultSpec:
         """A security fault for drills (issue 14): the daily security check catches it, and
         diagnosis is not the path to it."""
         return self.name in SECURITY_FAULTS
+
+    @property
+    def backup(self) -> bool:
+        """A backup/DR fault for drills (issue 13): the backup checks and verification catch
+        it, and diagnosis is not the path to it."""
+        return self.name in BACKUP_FAULTS
 
     @property
     def takes_service(self) -> bool:
@@ -200,6 +210,34 @@ FAULTS: dict[str, FaultSpec] = {
             "ops-batch's bearer token is used from an address it was never used from",
             "auth.token_used warnings with new_address=true from 198.51.100.77;"
             " auth.token-new-address fails",
+        ),
+        _spec(
+            "backup-job-stopped",
+            "backup-job",
+            "clear",
+            "the daily backup of `opsbook serve` silently stops running (a cron job that died:"
+            " no log line, no catalogue row, no error); for drills on backup freshness",
+            "nothing at first; `opsbook backups check` fails 'backup maximum age' once the last"
+            " good backup is older than [backups] max_age (a BackupCheckFailed alert)",
+        ),
+        _spec(
+            "corrupted-backup",
+            "backup",
+            "clear",
+            "bytes flipped in the newest good backup in its primary location (the .obk file;"
+            " on PostgreSQL a data file of the newest pgBackRest set); for restore drills."
+            " Clear ends the record only: the backup stays corrupted",
+            "`opsbook backups verify` names the damaged primary copy (checksum) and marks the"
+            " backup bad; the DR copy still restores",
+        ),
+        _spec(
+            "lagging-replica",
+            "dr-replica",
+            "clear",
+            "WAL replay paused on the DR replica (PostgreSQL ledger, `opsbook dr setup`); for"
+            " failover drills: what a lagging replica would lose (RPO)",
+            "`opsbook backups check` fails 'DR replica lag' once the lag passes [backups]"
+            " replica_max_lag; pg_stat_replication replay_lag grows",
         ),
         _spec(
             "bad-deploy",
