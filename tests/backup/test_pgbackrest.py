@@ -36,7 +36,7 @@ def test_the_ledger_runs_on_the_sandboxs_own_cluster_with_wal_archiving(pg_sb: S
     key = (pg_sb.ws.state_dir / "secrets" / "backup-encryption-key").read_text().strip()
     assert key not in conf and "cipher-pass" not in conf  # the key is never written beside
     env_file = (pg_sb.ws.root / "environments" / "sandbox.yaml").read_text()
-    assert primary.url() in env_file  # databases.ledger.url: the runbooks' sql steps query it
+    assert f"host=127.0.0.1:{primary.port}" in env_file  # databases.ledger.url: sql steps
 
 
 def test_full_and_incremental_backups_are_verified_by_restore(pg_sb: Sandbox) -> None:

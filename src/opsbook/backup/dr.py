@@ -144,6 +144,9 @@ def setup(
         env=pgbackrest.cipher_env(key),
     )
     _wait_streaming(primary, replica.name, sync=sync)
+    from opsbook.sandbox.config import set_ledger_url  # noqa: PLC0415
+
+    set_ledger_url(Path(cfg.env_path), pgcluster.listener_url(reg))
     out = {
         "environment": environment,
         "replica": replica.name,
@@ -277,7 +280,7 @@ def failover(
     invariants_ok = not any(after[k] for k in pgbackups.INVARIANTS)
     rto = time.perf_counter() - t0
     configure_backrest(workspace, cfg)
-    set_ledger_url(Path(cfg.env_path), new.url())
+    set_ledger_url(Path(cfg.env_path), pgcluster.listener_url(reg))
     # 4. RPO: what the fenced primary committed that the new one does not have
     rpo = _measure_rpo(reg, old, cut, key)
     goal = targets(workspace)
@@ -441,7 +444,7 @@ def failback(
     _services_healthy(cfg, timeout=120)
     switched = time.perf_counter() - t1
     configure_backrest(workspace, cfg)
-    set_ledger_url(Path(cfg.env_path), home.url())
+    set_ledger_url(Path(cfg.env_path), pgcluster.listener_url(reg))
     # 3. the DR region is a replica again
     dr = pgcluster.add_replica(
         reg,

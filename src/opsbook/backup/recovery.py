@@ -83,7 +83,7 @@ def window(*, workspace: Workspace, settings: Settings, environment: str) -> dic
     }
 
 
-def _check_target(kind: str, value: str, win: dict[str, Any]) -> str:
+def check_target(kind: str, value: str, win: dict[str, Any]) -> str:
     if kind not in TARGET_KINDS:
         raise UsageError(f"unknown target kind {kind!r}", hint="--to, --to-xid or --to-name")
     if kind == "time":
@@ -135,7 +135,7 @@ def prepare(
     cfg = _cfg(workspace, environment)
     key = load_or_create_key(settings.secrets_dir_for(workspace.state_dir))
     win = window(workspace=workspace, settings=settings, environment=environment)
-    target = _check_target(kind, value, win)
+    target = check_target(kind, value, win)
     reg = pgcluster.load_registry(cfg.data_path)
     live = reg.current()
     _archive_now(live)
@@ -282,7 +282,7 @@ def cutover(
     reg.update(old.name, role="retired", note=f"replaced by {instance}")
     stale = [c.name for c in reg.clusters.values() if c.role == "replica"]
     configure_backrest(workspace, cfg)
-    set_ledger_url(Path(cfg.env_path), new.url())
+    set_ledger_url(Path(cfg.env_path), pgcluster.listener_url(reg))
     took = time.perf_counter() - t0
     out = {
         "environment": environment,

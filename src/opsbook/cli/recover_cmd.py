@@ -76,6 +76,8 @@ def register(app: typer.Typer) -> None:
             from opsbook.backup.recovery import parse_time  # noqa: PLC0415
 
             parse_time(to)  # a malformed time is exit 2 before anything starts
+        if not dry_run:
+            _check_reachable(ctx, env, given[0])
         params = [f"{k}={v}" for k, v in given] + [f"ticket={ticket}"]
         return start_procedure(
             ctx,
@@ -88,6 +90,20 @@ def register(app: typer.Typer) -> None:
             as_user=as_user,
             no_feedback=True,
         )
+
+    def _check_reachable(ctx: typer.Context, env: str | None, target: tuple[str, str]) -> None:
+        """On the sandbox, a target outside the recovery window is refused (exit 2) before
+        the procedure starts."""
+        from opsbook.backup import recovery  # noqa: PLC0415
+        from opsbook.workspace import load_environment  # noqa: PLC0415
+
+        st: AppState = ctx.obj
+        ws = st.workspace()
+        environment = load_environment(ws, env or ws.default_environment)
+        if environment.platform != "local":
+            return
+        win = recovery.window(workspace=ws, settings=st.settings, environment=environment.name)
+        recovery.check_target(target[0].removeprefix("to_"), target[1], win)
 
     @rc.command("window")
     def window_cmd(ctx: typer.Context, env: EnvOpt = None, json_out: JsonOpt = False) -> None:

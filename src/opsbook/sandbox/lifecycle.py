@@ -136,7 +136,9 @@ def up(
         except OpsbookError:
             pgsetup.down(config)
             raise
-        set_ledger_url(Path(config.env_path), config.database_url)
+        from opsbook.sandbox.pgcluster import listener_url, load_registry  # noqa: PLC0415
+
+        set_ledger_url(Path(config.env_path), listener_url(load_registry(config.data_path)))
     (data_dir / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)

@@ -188,6 +188,20 @@ def load_registry(data_dir: Path) -> Registry:
     return Registry(data_dir, str(raw.get("primary") or PRIMARY_NAME), clusters)
 
 
+def listener_url(reg: Registry) -> str:
+    """A SQLAlchemy URL that reaches whichever cluster is the primary: every live cluster as a
+    host, primary first, with ``target_session_attrs=read-write`` (libpq skips the ones that
+    refuse or are read-only). What ``databases.ledger.url`` holds, so runbooks' sql steps
+    follow a failover like a failover group's listener does."""
+    live = [reg.current()] + [
+        c
+        for c in reg.clusters.values()
+        if c.name != reg.primary and c.role in ("primary", "replica", "recovered")
+    ]
+    hosts = "&".join(f"host=127.0.0.1:{c.port}" for c in live)
+    return f"postgresql+psycopg://{SUPERUSER}@/{DATABASE}?{hosts}&target_session_attrs=read-write"
+
+
 def primary_url(data_dir: Path) -> str | None:
     reg = load_registry(data_dir)
     return reg.current().url() if reg.primary in reg.clusters else None
