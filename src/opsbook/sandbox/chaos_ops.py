@@ -85,6 +85,7 @@ async def inject(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
             params=dict(spec.params),
         )
         extra: dict[str, Any] = {}
+        shown: dict[str, Any] = {}  # what the caller sees beside the fault (what was damaged)
         if name == "crash":
             assert service is not None
             unit = sup.units[service]
@@ -111,7 +112,7 @@ async def inject(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
             sup.faults.append(fault)
             publish(sup)
         elif name in BACKUP_FAULTS:  # applied first: an impossible one leaves no record
-            extra = await backup_faults.apply(sup, fault)
+            extra = shown = await backup_faults.apply(sup, fault)
             sup.faults.append(fault)
             publish(sup)
         else:
@@ -124,6 +125,7 @@ async def inject(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
         "ended_by": spec.ended_by,
         "symptom": spec.symptom,
         "description": spec.description,
+        **shown,
     }
 
 
