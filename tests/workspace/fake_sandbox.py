@@ -35,6 +35,10 @@ CREATE TABLE transfers (id INTEGER PRIMARY KEY, from_account INTEGER, to_account
                         created_at TEXT NOT NULL);
 CREATE TABLE entries (id INTEGER PRIMARY KEY, transfer_id INTEGER, account_id INTEGER,
                       amount_cents INTEGER NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE payments (id INTEGER PRIMARY KEY, account_id INTEGER, amount_cents INTEGER,
+                       payee TEXT, status TEXT, created_at TEXT NOT NULL);
+CREATE TABLE outbox (id INTEGER PRIMARY KEY, account_id INTEGER, channel TEXT, message TEXT,
+                     status TEXT, created_at TEXT NOT NULL);
 """
 
 
@@ -46,7 +50,8 @@ def create_ledger(path: Path, *, balanced: bool = True) -> None:
         db.executescript(SCHEMA)
         db.executemany(
             "INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
-            [(1, "alice", "USD", 90_000, now), (2, "bob", "USD", 110_000, now)],
+            # balances equal the sum of each account's entries (a backup's invariant)
+            [(1, "alice", "USD", -10_000, now), (2, "bob", "USD", 10_000, now)],
         )
         db.executemany(
             "INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?)",

@@ -169,18 +169,29 @@ def test_service_connectivity_examines_a_running_service(outcomes: dict[str, Out
 def test_backup_verification_restores_and_checks(outcomes: dict[str, Outcome]) -> None:
     out = outcomes["backup"]
     succeeded(out)
-    check = out.result("restore-check")["json"]
-    assert check["integrity"] == "ok" and check["total"] == 0 and check["entries"] == 2
-    assert out.result("prune")["json"] == {"kept": 1, "removed": 0}
+    backup = out.result("backup")["result"]
+    assert backup["state"] == "ok" and backup["verify_ok"] == 1
+    restored = backup["verify_result"]["restored"]
+    assert restored["integrity"] == "ok" and restored["counts"]["entries"] == 2
+    assert [c["location"] for c in backup["copies"]] == ["primary", "dr"]
+    assert out.result("prune")["result"] == {"environment": "sandbox", "keep": 7, "expired": []}
+    assert out.result("health")["result"]["critical_failed"] == 0
 
 
-def test_dr_test_records_rto_and_rpo(outcomes: dict[str, Outcome]) -> None:
+def test_dr_test_verifies_a_backup_and_skips_failover_on_sqlite(
+    outcomes: dict[str, Outcome],
+) -> None:
+    """On the SQLite ledger the DR steps (streaming replication) are skipped; the drill still
+    verifies a backup by restore and checks every service and the backups' health. The
+    failover itself is tested on PostgreSQL in tests/backup/test_recovery.py."""
     out = outcomes["dr-test"]
     succeeded(out)
-    result = out.result("result")["json"]
-    assert result["met"] is True and result["rpo_entries"] == 0
-    assert 0 < result["rto_seconds"] < 900
-    assert len(out.result("outage")) == 4
+    states = out.states()
+    assert states["backup"] == "Succeeded" and states["after"] == "Succeeded"
+    for pg_only in ("setup", "failover", "failback"):
+        assert states[pg_only] == "Skipped"
+    assert out.result("backup")["result"]["verify_ok"] == 1
+    assert len(out.result("recovered")) == 4
 
 
 def test_the_demo_runs_without_the_sandbox(outcomes: dict[str, Outcome]) -> None:

@@ -111,6 +111,16 @@ ACTIONS = {
     "platform.release",
     "platform.freeze_account",
     "platform.unfreeze_account",
+    "backup.take",
+    "backup.prune",
+    "backup.check",
+    "backup.recover_prepare",
+    "backup.recover_cutover",
+    "azure.sql_restore",
+    "azure.sql_failover",
+    "dr.setup",
+    "dr.failover",
+    "dr.failback",
 }
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.actions._registry import ActionContext, ActionSpec, action
-from opsbook.errors import ValidationError
+from opsbook.errors import OpsbookError, ValidationError
 
 
 def _call(ctx: ActionContext, fn: Callable[..., Any], **kw: Any) -> Any:
@@ -209,7 +209,11 @@ async def recover_prepare(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
         def window(db: Any, *, workspace: Any, settings: Any, environment: str, actor: str) -> Any:
             return recovery.window(workspace=workspace, settings=settings, environment=environment)
 
-        return {"would_restore": {kind: value}, "window": await _call(ctx, window)}
+        try:
+            win = await _call(ctx, window)
+        except OpsbookError as exc:  # described, not run: say why it could not run here
+            return {"would_restore": {kind: value}, "window": None, "cannot": str(exc)}
+        return {"would_restore": {kind: value}, "window": win}
 
     def work(db: Any, *, workspace: Any, settings: Any, environment: str, actor: str) -> Any:
         return recovery.prepare(

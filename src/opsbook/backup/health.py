@@ -79,15 +79,15 @@ def check(
             "is `opsbook serve` running (it takes one daily)? " + take,
         )
     )
-    # An incremental pgBackRest backup stores only what changed: its size is the database's.
-    pg = str(good["method"]).startswith("pgbackrest")
-    size = int(good["raw_bytes"] if pg else good["stored_bytes"])
+    # The size of the database backed up (an incremental pgBackRest backup, or a compressed
+    # small ledger, stores far less): an empty one is not a backup.
+    size = int(good["raw_bytes"] or 0)
     out.append(
         Check(
             "backup minimum size",
             size >= min_size,
             True,
-            f"{size} bytes {'in the database backed up' if pg else 'stored'} (at least {min_size})",
+            f"{size} bytes in the database backed up (at least {min_size})",
             "an empty backup is not a backup: check the ledger path and take another",
         )
     )
