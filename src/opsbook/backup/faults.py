@@ -44,15 +44,20 @@ _LABEL = re.compile(r"^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$")
 
 
 def job_stopped(workspace: Workspace, environment: str) -> bool:
-    """Whether ``backup-job-stopped`` is active on the environment's sandbox (False when the
-    environment is not a sandbox)."""
+    """Whether ``backup-job-stopped`` is active on the environment's running sandbox (False
+    when the environment is not a sandbox, or its supervisor is not running: the record a
+    stopped sandbox left behind is no fault)."""
     from opsbook.sandbox.lifecycle import load_config  # noqa: PLC0415
+    from opsbook.sandbox.state import read_state, supervisor_alive  # noqa: PLC0415
 
     try:
         data_dir = load_config(workspace=workspace, env_name=environment).data_path
     except OpsbookError:
         return False
-    return any(f.fault == JOB_STOPPED and not f.expired() for f in read_faults(data_dir))
+    if not any(f.fault == JOB_STOPPED and not f.expired() for f in read_faults(data_dir)):
+        return False
+    state = read_state(data_dir)
+    return state is not None and supervisor_alive(state)
 
 
 # -- corrupted-backup ----------------------------------------------------------------------
