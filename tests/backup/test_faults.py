@@ -20,14 +20,21 @@ from typing import Any
 import pytest
 
 from opsbook.backup.background import daily
+from opsbook.backup.faults import job_stopped
 from opsbook.backup.health import check
 from opsbook.config import Settings
 from opsbook.db import Database, open_database
 from opsbook.sandbox import pgcluster
-from opsbook.sandbox.faults import FAULTS, read_chaos_log
+from opsbook.sandbox.faults import (
+    FAULTS,
+    ActiveFault,
+    read_chaos_log,
+    read_faults,
+    write_faults,
+)
 from opsbook.sandbox.load import run_load
 from opsbook.workspace import Workspace
-from tests.sandbox.harness import Sandbox, running_sandbox, wait_for
+from tests.sandbox.harness import Sandbox, make_workspace, running_sandbox, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -137,6 +144,16 @@ def test_3_a_stopped_backup_job_is_caught_by_the_freshness_check(sb: Sandbox, db
     ]
     assert max_age.ok, max_age.detail
     assert daily(ctx, db, "sandbox", day=day) is None  # type: ignore[arg-type]  # claimed once
+
+
+def test_3b_a_stopped_sandboxs_leftover_record_stops_no_backup(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    data = ws.state_dir / "sandbox"
+    data.mkdir(parents=True)
+    left = ActiveFault("x1", "backup-job-stopped", None, 0.0, None, "pytest")
+    write_faults(data, [left])  # as a sandbox stopped mid-drill leaves it: no supervisor runs
+    assert [f.fault for f in read_faults(data)] == ["backup-job-stopped"]
+    assert not job_stopped(ws, "sandbox")
 
 
 def test_4_a_corrupted_backup_fails_verification_and_clear_does_not_undo_it(sb: Sandbox) -> None:
