@@ -78,6 +78,7 @@ def write_config(
                 "repo1-cipher-type=aes-256-cbc",
                 f"repo1-retention-full={retention_full}",
                 "compress-type=zst",
+                "compress-level=1",
                 "start-fast=y",
                 "archive-check=y",
                 "process-max=2",
@@ -159,13 +160,15 @@ def backup(data_dir: Path, key: bytes, *, kind: str = "full") -> dict[str, Any]:
     """Take a backup (full, diff or incr); the new backup's entry from ``info``."""
     if kind not in ("full", "diff", "incr"):
         raise UsageError(f"unknown backup type {kind!r}", field="--type", hint="full, diff or incr")
-    before = {b["label"] for b in info(data_dir, key).get("backup", [])}
-    run(data_dir, key, "backup", f"--type={kind}")
-    after = info(data_dir, key).get("backup", [])
-    new = [b for b in after if b["label"] not in before]
-    if not new:
-        raise BackRestError("pgbackrest backup reported success but no new backup is listed")
-    return dict(new[-1])
+    out = run(data_dir, key, "backup", f"--type={kind}", "--log-level-console=info")
+    label = next(
+        (ln.rsplit("=", 1)[1].strip() for ln in out.splitlines() if "new backup label" in ln),
+        None,
+    )
+    found = [b for b in info(data_dir, key).get("backup", []) if b["label"] == label]
+    if not found:
+        raise BackRestError(f"pgbackrest backup reported success but lists no backup {label}")
+    return dict(found[-1])
 
 
 def restore(

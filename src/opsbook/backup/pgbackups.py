@@ -34,6 +34,8 @@ def inspect_url(url: str) -> dict[str, Any]:
     import psycopg  # noqa: PLC0415
 
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SET work_mem = '128MB'")  # the invariants' aggregates stay in memory
+        conn.execute("SET max_parallel_workers_per_gather = 2")
 
         def one(query: str) -> Any:
             row = conn.execute(query).fetchone()  # our own fixed statements
@@ -66,13 +68,22 @@ def inspect_url(url: str) -> dict[str, Any]:
     }
 
 
+def counts_url(url: str) -> dict[str, int]:
+    """Row counts of the ledger's tables (cheap: what a backup's manifest bounds)."""
+    import psycopg  # noqa: PLC0415
+
+    query = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in TABLES)  # noqa: S608
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        return {str(t): int(n) for t, n in conn.execute(query).fetchall()}
+
+
 def take(
     *, data_dir: Path, key: bytes, primary_url: str, kind: str, repo: Path, dr_repo: Path
 ) -> dict[str, Any]:
     """A pgBackRest backup with its manifest, mirrored to the DR repository; catalogue fields."""
-    before = inspect_url(primary_url)
+    before = {"counts": counts_url(primary_url)}
     info = pgbackrest.backup(data_dir, key, kind=kind)
-    after = inspect_url(primary_url)
+    after = {"counts": counts_url(primary_url)}
     label = str(info["label"])
     manifest_file = repo / "backup" / pgbackrest.STANZA / label / "backup.manifest"
     mirror(repo, dr_repo)
@@ -95,7 +106,6 @@ def take(
             "counts_at_start": before["counts"],
             "counts_at_stop": after["counts"],
             "counts": before["counts"],
-            "invariants_at_start": {k: before[k] for k in INVARIANTS},
         },
         "copies": [
             {"location": "primary", "path": str(manifest_file), "repo": str(repo)},

@@ -348,7 +348,9 @@ def chaos_inject(
             help="crash, hang, latency, error-rate, db-down, "
             "db-connections-exhausted, dependency-slow, "
             "memory-leak, disk-full, cert-expiring, "
-            "suspicious-logins, bad-deploy"
+            "suspicious-logins, bad-deploy; security drills: pan-in-log, weak-tls, "
+            "expired-cert, dormant-admin, leaked-token; backup drills: backup-job-stopped, "
+            "corrupted-backup, lagging-replica (`chaos list --all` describes each)"
         ),
     ],
     service: Annotated[
