@@ -149,6 +149,10 @@ def test_point_in_time_recovery_is_exact_and_cuts_over_after_approval(rsb: Sandb
     steps = {s["step"]: s for s in execution["steps"]}
     prepared = steps["prepare"]["result"]["fields"]["result"]
     assert prepared["lost"]["transfers"] >= 1 and prepared["invariants_ok"] is True
+    app = prepared["app_state"]  # configuration and secret names as of the backup, the outbox
+    assert app["from_backup"] and Path(app["saved_to"], "environment.yaml").is_file()
+    assert "backup-encryption-key" in app["secret_refs"] and app["secret_refs_missing"] == []
+    assert sum(app["outbox"].values()) > 0
     reg = pgcluster.load_registry(rsb.data_dir)
     assert reg.primary == prepared["instance"]
     ids = {r[0] for r in pgcluster.sql(reg.current(), "SELECT id FROM transfers")}
@@ -160,3 +164,48 @@ def test_point_in_time_recovery_is_exact_and_cuts_over_after_approval(rsb: Sandb
     with sqlite3.connect(rsb.ws.state_dir / "opsbook.db") as db:
         actions = {r[0] for r in db.execute("SELECT action FROM events")}
     assert {"backup.recovery_prepared", "backup.recovery_cutover"} <= actions
+
+
+def test_a_missing_wal_segment_is_named_and_nothing_is_touched(rsb: Sandbox) -> None:
+    """Last in this module: it removes a WAL segment from the archive."""
+    d = Driver(rsb.ws.root, fake_platform=False)
+    taken = d.ob("backups", "take", "--json", "--as", "lead")
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    reg = pgcluster.load_registry(rsb.data_dir)
+    primary = reg.current()
+    archive = Path(json.loads(taken.stdout)["copies"][0]["repo"]) / "archive" / "ledger"
+    before = set(archive.rglob("0*.zst"))
+    with httpx.Client(timeout=5) as c:
+        for _ in range(3):
+            c.post(f"{rsb.url('account')}/accounts", json={"owner": "wal"})
+            pgcluster.sql(primary, "SELECT pg_switch_wal()", db="postgres")
+            time.sleep(0.5)
+    time.sleep(1.5)
+    target = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    time.sleep(1.2)
+    pgcluster.sql(primary, "SELECT pg_switch_wal()", db="postgres")
+    time.sleep(1)
+    new = sorted(set(archive.rglob("0*.zst")) - before)
+    assert len(new) >= 2, new
+    new[0].unlink()  # a segment between the backup and the target is lost
+    r = d.ob("recover", "--to", target, "--ticket", "INC-10", "--yes", "--json", "--as", "lead")
+    assert r.returncode in (1, 3), r.stdout + r.stderr
+    execution = json.loads(r.stdout)
+    for _ in range(3):  # the first approval, then the prepare step fails
+        if execution["state"] in ("failed", "succeeded"):
+            break
+        execution = d._act(execution, d_proc(rsb), "lead")
+    assert execution["state"] == "failed"
+    reason = json.dumps(failed_steps(execution))
+    assert "recovery ended before" in reason or new[0].name.split("-")[0] in reason, reason
+    after = pgcluster.load_registry(rsb.data_dir)
+    assert after.primary == reg.primary  # nothing running was touched
+    assert not [c for c in after.clusters.values() if c.role == "recovered"]
+
+
+def d_proc(sb: Sandbox) -> Any:
+    from opsbook.runbooks.catalogue import load_catalogue
+
+    return load_catalogue(sb.ws.root / "runbooks").resolve(
+        "backup-recovery#point-in-time-recovery"
+    )[1]

@@ -195,7 +195,9 @@ def take(
             "raw_bytes": raw,
             "stored_bytes": size,
             "sha256": digest,
-            "manifest": json.dumps(manifest),
+            "manifest": json.dumps(
+                {**manifest, "app_state": app_state(workspace, environment, settings)}
+            ),
             "copies": json.dumps(
                 [
                     {"location": "primary", "path": str(stored)},
@@ -218,6 +220,32 @@ def take(
     finally:
         scratch.unlink(missing_ok=True)
     return _record(db, row, t0, actor)
+
+
+def app_state(workspace: Workspace, environment: str, settings: Settings) -> dict[str, Any]:
+    """The application state a recovery brings back beside the ledger (whose outbox holds the
+    notifications): the environment file as it is (it holds no secret), the names of the
+    secrets it may use (never their values) and the ledger's login role."""
+    from opsbook.workspace import load_environment  # noqa: PLC0415
+
+    env = load_environment(workspace, environment)
+    text = Path(env.path).read_text(encoding="utf-8")
+    secrets_dir = settings.secrets_dir_for(workspace.state_dir)
+    refs = (
+        sorted(p.name for p in secrets_dir.iterdir() if p.is_file()) if secrets_dir.is_dir() else []
+    )
+    role = None
+    cred = _ledger(workspace, environment).data_path / "ledger-credential.json"
+    if cred.is_file():
+        try:
+            role = json.loads(cred.read_text(encoding="utf-8")).get("user")
+        except ValueError:
+            role = None
+    return {
+        "environment_file": {"path": str(env.path), "text": text},
+        "secret_refs": refs,
+        "ledger_role": role,
+    }
 
 
 def _take_pg(
@@ -262,7 +290,9 @@ def _take_pg(
             "raw_bytes": got["raw_bytes"],
             "stored_bytes": got["stored_bytes"],
             "sha256": got["sha256"],
-            "manifest": json.dumps(got["manifest"]),
+            "manifest": json.dumps(
+                {**got["manifest"], "app_state": app_state(workspace, cfg.env_name, settings)}
+            ),
             "copies": json.dumps(got["copies"]),
             "error": None,
         }

@@ -159,6 +159,9 @@ def prepare(
         reg.clusters.pop(name, None)
         reg.save()
         shutil.rmtree(pgdata, ignore_errors=True)
+        why = _log_reasons(reg.base / f"{name}.log")
+        if why:
+            exc = OpsbookError(f"{exc}; the server said: {why}")
         audit.record(
             db=db,
             actor=actor,
@@ -172,6 +175,16 @@ def prepare(
         ) from None
     restored = pgbackups.inspect_url(cluster.url())
     took = time.perf_counter() - t0
+    app = _restore_app_state(
+        db,
+        workspace=workspace,
+        settings=settings,
+        environment=environment,
+        kind=kind,
+        value=value,
+        instance=name,
+        cluster=cluster,
+    )
     lost = _lost(live, restored)
     problems = [
         f"ledger invariant: {k.replace('_', ' ')} = {restored[k]}"
@@ -188,6 +201,7 @@ def prepare(
         "invariants_ok": not problems,
         "problems": problems,
         "restore_s": round(took, 3),
+        "app_state": app,
         "live": live.name,
         "next": f"approve, then cut over: opsbook recover cutover {name} --env {environment}",
     }
@@ -206,6 +220,76 @@ def prepare(
             },
         )
     return out
+
+
+def _restore_app_state(
+    db: Database,
+    *,
+    workspace: Workspace,
+    settings: Settings,
+    environment: str,
+    kind: str,
+    value: str,
+    instance: str,
+    cluster: pgcluster.Cluster,
+) -> dict[str, Any]:
+    """Bring back the application state of the newest backup at or before the target into
+    ``.opsbook/recovery/<instance>/`` (the environment file as it was, the secret names it
+    had): for review beside the live ones, never over them (opsbook rewrites ports and URLs in
+    the live file). The notification outbox is in the recovered ledger itself."""
+    import json  # noqa: PLC0415
+
+    rows = db.query(
+        "SELECT id, started_at, manifest FROM backups WHERE environment = ? AND state = 'ok'"
+        " ORDER BY started_at DESC",
+        (environment,),
+    )
+    limit = parse_time(value).isoformat() if kind == "time" else None
+    chosen = next(
+        (r for r in rows if limit is None or str(r["started_at"]).replace("Z", "+00:00") <= limit),
+        None,
+    )
+    outbox = pgcluster.sql(
+        cluster, "SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status"
+    )
+    out: dict[str, Any] = {"outbox": {str(s): int(n) for s, n in outbox}}
+    state = (json.loads(chosen["manifest"] or "{}").get("app_state") if chosen else None) or {}
+    if not state:
+        return {**out, "from_backup": None, "note": "no backup at or before the target records it"}
+    target = workspace.state_dir / "recovery" / instance
+    target.mkdir(parents=True, exist_ok=True)
+    env_file = state.get("environment_file") or {}
+    (target / "environment.yaml").write_text(str(env_file.get("text", "")), encoding="utf-8")
+    live_dir = settings.secrets_dir_for(workspace.state_dir)
+    live = {p.name for p in live_dir.iterdir()} if live_dir.is_dir() else set()
+    refs = list(state.get("secret_refs") or [])
+    (target / "secret-refs.json").write_text(json.dumps(refs, indent=2), encoding="utf-8")
+    current = (
+        Path(str(env_file.get("path", ""))).read_text(encoding="utf-8")
+        if env_file.get("path") and Path(str(env_file["path"])).is_file()
+        else ""
+    )
+    return {
+        **out,
+        "from_backup": chosen["id"] if chosen else None,
+        "saved_to": str(target),
+        "environment_file_changed_since": current != env_file.get("text"),
+        "secret_refs": refs,
+        "secret_refs_missing": sorted(set(refs) - live),
+        "ledger_role": state.get("ledger_role"),
+    }
+
+
+def _log_reasons(log: Path) -> str:
+    """The lines of a failed recovery's server log that say why (a missing WAL segment, the
+    target not reached)."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    keys = ("FATAL", "could not", "unable to find", "recovery ended", "ERROR")
+    found = [ln.split(":  ", 1)[-1].strip() for ln in lines if any(k in ln for k in keys)]
+    return " | ".join(dict.fromkeys(found[-4:]))
 
 
 def _wait_promoted(cluster: pgcluster.Cluster, timeout: float = 600) -> None:
