@@ -53,7 +53,11 @@ def _rotate_blocking(admin_url: str, data_dir: Path) -> dict[str, Any]:
     import psycopg  # noqa: PLC0415
     from psycopg import sql  # noqa: PLC0415
 
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
+    from opsbook.sandbox.endpoint import read as read_endpoint  # noqa: PLC0415
+
+    end = read_endpoint(data_dir)  # after a failover or a recovery, the primary moved
+    where: dict[str, Any] = {"host": str(end["host"]), "port": int(end["port"])} if end else {}
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5, **where) as admin:
         db = str(admin.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
         current = read(data_dir)
         old = current["user"] if current else None
