@@ -67,7 +67,6 @@ SCENARIOS: dict[str, Scenario] = {
     "connectivity-down": scenario("troubleshooting#service-connectivity", down=("payment",)),
     "connectivity-up": scenario("troubleshooting#service-connectivity"),
     "backup": scenario("backup-recovery#backup-verification"),
-    "dr-test": scenario("backup-recovery#dr-test"),
     "demo": scenario("demo#smoke-test", sandbox=False),
     "approval-demo": scenario("demo#approval-demo", sandbox=False),
 }
@@ -176,22 +175,6 @@ def test_backup_verification_restores_and_checks(outcomes: dict[str, Outcome]) -
     assert [c["location"] for c in backup["copies"]] == ["primary", "dr"]
     assert out.result("prune")["result"] == {"environment": "sandbox", "keep": 7, "expired": []}
     assert out.result("health")["result"]["critical_failed"] == 0
-
-
-def test_dr_test_verifies_a_backup_and_skips_failover_on_sqlite(
-    outcomes: dict[str, Outcome],
-) -> None:
-    """On the SQLite ledger the DR steps (streaming replication) are skipped; the drill still
-    verifies a backup by restore and checks every service and the backups' health. The
-    failover itself is tested on PostgreSQL in tests/backup/test_recovery.py."""
-    out = outcomes["dr-test"]
-    succeeded(out)
-    states = out.states()
-    assert states["backup"] == "Succeeded" and states["after"] == "Succeeded"
-    for pg_only in ("setup", "failover", "failback"):
-        assert states[pg_only] == "Skipped"
-    assert out.result("backup")["result"]["verify_ok"] == 1
-    assert len(out.result("recovered")) == 4
 
 
 def test_the_demo_runs_without_the_sandbox(outcomes: dict[str, Outcome]) -> None:

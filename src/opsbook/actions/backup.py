@@ -278,12 +278,15 @@ async def dr_status(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
 @action(
     "dr.setup",
     description="Seed (or re-seed) the DR region's replica of the ledger, streaming.",
-    args={"sync": "a synchronous replica (default true: no committed transfer lost)"},
+    args={
+        "sync": "a synchronous replica (default on PostgreSQL: no committed transfer lost);"
+        " SQLite ships its journal asynchronously"
+    },
 )
 async def dr_setup(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     from opsbook.backup import dr  # noqa: PLC0415
 
-    sync = _bool(args, "sync", True)
+    sync = _bool(args, "sync", True) if "sync" in args else None
 
     def work(db: Any, *, workspace: Any, settings: Any, environment: str, actor: str) -> Any:
         return dr.setup(

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsbook import audit
 from opsbook.backup import pgbackrest, pgbackups
+from opsbook.backup.probe import ledger_write_ok, services_healthy, ts
 from opsbook.errors import ConflictError, OpsbookError, UsageError
 from opsbook.sandbox import endpoint, pgcluster
 
@@ -53,6 +54,13 @@ def _cfg(workspace: Workspace, environment: str) -> SandboxConfig:
     return cfg
 
 
+def _any(workspace: Workspace, environment: str) -> SandboxConfig:
+    """The sandbox's config, its ledger on PostgreSQL (streaming) or SQLite (log shipping)."""
+    from opsbook.backup.catalogue import _ledger  # noqa: PLC0415
+
+    return _ledger(workspace, environment)
+
+
 def _key(workspace: Workspace, settings: Settings) -> bytes:
     from opsbook.backup.crypto import load_or_create_key  # noqa: PLC0415
 
@@ -73,7 +81,11 @@ def targets(workspace: Workspace) -> dict[str, float]:
 
 
 def status(*, workspace: Workspace, environment: str) -> dict[str, Any]:
-    cfg = _cfg(workspace, environment)
+    cfg = _any(workspace, environment)
+    if not cfg.managed_postgres:
+        from opsbook.backup import sqlite_dr  # noqa: PLC0415
+
+        return sqlite_dr.status(workspace=workspace, cfg=cfg, targets=targets(workspace))
     reg = pgcluster.load_registry(cfg.data_path)
     repl: dict[str, Any] = {}
     with contextlib.suppress(pgcluster.PgError):
@@ -119,13 +131,26 @@ def setup(
     workspace: Workspace,
     settings: Settings,
     environment: str,
-    sync: bool,
+    sync: bool | None,
     actor: str,
 ) -> dict[str, Any]:
-    """Make (or re-seed) the DR replica of the current primary."""
+    """Make (or re-seed) the DR replica of the current primary. ``sync`` (default on
+    PostgreSQL): a synchronous standby; SQLite ships its journal asynchronously."""
     from opsbook.sandbox.config import free_port  # noqa: PLC0415
 
-    cfg = _cfg(workspace, environment)
+    cfg = _any(workspace, environment)
+    if not cfg.managed_postgres:
+        if sync:
+            raise UsageError(
+                "a synchronous replica needs the ledger on PostgreSQL; SQLite ships its journal"
+                " asynchronously",
+                field="--sync",
+                hint="opsbook dr setup --async, or opsbook sandbox up --db postgres",
+            )
+        from opsbook.backup import sqlite_dr  # noqa: PLC0415
+
+        return sqlite_dr.setup(db, cfg=cfg, actor=actor)
+    sync = True if sync is None else sync
     reg = pgcluster.load_registry(cfg.data_path)
     primary = reg.current()
     name = pgcluster.DR_NAME if primary.name != pgcluster.DR_NAME else pgcluster.PRIMARY_NAME
@@ -184,53 +209,6 @@ def _wait_streaming(
     raise OpsbookError(f"{name} is not streaming from {primary.name} after {timeout:g}s")
 
 
-def _services_healthy(cfg: SandboxConfig, timeout: float) -> float:
-    """Wait until every service answers /health with UP; seconds waited."""
-    import httpx  # noqa: PLC0415
-
-    t0 = time.perf_counter()
-    deadline = time.monotonic() + timeout
-    urls = [f"http://127.0.0.1:{s.port}/health" for s in cfg.services]
-    with httpx.Client(timeout=2) as client:
-        pending = list(urls)
-        while pending and time.monotonic() < deadline:
-            still = []
-            for url in pending:
-                try:
-                    r = client.get(url)
-                    ok = r.status_code == 200 and r.json().get("status") == "UP"
-                except (httpx.HTTPError, ValueError):
-                    ok = False
-                if not ok:
-                    still.append(url)
-            pending = still
-            if pending:
-                time.sleep(0.05)
-    if pending:
-        raise OpsbookError(f"not healthy within {timeout:g}s: {', '.join(pending)}")
-    return time.perf_counter() - t0
-
-
-def _ledger_write_ok(cfg: SandboxConfig) -> None:
-    """A write through the gateway reaches the new primary (a health check may not write)."""
-    import httpx  # noqa: PLC0415
-
-    url = f"http://127.0.0.1:{cfg.gateway_port}/api/account/accounts"
-    deadline = time.monotonic() + 30
-    last = ""
-    with httpx.Client(timeout=3) as client:
-        while time.monotonic() < deadline:
-            try:
-                r = client.post(url, json={"owner": "dr-probe"})
-                if r.status_code < 300:
-                    return
-                last = f"{r.status_code} {r.text[:120]}"
-            except httpx.HTTPError as exc:
-                last = str(exc)
-            time.sleep(0.1)
-    raise OpsbookError(f"the ledger does not take writes after the failover: {last}")
-
-
 def failover(
     db: Database,
     *,
@@ -245,7 +223,19 @@ def failover(
     from opsbook.backup.pgsetup import configure_backrest  # noqa: PLC0415
     from opsbook.sandbox.config import set_ledger_url  # noqa: PLC0415
 
-    cfg = _cfg(workspace, environment)
+    cfg = _any(workspace, environment)
+    if not cfg.managed_postgres:
+        from opsbook.backup import sqlite_dr  # noqa: PLC0415
+
+        return sqlite_dr.failover(
+            db,
+            workspace=workspace,
+            cfg=cfg,
+            actor=actor,
+            reason=reason,
+            targets=targets(workspace),
+            execution_id=execution_id,
+        )
     reg = pgcluster.load_registry(cfg.data_path)
     old = reg.current()
     replicas = [c for c in reg.clusters.values() if c.role == "replica" and c.upstream == old.name]
@@ -274,8 +264,8 @@ def failover(
     reg.primary = new.name
     reg.update(new.name, role="primary", upstream=None, sync=False)
     reg.update(old.name, role="fenced", note=f"lost in failover at {declared:%Y-%m-%dT%H:%M:%SZ}")
-    _services_healthy(cfg, timeout=120)
-    _ledger_write_ok(cfg)
+    services_healthy(cfg, timeout=120)
+    ledger_write_ok(cfg)
     after = pgbackups.inspect_url(new.url())
     invariants_ok = not any(after[k] for k in pgbackups.INVARIANTS)
     rto = time.perf_counter() - t0
@@ -379,16 +369,12 @@ def _measure_rpo(
     seconds = 0.0
     kept = cut.get("last_transfer_at")
     if n and newest_lost and kept:
-        seconds = max(0.0, (_ts(newest_lost) - _ts(kept)).total_seconds())
+        seconds = max(0.0, (ts(newest_lost) - ts(kept)).total_seconds())
     return {
         "transfers": n,
         "seconds": round(seconds, 3),
         "after_transfer_id": cut["last_ids"]["transfers"],
     }
-
-
-def _ts(text: str) -> datetime:
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
 
 def failback(
@@ -405,7 +391,11 @@ def failback(
     from opsbook.backup.pgsetup import configure_backrest  # noqa: PLC0415
     from opsbook.sandbox.config import set_ledger_url  # noqa: PLC0415
 
-    cfg = _cfg(workspace, environment)
+    cfg = _any(workspace, environment)
+    if not cfg.managed_postgres:
+        from opsbook.backup import sqlite_dr  # noqa: PLC0415
+
+        return sqlite_dr.failback(db, cfg=cfg, actor=actor)
     reg = pgcluster.load_registry(cfg.data_path)
     current = reg.current()
     home = reg.clusters.get(pgcluster.PRIMARY_NAME)
@@ -441,7 +431,7 @@ def failback(
     endpoint.write(cfg.data_path, port=home.port, cluster=home.name, reason="failback")
     reg.primary = home.name
     reg.update(home.name, role="primary", upstream=None, sync=False, note="")
-    _services_healthy(cfg, timeout=120)
+    services_healthy(cfg, timeout=120)
     switched = time.perf_counter() - t1
     configure_backrest(workspace, cfg)
     set_ledger_url(Path(cfg.env_path), pgcluster.listener_url(reg))
@@ -534,15 +524,23 @@ def drill(
     from opsbook.sandbox.load import run_load  # noqa: PLC0415
 
     say = progress or (lambda _line: None)
-    cfg = _cfg(workspace, environment)
-    reg = pgcluster.load_registry(cfg.data_path)
-    primary = reg.current()
-    ready = [
-        c
-        for c in reg.clusters.values()
-        if c.role == "replica" and c.upstream == primary.name and c.sync == sync
-    ]
-    if not ready or not pgcluster.running(reg, ready[0]):
+    cfg = _any(workspace, environment)
+    if cfg.managed_postgres:
+        reg = pgcluster.load_registry(cfg.data_path)
+        primary = reg.current()
+        ready = [
+            c
+            for c in reg.clusters.values()
+            if c.role == "replica" and c.upstream == primary.name and c.sync == sync
+        ]
+        seeded = bool(ready) and pgcluster.running(reg, ready[0])
+    else:
+        sync = False  # SQLite ships its journal asynchronously
+        from opsbook.sandbox import shipping  # noqa: PLC0415
+
+        conf = shipping.read_json(shipping.dr_dir(cfg.data_path) / shipping.CONFIG) or {}
+        seeded = bool(conf.get("enabled"))
+    if not seeded:
         say(f"seeding the {'synchronous' if sync else 'asynchronous'} DR replica")
         setup(
             db,

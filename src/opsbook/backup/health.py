@@ -51,7 +51,10 @@ def check(
     )
     take = "opsbook backups take --verify"
     if last is None:
-        return [Check("backup exists", False, True, f"no backup of {environment}", take)]
+        return [
+            Check("backup exists", False, True, f"no backup of {environment}", take),
+            *_pg_checks(workspace, environment, when),
+        ]
     good = db.one(
         "SELECT * FROM backups WHERE environment = ? AND state = 'ok'"
         " ORDER BY started_at DESC LIMIT 1",
@@ -67,7 +70,11 @@ def check(
         )
     ]
     if good is None:
-        return [*out, Check("backup maximum age", False, True, "no good backup at all", take)]
+        return [
+            *out,
+            Check("backup maximum age", False, True, "no good backup at all", take),
+            *_pg_checks(workspace, environment, when),
+        ]
     age = when - _ts(str(good["finished_at"]))
     out.append(
         Check(
@@ -190,7 +197,11 @@ def _pg_checks(workspace: Workspace, environment: str, when: datetime) -> list[C
     except OpsbookError:  # not a sandbox environment: nothing to add
         return []
     if not cfg.managed_postgres:
-        return []
+        if not cfg.database_url.startswith("sqlite:///"):
+            return []
+        from opsbook.backup import sqlite_dr  # noqa: PLC0415
+
+        return list(sqlite_dr.checks(workspace=workspace, cfg=cfg))
     from opsbook.backup import pghealth  # noqa: PLC0415
 
     return pghealth.checks(workspace=workspace, data_dir=cfg.data_path, now=when)

@@ -22,10 +22,11 @@ EnvOpt = Annotated[
 ]
 AsOpt = Annotated[str | None, typer.Option("--as", help="Who does it (audited)")]
 SyncOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         "--sync/--async",
-        help="A synchronous replica (every commit waits for it: RPO 0) or asynchronous",
+        help="A synchronous replica (every commit waits for it: RPO 0) or asynchronous"
+        " (default: synchronous on PostgreSQL; SQLite ships its journal asynchronously)",
     ),
 ]
 
@@ -41,7 +42,8 @@ def _status_lines(st: dict[str, Any]) -> list[str]:
             else ""
         )
         lines.append(
-            f"  {c['name']:<22} {c['region']:<10} {c['role']:<9} port {c['port']:<6}"
+            f"  {c['name']:<22} {c['region']:<10} {c['role']:<9}"
+            f" {('port ' + str(c['port'])) if c.get('port') else c.get('path', '')}"
             f" {'running' if c['running'] else 'stopped'}{how}"
         )
     t = st["targets"]
@@ -72,7 +74,7 @@ def register(app: typer.Typer) -> None:
     @dr.command("setup")
     def setup_cmd(
         ctx: typer.Context,
-        sync: SyncOpt = True,
+        sync: SyncOpt = None,
         env: EnvOpt = None,
         as_user: AsOpt = None,
         json_out: JsonOpt = False,
@@ -97,9 +99,10 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(out)
             return
+        where = f"port {out['port']}" if out.get("port") else out.get("path", "")
         typer.echo(
             f"{out['replica']} ({out['region']}) is a {out['mode']} replica of {out['of']},"
-            f" seeded in {out['seeded_s']:.1f}s, port {out['port']}"
+            f" seeded in {out['seeded_s']:.1f}s, {where}"
         )
 
     @dr.command("failover")
@@ -133,7 +136,7 @@ def register(app: typer.Typer) -> None:
     @dr.command("failback")
     def failback_cmd(
         ctx: typer.Context,
-        sync: SyncOpt = True,
+        sync: SyncOpt = None,
         env: EnvOpt = None,
         as_user: AsOpt = None,
         json_out: JsonOpt = False,
@@ -151,7 +154,7 @@ def register(app: typer.Typer) -> None:
                 settings=st.settings,
                 environment=env or ws.default_environment,
                 actor=st.user(as_user),
-                sync=sync,
+                sync=sync is not False,
             )
         finally:
             db.close()
@@ -166,7 +169,7 @@ def register(app: typer.Typer) -> None:
     @dr.command("drill")
     def drill_cmd(
         ctx: typer.Context,
-        sync: SyncOpt = True,
+        sync: SyncOpt = None,
         load: Annotated[
             int, typer.Option("--load", help="Customer requests per second during the drill")
         ] = 20,
@@ -189,7 +192,7 @@ def register(app: typer.Typer) -> None:
                 settings=st.settings,
                 environment=environment,
                 actor=st.user(as_user),
-                sync=sync,
+                sync=sync is not False,
                 rate=load,
                 progress=None if json_out else typer.echo,
             )

@@ -127,8 +127,14 @@ def config_from_environment(
         from opsbook.sandbox.pgcluster import primary_url  # noqa: PLC0415
 
         database_url = primary_url(data_dir.resolve()) or "postgresql://opsbook@127.0.0.1:0/ledger"
+    elif db_url:
+        database_url = str(db_url)
     else:
-        database_url = str(db_url) if db_url else f"sqlite:///{data_dir / 'ledger.db'}"
+        from opsbook.sandbox.endpoint import read as read_endpoint  # noqa: PLC0415
+
+        end = read_endpoint(data_dir.resolve())  # after a failover, the DR region's file
+        home = data_dir / "ledger.db"
+        database_url = f"sqlite:///{end['path'] if end and end.get('path') else home}"
     services = _services(data.get("services"), where)
     quota_mb = sandbox.get("disk_quota_mb", DEFAULT_DISK_QUOTA_MB)
     return SandboxConfig(

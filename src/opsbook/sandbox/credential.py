@@ -56,7 +56,9 @@ def _rotate_blocking(admin_url: str, data_dir: Path) -> dict[str, Any]:
     from opsbook.sandbox.endpoint import read as read_endpoint  # noqa: PLC0415
 
     end = read_endpoint(data_dir)  # after a failover or a recovery, the primary moved
-    where: dict[str, Any] = {"host": str(end["host"]), "port": int(end["port"])} if end else {}
+    where: dict[str, Any] = {}
+    if end and end.get("port"):
+        where = {"host": str(end["host"]), "port": int(end["port"])}
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=5, **where) as admin:
         db = str(admin.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
         current = read(data_dir)

@@ -22,19 +22,32 @@ def read(data_dir: Path) -> dict[str, Any] | None:
         data = json.loads(path_of(data_dir).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get("port") else None
+    ok = isinstance(data, dict) and (data.get("port") or data.get("path"))
+    return data if ok else None
 
 
-def write(data_dir: Path, *, port: int, cluster: str, reason: str) -> dict[str, Any]:
-    """Point the services at ``cluster`` (on 127.0.0.1:``port``); the new endpoint."""
+def write(
+    data_dir: Path,
+    *,
+    cluster: str,
+    reason: str,
+    port: int | None = None,
+    path: Path | None = None,
+    fenced: bool = False,
+) -> dict[str, Any]:
+    """Point the services at ``cluster``: on PostgreSQL 127.0.0.1:``port``, on SQLite the file
+    ``path``. ``fenced``: the ledger refuses every query (a region being lost or switched)."""
     current = read(data_dir) or {}
-    endpoint = {
-        "host": "127.0.0.1",
-        "port": int(port),
+    endpoint: dict[str, Any] = {
         "cluster": cluster,
         "reason": reason,
+        "fenced": fenced,
         "version": int(current.get("version") or 0) + 1,
     }
+    if port is not None:
+        endpoint |= {"host": "127.0.0.1", "port": int(port)}
+    if path is not None:
+        endpoint["path"] = str(path)
     path = path_of(data_dir)
     tmp = path.with_suffix(".json.new")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

@@ -78,8 +78,11 @@ class Ledger:
     def _connect(self) -> Any:
         if self.dialect == "sqlite":
             assert self.path is not None
+            self._local.version = self._versions()
+            end = self._endpoint.current() if self._endpoint is not None else None
+            path = end["path"] if end and end.get("path") else self.path
             conn = sqlite3.connect(
-                f"file:{self.path}?mode=rw",
+                f"file:{path}?mode=rw",
                 uri=True,
                 isolation_level=None,
                 check_same_thread=False,
@@ -99,7 +102,7 @@ class Ledger:
         if cred:
             where |= {"user": str(cred["user"]), "password": str(cred["password"])}
         end = self._endpoint.current() if self._endpoint is not None else None
-        if end:
+        if end and end.get("port"):
             where |= {"host": str(end["host"]), "port": int(end["port"])}
         return psycopg.connect(
             self.url, autocommit=True, row_factory=dict_row, connect_timeout=5, **where

@@ -188,11 +188,12 @@ class Runtime:
         self.tokens = TokenBook(settings.data_dir)
         self.containment = ContainmentView(settings.data_dir)
         pg = settings.database_url.startswith(("postgresql://", "postgres://"))
+        self.endpoint = EndpointView(settings.data_dir)
         self.ledger = Ledger(
             settings.database_url,
             gate=self._gate,
             credential=CredentialView(settings.data_dir) if pg else None,
-            endpoint=EndpointView(settings.data_dir) if pg else None,
+            endpoint=self.endpoint,
         )
         self.pool = Pool(settings.pool_size, self.metrics)
         self.executor = ThreadPoolExecutor(settings.pool_size + 2, "db")
@@ -203,6 +204,12 @@ class Runtime:
         self.extra: dict[str, Any] = {}  # per-service objects (the payment network client)
 
     def _gate(self, write: bool) -> None:
+        end = self.endpoint.current()
+        if end and end.get("fenced"):
+            self.metrics.db_errors.labels("connect").inc()
+            raise LedgerUnavailable(
+                f"the ledger is fenced ({end.get('reason')}): its region is being failed over"
+            )
         active = self.faults.active()
         if "db-down" in active:
             self.metrics.db_errors.labels("connect").inc()

@@ -43,6 +43,7 @@ from opsbook.sandbox.procs import (
     wait_answering,
 )
 from opsbook.sandbox.proxy import Balancer, Gateway, http_request
+from opsbook.sandbox.shipping import shipping_loop
 from opsbook.sandbox.state import CONFIG_FILE, write_state
 from opsbook.sandbox.units import Revision, Unit
 
@@ -428,6 +429,7 @@ class Supervisor:
             asyncio.create_task(self.probe_loop()),
             asyncio.create_task(expiry_loop(self)),
             asyncio.create_task(_orphan_watch(self)),
+            asyncio.create_task(shipping_loop(self.data_dir)),
         ]
         await self.stopping.wait()
         self.phase = "stopping"
