@@ -119,6 +119,10 @@ say "opsbook backups take --verify  (the ledger backed up online, encrypted, cop
 ob backups take --env sandbox --verify
 ob backups check --env sandbox
 
+say "opsbook dr drill  (the DR region: the ledger's journal shipped to West US 2, a regional loss with load running, RPO and RTO measured, failback)"
+set +e; ob dr drill --env sandbox --async --load 10; echo "(exit code $?: 1 when a target is missed)"; set -e
+ob dr status --env sandbox
+
 say "opsbook executions list"
 ob executions list
 
