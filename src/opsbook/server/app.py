@@ -36,6 +36,7 @@ from opsbook.web import (
     actions_monitoring,
     admin,
     pages,
+    pages_backups,
     pages_incidents,
     pages_lifecycle_cards,
     pages_lifecycle_changes,
@@ -215,6 +216,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         pages_troubleshoot,
         pages_logs,
         pages_security,
+        pages_backups,
     )
     for module in web:
         add_routes(app, module.router)

@@ -28,6 +28,7 @@ NAV = (
     ("/changes", "Changes", "runbooks:read"),
     ("/training", "Training", "runbooks:read"),
     ("/security", "Security", "runbooks:read"),
+    ("/backups", "Backups", "runbooks:read"),
     ("/executions", "Executions", "executions:read"),
     ("/monitoring", "Monitoring", "monitoring:read"),
     ("/incidents", "Incidents", "incidents:read"),
