@@ -361,7 +361,7 @@ def promote(reg: Registry, cluster: Cluster) -> None:
 
 def start_all(reg: Registry, *, env: dict[str, str]) -> None:
     order = sorted(
-        (c for c in reg.clusters.values() if c.role != "retired"),
+        (c for c in reg.clusters.values() if c.role not in ("retired", "fenced")),
         key=lambda c: (c.name != reg.primary, c.role == "replica"),
     )
     for cluster in order:
@@ -388,8 +388,11 @@ def add_replica(
     archive_command: str | None,
     env: dict[str, str],
 ) -> Cluster:
-    """A streaming replica of ``upstream`` (pg_basebackup -R), synchronous or not."""
+    """A streaming replica of ``upstream`` (pg_basebackup -R), synchronous or not. A cluster
+    of that name (an old replica, a fenced primary) is stopped and replaced."""
     data = reg.path_of(name)
+    if name in reg.clusters:
+        stop(reg, reg.clusters[name], mode="immediate")
     if data.exists():
         shutil.rmtree(data)
     data.mkdir(mode=0o700)
