@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
             return
         where = f"port {out['port']}" if out.get("port") else out.get("path", "")
         typer.echo(
-            f"{out['replica']} ({out['region']}) is a {out['mode']} replica of {out['of']},"
+            f"{out['replica']} ({out['region']}) replicates {out['of']} ({out['mode']}),"
             f" seeded in {out['seeded_s']:.1f}s, {where}"
         )
 
@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(
             f"primary {out['primary']} again (re-seeded {out['reseeded_s']:.1f}s, switchover"
-            f" {out['switchover_s']:.1f}s); {out['replica']} is a {out['mode']} replica"
+            f" {out['switchover_s']:.1f}s); {out['replica']} replicates it ({out['mode']})"
         )
 
     @dr.command("drill")
