@@ -107,7 +107,9 @@ async def test_load_runs_while_the_error_rate_fault_is_active(sb: Sandbox) -> No
     (it is how an operator sees the fault) and every error sample says what happened."""
     chaos.inject(control=sb.control(), fault="error-rate", service="account", actor="pytest")
     urls = {s.name: sb.url(s.name) for s in sb.config.services}
-    report = await run_load(urls=urls, rate=40, duration=1.0, ledger_url=sb.config.database_url)
+    # about 7 of 40 requests a second reach the account service: 2 s leave a chance of about
+    # 1 in 10^4 that none of them draws the fault (1 s left about 1 in 100: a flaky test)
+    report = await run_load(urls=urls, rate=40, duration=2.0, ledger_url=sb.config.database_url)
     assert report.invariant["ok"]
     assert sum(op.errors for op in report.ops.values()) > 0
     assert report.error_samples
