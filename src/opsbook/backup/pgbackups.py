@@ -211,7 +211,7 @@ def scratch_instance(
         )
         started = True
         url = f"postgresql://{pgcluster.SUPERUSER}@127.0.0.1:{port}/{pgcluster.DATABASE}"
-        _wait_promoted(url, base / "log")
+        _wait_promoted(url, base / "log", pgdata)
         yield url, took + (time.perf_counter() - t0), pgdata, port
     finally:
         if started and keep_at is None:
@@ -222,11 +222,16 @@ def scratch_instance(
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _wait_promoted(url: str, log: Path, timeout: float = 600) -> None:
+def _wait_promoted(url: str, log: Path, pgdata: Path, timeout: float = 600) -> None:
+    """Until recovery ends and the instance takes writes; an instance that stopped (recovery
+    failed: a missing WAL segment, the target not reached) is an error at once."""
     import psycopg  # noqa: PLC0415
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if not pgcluster.postmaster_alive(pgdata):
+            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
+            raise OpsbookError("the restored instance stopped during recovery: " + " | ".join(tail))
         admin = url.rsplit("/", 1)[0] + "/postgres"
         with contextlib.suppress(psycopg.Error), psycopg.connect(admin, connect_timeout=5) as c:
             row = c.execute("SELECT pg_is_in_recovery()").fetchone()

@@ -151,7 +151,7 @@ def prepare(
         pgcluster.write_conf(reg, cluster, archive_command=None)
         reg.put(cluster)
         pgcluster.start(reg, cluster, env=pgbackrest.cipher_env(key), timeout=600)
-        _wait_promoted(cluster)
+        _wait_promoted(reg, cluster)
     except OpsbookError as exc:
         if name in reg.clusters:
             with contextlib.suppress(OpsbookError):
@@ -292,9 +292,14 @@ def _log_reasons(log: Path) -> str:
     return " | ".join(dict.fromkeys(found[-4:]))
 
 
-def _wait_promoted(cluster: pgcluster.Cluster, timeout: float = 600) -> None:
+def _wait_promoted(
+    reg: pgcluster.Registry, cluster: pgcluster.Cluster, timeout: float = 600
+) -> None:
+    """Until recovery ends; a server that stopped (recovery failed) is an error at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if not pgcluster.running(reg, cluster):
+            raise OpsbookError(f"{cluster.name} stopped during recovery")
         with contextlib.suppress(pgcluster.PgError):
             row = pgcluster.sql(cluster, "SELECT pg_is_in_recovery()", db="postgres")
             if row and not row[0][0]:

@@ -319,10 +319,10 @@ def init_primary(
     return cluster
 
 
-def running(reg: Registry, cluster: Cluster) -> bool:
-    pid_file = reg.path_of(cluster.name) / "postmaster.pid"
+def postmaster_alive(pgdata: Path) -> bool:
+    """Whether the server of a data directory runs (its postmaster.pid names a live process)."""
     try:
-        pid = int(pid_file.read_text(encoding="utf-8").splitlines()[0])
+        pid = int((pgdata / "postmaster.pid").read_text(encoding="utf-8").splitlines()[0])
     except (OSError, ValueError, IndexError):
         return False
     try:
@@ -332,6 +332,10 @@ def running(reg: Registry, cluster: Cluster) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def running(reg: Registry, cluster: Cluster) -> bool:
+    return postmaster_alive(reg.path_of(cluster.name))
 
 
 def start(reg: Registry, cluster: Cluster, *, env: dict[str, str], timeout: float = 60) -> None:
