@@ -195,9 +195,7 @@ def take(
             "raw_bytes": raw,
             "stored_bytes": size,
             "sha256": digest,
-            "manifest": json.dumps(
-                {**manifest, "app_state": app_state(workspace, environment, settings)}
-            ),
+            "manifest": json.dumps({**manifest, "app_state": app_state(workspace, cfg, settings)}),
             "copies": json.dumps(
                 [
                     {"location": "primary", "path": str(stored)},
@@ -222,27 +220,21 @@ def take(
     return _record(db, row, t0, actor)
 
 
-def app_state(workspace: Workspace, environment: str, settings: Settings) -> dict[str, Any]:
+def app_state(workspace: Workspace, cfg: SandboxConfig, settings: Settings) -> dict[str, Any]:
     """The application state a recovery brings back beside the ledger (whose outbox holds the
     notifications): the environment file as it is (it holds no secret), the names of the
     secrets it may use (never their values) and the ledger's login role."""
-    from opsbook.workspace import load_environment  # noqa: PLC0415
+    from opsbook.sandbox.credential import read as read_credential  # noqa: PLC0415
 
-    env = load_environment(workspace, environment)
-    text = Path(env.path).read_text(encoding="utf-8")
+    text = Path(cfg.env_path).read_text(encoding="utf-8")
     secrets_dir = settings.secrets_dir_for(workspace.state_dir)
     refs = (
         sorted(p.name for p in secrets_dir.iterdir() if p.is_file()) if secrets_dir.is_dir() else []
     )
-    role = None
-    cred = _ledger(workspace, environment).data_path / "ledger-credential.json"
-    if cred.is_file():
-        try:
-            role = json.loads(cred.read_text(encoding="utf-8")).get("user")
-        except ValueError:
-            role = None
+    cred = read_credential(cfg.data_path)
+    role = cred.get("user") if cred else None
     return {
-        "environment_file": {"path": str(env.path), "text": text},
+        "environment_file": {"path": cfg.env_path, "text": text},
         "secret_refs": refs,
         "ledger_role": role,
     }
@@ -291,7 +283,7 @@ def _take_pg(
             "stored_bytes": got["stored_bytes"],
             "sha256": got["sha256"],
             "manifest": json.dumps(
-                {**got["manifest"], "app_state": app_state(workspace, cfg.env_name, settings)}
+                {**got["manifest"], "app_state": app_state(workspace, cfg, settings)}
             ),
             "copies": json.dumps(got["copies"]),
             "error": None,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsbook import audit
 from opsbook.backup import pgbackrest, pgbackups
-from opsbook.backup.probe import ledger_write_ok, services_healthy, ts
+from opsbook.backup.probe import ledger_write_ok, record_failover, services_healthy, ts
 from opsbook.errors import ConflictError, OpsbookError, UsageError
 from opsbook.sandbox import endpoint, pgcluster
 
@@ -273,35 +273,24 @@ def failover(
     set_ledger_url(Path(cfg.env_path), pgcluster.listener_url(reg))
     # 4. RPO: what the fenced primary committed that the new one does not have
     rpo = _measure_rpo(reg, old, cut, key)
-    goal = targets(workspace)
-    out = {
-        "environment": environment,
-        "reason": reason,
-        "declared_at": declared.isoformat().replace("+00:00", "Z"),
-        "from": old.name,
-        "to": new.name,
-        "mode": "synchronous" if new.sync else "asynchronous",
-        "fenced_s": round(fenced, 3),
-        "promoted_s": round(promoted, 3),
-        "rto_s": round(rto, 3),
-        "rpo": rpo,
-        "invariants_ok": invariants_ok,
-        "targets": goal,
-        "met": {
-            "rto": rto <= goal["rto_s"],
-            "rpo": rpo.get("transfers") is not None and rpo["transfers"] <= goal["rpo_transfers"],
-        },
-        "next": "opsbook dr failback (re-seeds the old primary, then moves the primary home)",
-    }
-    with db.transaction():
-        audit.record(
-            db=db,
-            actor=actor,
-            action="dr.failover",
-            subject=f"ledger:{environment}",
-            payload={**out, "execution": execution_id},
-        )
-    return out
+    return record_failover(
+        db,
+        environment=environment,
+        actor=actor,
+        execution_id=execution_id,
+        targets=targets(workspace),
+        rto=rto,
+        rpo=rpo,
+        reason=reason,
+        declared=declared,
+        old=old.name,
+        new=new.name,
+        mode="synchronous" if new.sync else "asynchronous",
+        fenced_s=fenced,
+        promoted_s=promoted,
+        invariants_ok=invariants_ok,
+        next_step="opsbook dr failback (re-seeds the old primary, then moves the primary home)",
+    )
 
 
 def _measure_rpo(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from opsbook import audit
 from opsbook.errors import OpsbookError
 
 if TYPE_CHECKING:
+    from opsbook.db import Database
     from opsbook.sandbox.config import SandboxConfig
 
 
@@ -61,3 +63,55 @@ def ledger_write_ok(cfg: SandboxConfig) -> None:
 
 def ts(text: str) -> datetime:
     return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
+def record_failover(
+    db: Database,
+    *,
+    environment: str,
+    actor: str,
+    execution_id: str | None,
+    targets: dict[str, float],
+    rto: float,
+    rpo: dict[str, Any],
+    reason: str,
+    declared: datetime,
+    old: str,
+    new: str,
+    mode: str,
+    fenced_s: float,
+    promoted_s: float,
+    invariants_ok: bool,
+    next_step: str,
+) -> dict[str, Any]:
+    """A failover's result, measured against the targets, and its audit record (one shape for
+    both ledgers)."""
+    out = {
+        "environment": environment,
+        "reason": reason,
+        "declared_at": declared.isoformat().replace("+00:00", "Z"),
+        "from": old,
+        "to": new,
+        "mode": mode,
+        "fenced_s": round(fenced_s, 3),
+        "promoted_s": round(promoted_s, 3),
+        "rto_s": round(rto, 3),
+        "rpo": rpo,
+        "invariants_ok": invariants_ok,
+        "targets": targets,
+        "met": {
+            "rto": rto <= targets["rto_s"],
+            "rpo": rpo.get("transfers") is not None
+            and rpo["transfers"] <= targets["rpo_transfers"],
+        },
+        "next": next_step,
+    }
+    with db.transaction():
+        audit.record(
+            db=db,
+            actor=actor,
+            action="dr.failover",
+            subject=f"ledger:{environment}",
+            payload={**out, "execution": execution_id},
+        )
+    return out

@@ -222,34 +222,24 @@ def failover(
     if n and newest and cut_at:
         seconds = max(0.0, (probe.ts(newest) - probe.ts(cut_at)).total_seconds())
     rpo = {"transfers": int(n), "seconds": round(seconds, 3), "after_transfer_id": cut}
-    out = {
-        "environment": cfg.env_name,
-        "reason": reason,
-        "declared_at": declared.isoformat().replace("+00:00", "Z"),
-        "from": old,
-        "to": new,
-        "mode": "asynchronous (log shipping)",
-        "fenced_s": round(fenced, 3),
-        "promoted_s": round(fenced, 3),
-        "rto_s": round(rto, 3),
-        "rpo": rpo,
-        "invariants_ok": invariants_ok,
-        "targets": targets,
-        "met": {
-            "rto": rto <= targets["rto_s"],
-            "rpo": rpo["transfers"] <= targets["rpo_transfers"],
-        },
-        "next": "opsbook dr failback (re-seeds the old home, then moves the ledger home)",
-    }
-    with db.transaction():
-        audit.record(
-            db=db,
-            actor=actor,
-            action="dr.failover",
-            subject=f"ledger:{cfg.env_name}",
-            payload={**out, "execution": execution_id},
-        )
-    return out
+    return probe.record_failover(
+        db,
+        environment=cfg.env_name,
+        actor=actor,
+        execution_id=execution_id,
+        targets=targets,
+        rto=rto,
+        rpo=rpo,
+        reason=reason,
+        declared=declared,
+        old=old,
+        new=new,
+        mode="asynchronous (log shipping)",
+        fenced_s=fenced,
+        promoted_s=fenced,
+        invariants_ok=invariants_ok,
+        next_step="opsbook dr failback (re-seeds the old home, then moves the ledger home)",
+    )
 
 
 def failback(db: Database, *, cfg: SandboxConfig, actor: str) -> dict[str, Any]:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 from opsbook.errors import UsageError
+from opsbook.sandbox.watched import WatchedFile, write_json
 
 FILE = "ledger-credential.json"
 GRACE = 3.0  # seconds for every service to move to the new role
@@ -41,12 +41,7 @@ def read(data_dir: Path) -> dict[str, Any] | None:
 
 
 def _write(data_dir: Path, cred: dict[str, Any]) -> None:
-    path = path_of(data_dir)
-    tmp = path.with_suffix(".json.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(cred, out)
-    tmp.replace(path)
+    write_json(path_of(data_dir), cred, mode=0o600)
 
 
 def _rotate_blocking(admin_url: str, data_dir: Path) -> dict[str, Any]:
@@ -129,19 +124,8 @@ async def rotate_credential(sup: Any, args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class CredentialView:
+class CredentialView(WatchedFile):
     """What a service's ledger connections use: re-read when the file changes."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = path_of(data_dir)
-        self._stamp: float | None = None
-        self._cred: dict[str, Any] | None = None
-
-    def current(self) -> dict[str, Any] | None:
-        try:
-            stamp = self.path.stat().st_mtime_ns
-        except OSError:
-            return None
-        if stamp != self._stamp:
-            self._stamp, self._cred = stamp, read(self.path.parent)
-        return self._cred
+        super().__init__(path_of(data_dir), read)

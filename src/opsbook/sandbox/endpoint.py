@@ -6,9 +6,10 @@ a point-in-time recovery's cut-over rewrites it; every service notices on its ne
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from opsbook.sandbox.watched import WatchedFile, write_json
 
 FILE = "ledger-endpoint.json"
 
@@ -48,28 +49,12 @@ def write(
         endpoint |= {"host": "127.0.0.1", "port": int(port)}
     if path is not None:
         endpoint["path"] = str(path)
-    path = path_of(data_dir)
-    tmp = path.with_suffix(".json.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(endpoint, out)
-    tmp.replace(path)
+    write_json(path_of(data_dir), endpoint)
     return endpoint
 
 
-class EndpointView:
+class EndpointView(WatchedFile):
     """What a service's ledger connections use: re-read when the file changes."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = path_of(data_dir)
-        self._stamp: int | None = None
-        self._endpoint: dict[str, Any] | None = None
-
-    def current(self) -> dict[str, Any] | None:
-        try:
-            stamp = self.path.stat().st_mtime_ns
-        except OSError:
-            return None
-        if stamp != self._stamp:
-            self._stamp, self._endpoint = stamp, read(self.path.parent)
-        return self._endpoint
+        super().__init__(path_of(data_dir), read)
