@@ -123,6 +123,21 @@ say "opsbook dr drill  (the DR region: the ledger's journal shipped to West US 2
 set +e; ob dr drill --env sandbox --async --load 10; echo "(exit code $?: 1 when a target is missed)"; set -e
 ob dr status --env sandbox
 
+say "opsbook deploy payment 1.5.2 --strategy canary  (a release that fails payments, deployed with customer traffic running: the canary's analysis aborts it and returns all traffic, nobody acts)"
+ob sandbox releases | head -7
+parked run deployment-procedures#pre-deployment-checklist --env sandbox --param service=payment --param version=1.5.2 --as ops-lead --yes >/dev/null
+confirm "$(last_id)" ops-lead "CHG-77" >/dev/null
+ob sandbox load --env sandbox --rate 40 --duration 70 >/dev/null 2>&1 &
+load_pid=$!
+sleep 2
+parked deploy payment 1.5.2 --strategy canary --ticket CHG-77 --reason "new fee schedule" --env sandbox --as ops-lead --yes
+id=$(last_id)
+ob approve "$id" --as dba --comment "CHG-77 reviewed"
+set +e; ob executions resume "$id" --as ops-lead; echo "(exit code $?: 1 = the rollout was aborted by its analysis; payment still runs the old version)"; set -e
+wait "$load_pid" 2>/dev/null || true
+ob releases list
+ob releases show "$(ob releases list --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["releases"][0]["id"])')" | head -30
+
 say "opsbook executions list"
 ob executions list
 

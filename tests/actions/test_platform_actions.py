@@ -302,7 +302,7 @@ async def test_the_common_commands_run_as_steps(sandbox: Sandbox, db: Database) 
     assert outcome.state is State.SUCCEEDED, outcome.reason
     ran = steps(db, outcome)
     assert all(r.state is State.SUCCEEDED for r in ran.values())
-    assert ran["rollback"].result["fields"]["result"]["rolled_back_from"] == 2
+    assert ran["rollback"].result["fields"]["result"]["rolled_back_from"] == 3
     assert sandbox.service("account")["replicas"] == 1
 
 

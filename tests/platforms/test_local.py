@@ -78,11 +78,11 @@ async def test_blue_green_deploy_switch_and_rollback(sandbox: Sandbox) -> None:
     assert replica_of(sandbox.url("notification")) != before
     back = await p.switch_traffic(service="notification")  # instant: blue still runs
     assert back["version"] == "1.4.2" and replica_of(sandbox.url("notification")) == before
-    deployed = await p.deploy(service="notification", version="1.6.0")
-    assert deployed["version"] == "1.6.0" and deployed["revision"] == 3
-    rolled = await p.rollback(service="notification", revision=1)  # blue is the standby
-    assert rolled["version"] == "1.4.2" and rolled["rolled_back_from"] == 3
-    assert rolled["revision"] == 1 and rolled["standby"] is None
+    deployed = await p.deploy(service="notification", version="1.5.1")
+    assert deployed["version"] == "1.5.1" and deployed["revision"] == 4
+    rolled = await p.rollback(service="notification", revision=2)  # blue is the standby
+    assert rolled["version"] == "1.4.2" and rolled["rolled_back_from"] == 4
+    assert rolled["revision"] == 2 and rolled["standby"] is None
 
     def history() -> list[tuple[int, str, str]]:
         return [
@@ -91,22 +91,25 @@ async def test_blue_green_deploy_switch_and_rollback(sandbox: Sandbox) -> None:
         ]
 
     assert history() == [
-        (1, "1.4.2", "active"),
-        (2, "1.5.0", "superseded"),
-        (3, "1.6.0", "superseded"),
+        (1, "1.4.1", "superseded"),  # a fresh sandbox has a history
+        (2, "1.4.2", "active"),
+        (3, "1.5.0", "superseded"),
+        (4, "1.5.1", "superseded"),
     ]
-    again = await p.rollback(service="notification", revision=2)  # not running: redeployed
-    assert again["version"] == "1.5.0" and again["revision"] == 4
-    assert history()[-1] == (4, "1.5.0", "active") and history()[0][2] == "superseded"
+    again = await p.rollback(service="notification", revision=3)  # not running: redeployed
+    assert again["version"] == "1.5.0" and again["revision"] == 5
+    assert history()[-1] == (5, "1.5.0", "active") and history()[1][2] == "superseded"
     previous = await p.rollback(service="notification")  # default: the revision before
-    assert previous["rolled_back_to"] == 3 and previous["version"] == "1.6.0"
-    await p.rollback(service="notification", revision=1)
+    assert previous["rolled_back_to"] == 4 and previous["version"] == "1.5.1"
+    await p.rollback(service="notification", revision=2)
     with pytest.raises(NotFoundError, match="no revision 42"):
         await p.rollback(service="notification", revision=42)
     with pytest.raises(ConflictError, match="no standby"):
         await p.switch_traffic(service="notification")
     with pytest.raises(UsageError, match="version must look like"):
         await p.deploy(service="notification", version="../../etc")
+    with pytest.raises(NotFoundError, match="no release '9.9.9'"):
+        await p.deploy(service="notification", version="9.9.9")
 
 
 async def test_restart_logs_and_top(sandbox: Sandbox) -> None:

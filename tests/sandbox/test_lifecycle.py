@@ -39,7 +39,7 @@ def test_up_brings_every_service_up_healthy(sb: Sandbox) -> None:
         code, text = http(f"{svc['url']}/metrics")
         assert code == 200 and "http_requests_total" in text
         code, version = http(f"{svc['url']}/version")
-        assert version["service"] == svc["name"] and version["revision"] == 1
+        assert version["service"] == svc["name"] and version["revision"] == 2
     code, body = http(f"{st['gateway']}/api/payment/health")
     assert code == 200 and body["service"] == "payment"
     assert http(f"{st['gateway']}/nowhere")[0] == 404

@@ -64,7 +64,7 @@ def test_the_workspace_settings(workspace_root: Path) -> None:
     assert ws.roles_of("eng-manager") == ("manager", "approver")
     assert ws.roles_of("security-engineer") == ("security", "engineer", "approver")
     assert ws.roles_of("someone-new") == ("operator",)
-    assert ws.environment_names() == ["production", "sandbox"]
+    assert ws.environment_names() == ["production", "sandbox", "staging"]
 
 
 def test_refuses_to_overwrite_a_workspace(workspace_root: Path) -> None:

@@ -153,6 +153,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Point-in-time recovery of the ledger, cut over after a four-eyes approval.",
     ),
     "dr": ("dr_cmd", "The DR region: replica, failover, failback, drills with RPO and RTO."),
+    "deploy": (
+        "deploy_cmd",
+        "Deploy a release: rolling, blue-green or canary with automated analysis.",
+    ),
+    "releases": (
+        "releases_cmd",
+        "Releases and their change records, the change calendar, DORA metrics.",
+    ),
+    "migrations": ("migrations_cmd", "Ledger migrations: lint for locks and breakage, apply."),
 }
 
 

@@ -214,6 +214,47 @@ def status(ctx: typer.Context, env: EnvOpt = "sandbox", json_out: JsonOpt = Fals
 
 
 @app.command()
+def releases(ctx: typer.Context, env: EnvOpt = "sandbox", json_out: JsonOpt = False) -> None:
+    """The release catalogue: the versions each service can deploy and how each behaves, with
+    what runs now (and a release in progress, its traffic share) when the sandbox is up."""
+    from opsbook.errors import OpsbookError  # noqa: PLC0415
+    from opsbook.sandbox import lifecycle  # noqa: PLC0415
+    from opsbook.sandbox.config import SERVICES  # noqa: PLC0415
+    from opsbook.sandbox.releases import catalogue  # noqa: PLC0415
+
+    running: dict[str, Any] = {}
+    try:
+        st = lifecycle.status(workspace=_workspace(ctx), env_name=env)
+        running = {s["name"]: s for s in st.get("services", [])}
+    except OpsbookError:
+        pass  # not running: the catalogue alone
+    out: dict[str, Any] = {
+        "releases": catalogue(SERVICES),
+        "running": {
+            n: {
+                "version": s.get("version"),
+                "revision": s.get("revision"),
+                "in_progress": s.get("standby"),
+            }
+            for n, s in running.items()
+        },
+    }
+    if _wants_json(ctx, json_out):
+        _print_json(out)
+        return
+    first = next(iter(out["releases"].values()))
+    for r in first:
+        typer.echo(f"{r['version']:<8} {r['behaviour']:<8} {r['summary']}")
+    typer.echo("(every service has these releases)")
+    for name, s in out["running"].items():
+        extra = ""
+        if s["in_progress"]:
+            p = s["in_progress"]
+            extra = f"; {p['version']} {p['status']} at {p.get('weight', 0)}% of traffic"
+        typer.echo(f"{name:<13} runs {s['version']} (revision {s['revision']}){extra}")
+
+
+@app.command()
 def logs(
     ctx: typer.Context,
     service: Annotated[

@@ -116,6 +116,50 @@ class LocalPlatform:
         )
         return result
 
+    # -- progressive delivery (opsbook.deploy.rollout drives these) ---------------------------
+
+    async def start_release(self, *, service: str, version: str, strategy: str) -> dict[str, Any]:
+        """The new version beside the running one, with no traffic (blue-green, canary), or a
+        rolling update's replacement of the replicas one at a time."""
+        check_service(service)
+        if self.dry_run:
+            return self._would(f"{strategy} release of {service} {version}")
+        if strategy == "rolling":
+            out: dict[str, Any] = await self._call("rolling", service=service, version=version)
+            return out
+        out = await self._call(
+            "deploy", service=service, version=version, strategy=strategy, switch=False
+        )
+        return out
+
+    async def set_weight(self, *, service: str, weight: int) -> dict[str, Any]:
+        check_service(service)
+        if self.dry_run:
+            return self._would(f"send {weight}% of {service}'s traffic to its new release")
+        out: dict[str, Any] = await self._call("weight", service=service, weight=weight)
+        return out
+
+    async def promote(self, *, service: str, keep_old_for: float) -> dict[str, Any]:
+        check_service(service)
+        if self.dry_run:
+            return self._would(f"promote {service}'s new release, keep the old {keep_old_for:g}s")
+        out: dict[str, Any] = await self._call(
+            "promote", service=service, keep_old_for=keep_old_for
+        )
+        return out
+
+    async def abort(self, *, service: str, reason: str) -> dict[str, Any]:
+        check_service(service)
+        if self.dry_run:
+            return self._would(f"abort {service}'s new release: all traffic to the old one")
+        out: dict[str, Any] = await self._call("abort", service=service, reason=reason)
+        return out
+
+    async def slot_metrics(self, *, service: str) -> dict[str, Any]:
+        check_service(service)
+        out: dict[str, Any] = await self._call("slot-metrics", service=service)
+        return out
+
     async def switch_traffic(self, *, service: str, to: str | None = None) -> dict[str, Any]:
         check_service(service)
         if self.dry_run:

@@ -44,6 +44,15 @@ class Observe:
         self.rt = rt
         self._rng = random.Random()  # noqa: S311 - fault simulation, not security
         self._bug_counter = 0
+        self._split_flag = rt.settings.data_dir / "split" / rt.settings.service
+        self._split = (0.0, False)
+
+    def _splitting(self) -> bool:
+        """Whether the service runs two versions now (the supervisor's flag file; 0.2 s cache)."""
+        now = time.monotonic()
+        if now - self._split[0] > 0.2:
+            self._split = (now, self._split_flag.exists())
+        return self._split[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,6 +69,8 @@ class Observe:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+                if self._splitting():  # two versions run: reconnect, so the split applies
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         active = rt.faults.active()
@@ -76,6 +87,19 @@ class Observe:
                 and (self._rng.random() < float(active["error-rate"].params.get("rate", 0.5)))
             ):
                 raise RuntimeError("upstream reset: injected internal error (error-rate fault)")
+            if api and rt.settings.latency_ms:  # the release's latency regression
+                await asyncio.sleep(rt.settings.latency_ms / 1000)
+            if (
+                api
+                and rt.settings.fail_rate
+                and method == "POST"
+                and self._rng.random() < rt.settings.fail_rate
+            ):  # the release's defect: a write fails on a code path the tests missed
+                if path == "/payments":
+                    rt.metrics.payments.labels("failed").inc()
+                raise LookupError(
+                    f"release {rt.settings.version}: no fee schedule for merchant category"
+                )
             if api and rt.settings.bug and method == "POST":
                 self._bug_counter += 1
                 if self._bug_counter % 3 == 0:  # the release's bug: a missing mapping

@@ -55,6 +55,30 @@ async def _database(rt: Runtime) -> dict[str, Any]:
     }
 
 
+async def _schema(rt: Runtime) -> dict[str, Any]:
+    """A release that needs a schema change cannot work without it: DOWN, naming the column."""
+    cached = rt.extra.get("schema")
+    if cached is not None:
+        return dict(cached)
+    try:
+        missing = [
+            f"{t}.{c}"
+            for t, c in rt.settings.requires
+            if not await rt.db(rt.ledger.has_column, t, c, timeout=1.0)
+        ]
+    except LedgerUnavailable as exc:
+        return {"status": "UNKNOWN", "error": str(exc)}
+    if missing:
+        return {
+            "status": "DOWN",
+            "missing": missing,
+            "error": f"release {rt.settings.version} needs {', '.join(missing)}: apply the "
+            "migration first (runbook deployment-procedures#database-migration)",
+        }
+    rt.extra["schema"] = {"status": "UP"}  # a column once there stays: stop asking
+    return {"status": "UP"}
+
+
 async def _dependencies(rt: Runtime) -> dict[str, Any]:
     if rt.settings.service != "payment":
         return {"status": "UP"}
@@ -126,12 +150,14 @@ async def health(rt: Runtime) -> dict[str, Any]:
     }
     if s.service == "payment":
         found["tls"] = await _tls(rt)
+    if s.requires:
+        found["schema"] = await _schema(rt)
     if s.bug and rt.health_probes % 3 == 0:
         found["self_test"] = {
             "status": "DOWN",
             "error": "KeyError: 'currency_rules' in the transfer self-test",
         }
-    if found["database"]["status"] == "DOWN" or found["disk"]["status"] == "DOWN":
+    if any(found[k]["status"] == "DOWN" for k in ("database", "disk", "schema") if k in found):
         status = "DOWN"
     elif (
         found["dependencies"]["status"] != "UP"

@@ -13,6 +13,7 @@ from opsbook.sandbox.fault_book import list_faults
 from opsbook.sandbox.host import Host
 from opsbook.sandbox.ops import deploy, history, restart, rollback, scale, status, switch_traffic
 from opsbook.sandbox.remedies import remediate
+from opsbook.sandbox.rollout_ops import abort, promote, rolling, set_weight, slot_metrics
 from opsbook.sandbox.rotation import rotate_certificate
 
 
@@ -30,6 +31,11 @@ async def dispatch(sup: Host, op: str, args: dict[str, Any]) -> Any:
         "deploy": deploy,
         "switch": switch_traffic,
         "rollback": rollback,
+        "weight": set_weight,
+        "promote": promote,
+        "abort": abort,
+        "rolling": rolling,
+        "slot-metrics": slot_metrics,
         "inject": inject,
         "clear": clear,
         "remediate": remediate,

@@ -17,8 +17,6 @@ from opsbook.errors import Location, UsageError, ValidationError
 
 #: The four services of the banking platform, in start order.
 SERVICES: tuple[str, ...] = ("account", "transaction", "payment", "notification")
-#: The version every service runs after ``up`` (revision 1).
-INITIAL_VERSION = "1.4.2"
 DEFAULT_PORTS = {
     "gateway": 18100,
     "account": 18101,

@@ -481,6 +481,20 @@ class Ledger:
             mismatched=mismatched,
         )
 
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether ``table`` has ``column`` (a release that needs a schema change asks)."""
+        with self._tx(write=False) as q:
+            if self.dialect == "sqlite":
+                rows = q(f"PRAGMA table_info({table})")
+                return any(r["name"] == column for r in rows)
+            rows = q(
+                "SELECT 1 AS found FROM information_schema.columns "
+                "WHERE table_name = ? AND column_name = ?",
+                table,
+                column,
+            )
+            return bool(rows)
+
     def counts(self) -> dict[str, int]:
         with self._tx(write=False) as q:
             rows = q(

@@ -14,18 +14,19 @@ from opsbook.sandbox.config import MAX_REPLICAS, check_service
 from opsbook.sandbox.fault_book import clear_process_faults, end_bad_deploy, list_faults
 from opsbook.sandbox.host import Host
 from opsbook.sandbox.procs import Replica, sample_memory, wait_answering
+from opsbook.sandbox.releases import release_of
 from opsbook.sandbox.units import Revision, Unit
 
 START_TIMEOUT = 20.0
 READY_TIMEOUT = 10.0
-_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}$")
+VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}$")
 
 
 def unit_of(sup: Host, args: dict[str, Any]) -> Unit:
     return sup.units[check_service(args.get("service"))]
 
 
-async def _all(replicas: list[Replica], *, healthy: bool, timeout: float) -> bool:
+async def all_answering(replicas: list[Replica], *, healthy: bool, timeout: float) -> bool:
     results = await asyncio.gather(
         *(wait_answering(r, timeout=timeout, healthy=healthy) for r in replicas)
     )
@@ -61,7 +62,7 @@ def _safe_url(url: str) -> str:
 async def start_set(sup: Host, unit: Unit, rev: Revision, count: int) -> list[Replica]:
     """Start ``count`` replicas of ``rev`` and wait until they answer (or fail, cleaning up)."""
     new = await sup.start_replicas(unit, rev, count)
-    if not await _all(new, healthy=False, timeout=START_TIMEOUT):
+    if not await all_answering(new, healthy=False, timeout=START_TIMEOUT):
         await sup.stop_all(new)
         raise OpsbookError(
             f"{unit.name} revision {rev.revision} ({rev.version}) did not start within "
@@ -84,7 +85,7 @@ async def restart(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
         old = list(unit.active)
         old_ready = any(r.alive and r.ready for r in old)
         new = await start_set(sup, unit, unit.current, unit.desired)
-        healthy = await _all(new, healthy=True, timeout=READY_TIMEOUT)
+        healthy = await all_answering(new, healthy=True, timeout=READY_TIMEOUT)
         if not healthy and old_ready:
             await sup.stop_all(new)
             raise OpsbookError(
@@ -99,7 +100,7 @@ async def restart(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
         await sup.stop_all(old)
         sup.save()
     return {
-        **_brief(unit),
+        **brief(unit),
         "restarted": [r.name for r in new],
         "healthy": healthy,
         "cleared_faults": cleared,
@@ -135,16 +136,17 @@ async def scale(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
         unit.route()
         unit.event("Normal", f"scaled from {before} to {count} replica(s)")
         sup.save()
-    return {**_brief(unit), "previous_replicas": before}
+    return {**brief(unit), "previous_replicas": before}
 
 
-def _switch(unit: Unit) -> None:
+def switch_sets(unit: Unit) -> None:
     """Blue-green: the standby set takes the traffic in one assignment, the old one stands by."""
     old_rev, new_rev = unit.current, unit.standby_revision
     assert new_rev is not None
     unit.active, unit.standby = unit.standby, unit.active
     new_rev.status, old_rev.status = "active", "standby"
     unit.desired = len(unit.active)
+    unit.weight, unit.rollout = 0, None
     unit.route()
     unit.event(
         "Normal",
@@ -153,7 +155,12 @@ def _switch(unit: Unit) -> None:
     )
 
 
-async def _retire_standby(sup: Host, unit: Unit) -> None:
+async def retire_standby(sup: Host, unit: Unit) -> None:
+    if unit.retire is not None and unit.retire is not asyncio.current_task():
+        unit.retire.cancel()
+    unit.retire = None
+    unit.weight = 0
+    unit.route()
     if unit.standby:
         await sup.stop_all(unit.standby)
         unit.standby = []
@@ -167,12 +174,26 @@ async def deploy(
 ) -> dict[str, Any]:
     unit = unit_of(sup, args)
     version = str(args.get("version") or "")
-    if not _VERSION.match(version):
+    if not VERSION_RE.match(version):
         raise UsageError(f"version must look like 1.5.0, not {version!r}", field="version")
-    switch = str(args.get("switch", True)).lower() not in ("false", "0", "no")
+    if not bug:
+        release_of(unit.name, version)  # an unknown version: refused before anything starts
+    strategy = str(args.get("strategy") or "blue-green")
+    if strategy not in ("blue-green", "canary"):
+        raise UsageError(
+            f"strategy must be blue-green or canary here, not {strategy!r}",
+            field="strategy",
+            hint="a rolling update is its own operation: rolling {service, version}",
+        )
+    switch = strategy == "blue-green" and str(args.get("switch", True)).lower() not in (
+        "false",
+        "0",
+        "no",
+    )
     actor = str(args.get("actor") or "operator")
     async with unit.lock:
-        await _retire_standby(sup, unit)
+        refuse_overlap(unit, version)
+        await retire_standby(sup, unit)
         rev = Revision(
             max(r.revision for r in unit.revisions) + 1,
             version,
@@ -182,13 +203,21 @@ async def deploy(
             actor,
             cause or f"deploy {version}",
             "staged",
+            strategy,
         )
         unit.revisions.append(rev)
+        unit.rollout = {
+            "version": version,
+            "revision": rev.revision,
+            "strategy": strategy,
+            "by": actor,
+            "since": time.time(),
+        }
         green = await sup.start_replicas(unit, rev, rev.replicas)
-        if not await _all(green, healthy=True, timeout=START_TIMEOUT):
+        if not await all_answering(green, healthy=True, timeout=START_TIMEOUT):
             tail = sup.log_tail(unit.name)
             await sup.stop_all(green)
-            rev.status = "failed"
+            rev.status, unit.rollout = "failed", None
             sup.save()
             raise OpsbookError(
                 f"revision {rev.revision} ({version}) of {unit.name} did not become healthy "
@@ -201,14 +230,28 @@ async def deploy(
             f"revision {rev.revision} ({version}) ready beside revision {unit.current.revision}",
         )
         if switch:
-            _switch(unit)
+            switch_sets(unit)
         sup.save()
     return {
-        **_brief(unit),
+        **brief(unit),
         "deployed_revision": rev.revision,
         "switched": switch,
-        "strategy": "blue-green",
+        "strategy": strategy,
     }
+
+
+def refuse_overlap(unit: Unit, version: str) -> None:
+    """One deployment of a service at a time: a second is refused, naming the first."""
+    held = unit.rollout
+    if held is None:
+        return
+    raise ConflictError(
+        f"{unit.name} is already being deployed: {held['version']} ({held['strategy']}) by "
+        f"{held['by']} since {time.strftime('%H:%M:%S', time.gmtime(held['since']))}Z; "
+        f"{version} is refused",
+        hint=f"promote or abort that one first (platform.promote / platform.abort "
+        f"{{service: {unit.name}}})",
+    )
 
 
 async def switch_traffic(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
@@ -219,16 +262,18 @@ async def switch_traffic(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
                 f"{unit.name} has no standby release to switch to",
                 hint="deploy one first: platform.deploy {service, version, switch: false}",
             )
-        _switch(unit)
+        switch_sets(unit)
         sup.save()
-    return _brief(unit)
+    return brief(unit)
 
 
 def _target(unit: Unit, revision: Any) -> Revision:
     current = unit.current
     if revision in (None, "", 0, "0"):
         earlier = [
-            r for r in unit.revisions if r.revision < current.revision and r.status != "failed"
+            r
+            for r in unit.revisions
+            if r.revision < current.revision and r.status not in ("failed", "aborted")
         ]
         if not earlier:
             raise ConflictError(
@@ -241,8 +286,10 @@ def _target(unit: Unit, revision: Any) -> Revision:
     except ValueError:
         raise UsageError(f"revision must be a number, not {revision!r}", field="revision") from None
     target = unit.revision(number)
-    if target is None or target.status == "failed":
-        known = ", ".join(str(r.revision) for r in unit.revisions if r.status != "failed")
+    if target is None or target.status in ("failed", "aborted"):
+        known = ", ".join(
+            str(r.revision) for r in unit.revisions if r.status not in ("failed", "aborted")
+        )
         raise NotFoundError(f"{unit.name} has no revision {number}", hint=f"revisions: {known}")
     if target.revision == current.revision:
         raise ConflictError(f"{unit.name} already runs revision {number}")
@@ -255,15 +302,16 @@ async def rollback(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
     async with unit.lock:
         before = unit.current
         target = _target(unit, args.get("revision"))
+        unit.rollout = None
         standby = unit.standby_revision
         if (
             standby is not None
             and standby.revision == target.revision
             and any(r.alive for r in unit.standby)
         ):
-            _switch(unit)
+            switch_sets(unit)
         else:
-            await _retire_standby(sup, unit)
+            await retire_standby(sup, unit)
             rev = Revision(
                 max(r.revision for r in unit.revisions) + 1,
                 target.version,
@@ -276,9 +324,9 @@ async def rollback(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
             )
             unit.revisions.append(rev)
             unit.standby = await start_set(sup, unit, rev, rev.replicas)
-            await _all(unit.standby, healthy=True, timeout=READY_TIMEOUT)
-            _switch(unit)
-        await _retire_standby(sup, unit)
+            await all_answering(unit.standby, healthy=True, timeout=READY_TIMEOUT)
+            switch_sets(unit)
+        await retire_standby(sup, unit)
         unit.event(
             "Normal",
             f"rolled back by {actor} from revision {before.revision} to "
@@ -287,7 +335,7 @@ async def rollback(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
         sup.save()
     cleared = [] if unit.current.bug else end_bad_deploy(sup, unit.name, actor=actor)
     return {
-        **_brief(unit),
+        **brief(unit),
         "rolled_back_from": before.revision,
         "rolled_back_to": target.revision,
         "cleared_faults": cleared,
@@ -299,7 +347,7 @@ def history(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
     return {"service": unit.name, "revisions": [r.view() for r in unit.revisions]}
 
 
-def _brief(unit: Unit) -> dict[str, Any]:
+def brief(unit: Unit) -> dict[str, Any]:
     view = unit.view()
     return {
         "service": unit.name,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 from ssl import SSLContext
 
 from opsbook.sandbox.config import SERVICES
@@ -42,18 +43,33 @@ class Balancer:
     def __init__(self, service: str) -> None:
         self.service = service
         self.upstreams: tuple[int, ...] = ()  # replaced whole: a switch is atomic
+        self.canary: tuple[int, ...] = ()  # a second set taking ``weight`` % of connections
+        self.weight = 0
         self.isolated: str | None = None  # why, when a containment isolates the service
         self._next = 0
+        self._rng = random.Random()  # noqa: S311 - traffic split, not security
         self.server: asyncio.Server | None = None
 
     async def start(self, port: int) -> None:
         self.server = await asyncio.start_server(self.handle, "127.0.0.1", port, backlog=1024)
 
-    def set(self, ports: list[int]) -> None:
-        self.upstreams = tuple(ports)
+    def set(self, ports: list[int], canary: list[int] | None = None, weight: int = 0) -> None:
+        """The replicas taking traffic; with ``canary``, that set takes ``weight`` % of new
+        connections (the traffic split of a canary release, as a service mesh does)."""
+        self.upstreams, self.canary = tuple(ports), tuple(canary or ())
+        self.weight = weight if self.canary else 0
 
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        ports = self.upstreams
+        ports, canary = self.upstreams, self.canary
+        if canary and (not ports or self._rng.random() * 100 < self.weight):
+            conn = await self._first(canary)
+            if conn is not None:
+                return conn
+        return await self._first(ports) if ports else None
+
+    async def _first(
+        self, ports: tuple[int, ...]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         for i in range(len(ports)):
             port = ports[(self._next + i) % len(ports)]
             try:

@@ -46,6 +46,9 @@ class ReplicaSettings:
     network_port: int
     disk_quota_bytes: int
     pool_size: int = 10
+    latency_ms: int = 0  # the release's latency regression, added to each API request
+    fail_rate: float = 0.0  # the release's share of writes answered 500
+    requires: tuple[tuple[str, str], ...] = ()  # (table, column) the release cannot run without
 
 
 class Metrics:

@@ -65,6 +65,9 @@ def main(argv: list[str]) -> None:
                 database_url=spec["database_url"],
                 network_port=int(spec["network_port"]),
                 disk_quota_bytes=int(spec["disk_quota_bytes"]),
+                latency_ms=int(spec.get("latency_ms") or 0),
+                fail_rate=float(spec.get("fail_rate") or 0.0),
+                requires=tuple((str(t), str(c)) for t, c in spec.get("requires") or ()),
             )
         )
     sock = socket.socket(fileno=int(spec["fd"]))

@@ -30,7 +30,7 @@ from typing import Any
 from opsbook.errors import OpsbookError
 from opsbook.sandbox.chaos_ops import expiry_loop, reset_faults
 from opsbook.sandbox.commands import dispatch
-from opsbook.sandbox.config import INITIAL_VERSION, SERVICES, SandboxConfig
+from opsbook.sandbox.config import SERVICES, SandboxConfig
 from opsbook.sandbox.faults import ActiveFault
 from opsbook.sandbox.jsonlog import JsonLog
 from opsbook.sandbox.procs import (
@@ -43,6 +43,7 @@ from opsbook.sandbox.procs import (
     wait_answering,
 )
 from opsbook.sandbox.proxy import Balancer, Gateway, http_request
+from opsbook.sandbox.releases import INITIAL_VERSION, PREVIOUS_VERSION
 from opsbook.sandbox.shipping import shipping_loop
 from opsbook.sandbox.state import CONFIG_FILE, write_state
 from opsbook.sandbox.units import Revision, Unit
@@ -70,8 +71,17 @@ class Supervisor:
         self.phase = "starting"
         self.error: str | None = None
         self.units = {
-            s.name: Unit(s.name, s.port, s.replicas, Balancer(s.name)) for s in config.services
+            s.name: Unit(
+                s.name,
+                s.port,
+                s.replicas,
+                Balancer(s.name),
+                split_flag=self.data_dir / "split" / s.name,
+            )
+            for s in config.services
         }
+        for unit in self.units.values():
+            unit.split_flag.unlink(missing_ok=True)  # type: ignore[union-attr]
         self.gateway = Gateway({n: u.balancer for n, u in self.units.items()})
         self.network: Replica | None = None
         self.network_sock: socket.socket | None = None
@@ -162,8 +172,21 @@ class Supervisor:
             self.save()
 
     def replica_spec(self, unit: Unit, rev: Revision) -> dict[str, Any]:
+        from opsbook.sandbox.releases import RELEASES  # noqa: PLC0415
+
         c = self.config
+        release = next((r for r in RELEASES if r.version == rev.version), None)
+        behaviour: dict[str, Any] = (
+            {}
+            if release is None
+            else {
+                "latency_ms": release.latency_ms,
+                "fail_rate": release.fail_rate,
+                "requires": [list(pair) for pair in release.requires],
+            }
+        )
         return {
+            **behaviour,
             "kind": "service",
             "service": unit.name,
             "version": rev.version,
@@ -289,8 +312,21 @@ class Supervisor:
         ]
         starting: list[Replica] = []
         for unit in self.units.values():
+            # a history: the release before (superseded), so a rollback has somewhere to go
+            unit.revisions.append(
+                Revision(
+                    1,
+                    PREVIOUS_VERSION,
+                    False,
+                    unit.desired,
+                    time.time(),
+                    "sandbox up",
+                    "the release before the initial one",
+                    "superseded",
+                )
+            )
             rev = Revision(
-                1,
+                2,
                 INITIAL_VERSION,
                 False,
                 unit.desired,
@@ -320,7 +356,7 @@ class Supervisor:
         for unit in self.units.values():
             unit.route()
             unit.event(
-                "Normal", f"started revision 1 ({INITIAL_VERSION}), {unit.desired} replica(s)"
+                "Normal", f"started revision 2 ({INITIAL_VERSION}), {unit.desired} replica(s)"
             )
 
     async def _listen(self, start: Callable[[int], Awaitable[None]], port: int, what: str) -> None:

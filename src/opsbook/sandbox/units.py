@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from opsbook.sandbox.procs import Replica
@@ -21,7 +22,8 @@ class Revision:
     deployed_at: float
     by: str
     change_cause: str
-    status: str = "active"  # active, standby, staged, superseded, failed
+    status: str = "active"  # active, standby, staged, superseded, failed, aborted
+    strategy: str = ""
 
     def view(self) -> dict[str, Any]:
         return {
@@ -32,6 +34,7 @@ class Revision:
             "by": self.by,
             "change_cause": self.change_cause,
             "status": self.status,
+            "strategy": self.strategy,
         }
 
 
@@ -47,6 +50,10 @@ class Unit:
     restarts: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     events: list[dict[str, Any]] = field(default_factory=list)
+    weight: int = 0  # the share (percent) of connections the standby set takes (a canary)
+    rollout: dict[str, Any] | None = None  # the deployment in progress: version, by, since
+    retire: asyncio.Task[None] | None = None  # the old set's scale-down after a promotion
+    split_flag: Path | None = None  # present while two versions run: replicas close connections
 
     def revision(self, number: int) -> Revision | None:
         return next((r for r in self.revisions if r.revision == number), None)
@@ -62,8 +69,27 @@ class Unit:
         )
 
     def route(self) -> None:
-        """Send traffic to the live replicas of the active set."""
-        self.balancer.set([r.port for r in self.active if r.alive])
+        """Send traffic to the live replicas of the active set, and ``weight`` % of it to the
+        standby set's (a canary) when a weight is set."""
+        live = [r.port for r in self.active if r.alive]
+        if self.weight > 0 and self.standby:
+            self.balancer.set(live, [r.port for r in self.standby if r.alive], self.weight)
+        else:
+            self.balancer.set(live)
+        self._flag(bool(self.standby) or self.rollout is not None)
+
+    def _flag(self, on: bool) -> None:
+        """While a second version runs, the replicas answer ``Connection: close``: the balancer
+        splits connections, so clients reconnecting per request makes the split per request
+        (as a mesh's L7 split is), and no client stays pinned to one version."""
+        flag = self.split_flag
+        if flag is None or flag.exists() == on:
+            return
+        if on:
+            flag.parent.mkdir(parents=True, exist_ok=True)
+            flag.write_text(str(time.time()), encoding="utf-8")
+        else:
+            flag.unlink(missing_ok=True)
 
     def event(self, kind: str, message: str) -> None:
         self.events.append({"ts": time.time(), "type": kind, "message": message})
@@ -107,7 +133,9 @@ class Unit:
                 "version": standby.version,
                 "status": standby.status,
                 "replicas": sum(1 for r in self.standby if r.alive),
+                "weight": self.weight,
             },
+            "rollout": self.rollout,
             "pods": [r.view() for r in [*self.active, *self.standby]],
             "revisions": [r.view() for r in self.revisions],
             "events": self.events[-5:],

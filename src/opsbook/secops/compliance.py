@@ -217,6 +217,30 @@ def _executions(db: Database, req: str, since: str, until: str) -> list[dict[str
     return out
 
 
+CHANGE_CONTROL = "6.5.1"
+
+
+def _change_records(db: Database, since: str, until: str) -> list[dict[str, Any]]:
+    """The change record of every production-tier release requested in the period (refused
+    ones included: an attempted change in a freeze is evidence too)."""
+    from opsbook.deploy import records  # noqa: PLC0415
+
+    rows = db.query(
+        "SELECT id FROM releases WHERE tier = 'production' AND requested_at >= ? "
+        "AND requested_at < ? ORDER BY requested_at",
+        (since, until),
+    )
+    out = []
+    for r in rows:
+        rec = records.change_record(db, str(r["id"]))
+        rec["decisions"] = [d for d in rec["decisions"] if d.get("kind") != "measurement"]
+        rec["audit_records"] = _ids(
+            db, "SELECT id FROM events WHERE subject = ?", [f"release:{r['id']}"]
+        )
+        out.append(rec)
+    return out
+
+
 def build_report(
     db: Database,
     *,
@@ -246,12 +270,15 @@ def build_report(
             entry["access_reviews"] = reviews
         if req in JIT:
             entry["jit_grants"] = grants
+        if req == CHANGE_CONTROL:
+            entry["change_records"] = _change_records(db, since, until)
         has = (
             any(c["runs"] for c in checks)
             or any(findings[k] for k in ("opened", "fixed", "accepted"))
             or entry["executions"]
             or entry.get("access_reviews")
             or entry.get("jit_grants")
+            or entry.get("change_records")
         )
         failing = any(c.get("latest", {}).get("status") == "fail" for c in checks) or bool(
             findings["overdue_now"] or findings["overdue_in_period"]
@@ -331,6 +358,16 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"- JIT {g['grant']}: {g['username']} as {g['role']} ({g['reason']}),"
                 f" approved by {g['approved_by'] or '-'}, {g['state']}"
+            )
+        for c in r.get("change_records", []):
+            by = ", ".join(a["approver"] for a in c["approvals"]) or "none"
+            ev = c.get("testing_evidence") or {}
+            tested = ", ".join(e["execution_id"] for e in ev.get("checklist", [])) or "none"
+            lines.append(
+                f"- change {c['release']} {c['ticket']}: {c['change']} ({c['strategy']}) on"
+                f" {c['environment']}, {c['outcome']}; reason: {c['reason']}; security impact:"
+                f" {c['security_impact']}; approvals: {by}; testing evidence: {tested};"
+                f" back-out: {c['backout']}"
             )
     return "\n".join(lines) + "\n"
 

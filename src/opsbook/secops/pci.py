@@ -20,6 +20,8 @@ REQUIREMENTS: dict[str, str] = {
     "6.3.1": "Security vulnerabilities are identified and ranked by risk",
     "6.3.2": "An inventory of bespoke and third-party software components is maintained",
     "6.3.3": "Known vulnerabilities are patched in time (critical within one month)",
+    "6.5.1": "Changes to production follow the change procedure: reason, security impact,"
+    " approval, testing evidence, back-out (the releases' change records)",
     "7.2.1": "An access control model defines access by need",
     "7.2.2": "Access is assigned by job classification with least privilege",
     "7.2.4": "User accounts and their privileges are reviewed at least every six months",
