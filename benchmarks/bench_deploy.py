@@ -168,6 +168,7 @@ def main() -> int:
     env_file.write_text(
         re.sub(r"\b1810([0-5])\b", lambda m: str(ports[int(m.group(1))]), env_file.read_text())
     )
+    (root / "change_calendar.yaml").write_text("freezes: []\n")  # any hour, any day
     ws = Workspace.load(root)
     lifecycle.up(workspace=ws)
     out: dict[str, Any] = {"rate": RATE}

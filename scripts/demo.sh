@@ -125,6 +125,9 @@ ob dr status --env sandbox
 
 say "opsbook deploy payment 1.5.2 --strategy canary  (a release that fails payments, deployed with customer traffic running: the canary's analysis aborts it and returns all traffic, nobody acts)"
 ob sandbox releases | head -7
+ob releases calendar | head -3
+# the demo runs at any hour: the shipped calendar's freezes (wire cut-off, month-end) are lifted
+printf 'freezes: []\n' > "$ws/change_calendar.yaml"
 parked run deployment-procedures#pre-deployment-checklist --env sandbox --param service=payment --param version=1.5.2 --as ops-lead --yes >/dev/null
 confirm "$(last_id)" ops-lead "CHG-77" >/dev/null
 ob sandbox load --env sandbox --rate 40 --duration 70 >/dev/null 2>&1 &

@@ -33,6 +33,7 @@ def test_a_database_that_ran_the_empty_placeholders_catches_up(tmp_path: Path) -
             "security_results",
             "security_scans",
             "backups",
+            "releases",
         ):
             db.execute(f"DROP TABLE {table}")
         db.execute("UPDATE alembic_version SET version_num = '0010'")

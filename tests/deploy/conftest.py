@@ -71,6 +71,8 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     init_workspace(target=root)
     move_ports(root / "environments" / "sandbox.yaml")
     (root / "deployments.yaml").write_text(FAST_DEPLOYMENTS, encoding="utf-8")
+    # the shipped calendar freezes the wire cut-off and month-end: tests run at any hour
+    (root / "change_calendar.yaml").write_text("freezes: []\n", encoding="utf-8")
     ws = Workspace.load(root)
     lifecycle.up(workspace=ws)
     try:

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from opsbook.deploy import config
+from opsbook.deploy._counters import histogram_quantile
 from opsbook.deploy.analysis import (
     AnalysisResult,
     check_runnable,
-    histogram_quantile,
     problems,
     render,
     run_analysis,
@@ -215,6 +215,10 @@ async def test_a_healthy_canary_passes_and_every_measurement_is_recorded_live(
     assert data["verdict"] == "successful" and len(data["measurements"]) == 9
     assert data["started_at"] <= data["finished_at"]
     assert sorted(set(clock.sleeps)) == [5.0]
+    assert result.reason == (
+        "every metric of canary-default passed (error-ratio 3 of 3 successful, "
+        "p99-latency 3 of 3 successful, payment-success-rate 3 of 3 successful)"
+    )
 
 
 async def test_metrics_run_at_the_same_time(tmp_path: Path) -> None:
@@ -341,6 +345,14 @@ async def test_errors_below_the_limit_are_not_a_pass(tmp_path: Path) -> None:
     result, _ = await run(tmpl, Sampler(steady(), fail_at={0.0, 5.0, 10.0, 15.0}))
     assert result.verdict == "error"
     assert "none of 3 measurements could be taken" in result.reason
+
+
+async def test_a_failed_first_sample_costs_one_measurement(tmp_path: Path) -> None:
+    tmpl = template(one_template(sandbox_metric("e", "error_ratio", "result < 0.5")), tmp_path)
+    result, _ = await run(tmpl, Sampler(steady(), fail_at={0.0}))
+    assert [m["verdict"] for m in result.measurements] == ["error", "successful", "successful"]
+    assert "the first read failed: the sandbox control socket" in result.measurements[0]["reason"]
+    assert result.verdict == "inconclusive"  # 1 without a result > inconclusive_limit 0
 
 
 async def test_a_counter_that_went_back_is_inconclusive(tmp_path: Path) -> None:

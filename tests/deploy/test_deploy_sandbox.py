@@ -33,8 +33,18 @@ def checklist(d: Deployer, service: str, version: str) -> str:
 
 
 def deploy_args(service: str, version: str, strategy: str, ticket: str = "CHG-100") -> list[str]:
-    return [service, version, "--strategy", strategy, "--ticket", ticket,
-            "--reason", f"ship {version}", "--security-impact", "none"]
+    return [
+        service,
+        version,
+        "--strategy",
+        strategy,
+        "--ticket",
+        ticket,
+        "--reason",
+        f"ship {version}",
+        "--security-impact",
+        "none",
+    ]
 
 
 def test_emergency_rollback_works_on_a_fresh_sandbox(bank: Workspace, deployer: Deployer) -> None:
@@ -168,3 +178,62 @@ def test_a_deployment_in_a_freeze_window_is_refused_unless_emergency(
         assert code == 2 and "change_calendar.yaml:3" in str(text)
     finally:
         calendar.unlink()
+
+
+def test_a_release_needing_a_schema_change_waits_for_its_migration(
+    bank: Workspace, deployer: Deployer
+) -> None:
+    """1.6.0 needs accounts.display_name: refused (named) before the migration, which the
+    runbook's procedure then lints, backs up, applies with timeouts and checks; then it runs."""
+    checklist(deployer, "account", "1.6.0")
+    before = running(bank, "account")
+    code, out = deployer.deploy(*deploy_args("account", "1.6.0", "canary", "CHG-110"))
+    assert code == 0 and isinstance(out, dict) and out["state"] == "failed"
+    assert "accounts.display_name" in json.dumps(failed_steps(out))
+    assert running(bank, "account")["version"] == before["version"]  # nothing took traffic
+    assert deployer.releases()[0]["state"] == "failed"
+    migrated = deployer.run("deployment-procedures#database-migration", {"ticket": "CHG-111"})
+    assert migrated["state"] == "succeeded", failed_steps(migrated)
+    applied = step_result(migrated, "migrate")
+    assert applied["invariants_ok"] is True
+    assert step_result(migrated, "lint")["errors"] == 0
+    code, out = deployer.deploy(*deploy_args("account", "1.6.0", "rolling", "CHG-112"))
+    assert code == 0 and isinstance(out, dict)
+    assert out["state"] == "succeeded", failed_steps(out)
+    assert running(bank, "account")["version"] == "1.6.0"
+
+
+def test_a_second_deployment_of_a_service_in_progress_is_refused_naming_the_first(
+    bank: Workspace, deployer: Deployer
+) -> None:
+    import threading
+
+    checklist(deployer, "notification", "1.5.1")
+    result: dict[str, Any] = {}
+    first = threading.Thread(
+        target=lambda: result.update(
+            zip(
+                ("code", "out"),
+                deployer.deploy(*deploy_args("notification", "1.5.1", "canary", "CHG-120")),
+                strict=True,
+            )
+        )
+    )
+    first.start()
+    try:
+        held = None
+        for _ in range(600):  # until the first one's change record is open
+            rows = [r for r in deployer.releases() if r["ticket"] == "CHG-120"]
+            if rows and rows[0]["state"] == "running":
+                held = rows[0]
+                break
+            first.join(0.1)
+        assert held is not None, "the first deployment never opened its change record"
+        code, text = Deployer(bank.root, fake_platform=False).deploy(
+            *deploy_args("notification", "1.5.0", "canary", "CHG-121")
+        )
+        assert code == 2 and f"release {held['id']}" in str(text) and "CHG-120" in str(text)
+    finally:
+        first.join(120)
+    assert result["code"] == 0 and result["out"]["state"] in ("succeeded", "failed")
+    assert not [r for r in deployer.releases() if r["ticket"] == "CHG-121"]  # nothing recorded

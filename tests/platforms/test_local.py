@@ -108,7 +108,7 @@ async def test_blue_green_deploy_switch_and_rollback(sandbox: Sandbox) -> None:
         await p.switch_traffic(service="notification")
     with pytest.raises(UsageError, match="version must look like"):
         await p.deploy(service="notification", version="../../etc")
-    with pytest.raises(NotFoundError, match="no release '9.9.9'"):
+    with pytest.raises(NotFoundError, match=r"no release '9\.9\.9'"):
         await p.deploy(service="notification", version="9.9.9")
 
 
@@ -139,3 +139,37 @@ async def test_dry_runs_change_nothing(sandbox: Sandbox) -> None:
     assert "would_run" in await p.scale(service="payment", replicas=4)
     assert (await p.health())["would_get"][0].endswith("/health")
     assert sandbox.service("payment")["replicas"] == 1
+
+
+async def test_canary_primitives_split_the_traffic_and_refuse_a_second_release(
+    sandbox: Sandbox,
+) -> None:
+    """The supervisor's progressive-delivery primitives: a release beside the running one with
+    no traffic, a weight, the per-slot counters, a second release refused naming the first,
+    abort returning all traffic, and promotion keeping the old set."""
+    p = local(sandbox)
+    started = await p.start_release(service="transaction", version="1.5.0", strategy="canary")
+    assert started["standby"]["version"] == "1.5.0" and started["standby"]["weight"] == 0
+    with pytest.raises(ConflictError, match=r"already being deployed: 1\.5\.0 \(canary\)"):
+        await p.start_release(service="transaction", version="1.5.1", strategy="canary")
+    await p.set_weight(service="transaction", weight=100)
+    seen = {replica_of(sandbox.url("transaction")) for _ in range(6)}
+    canary_pod = next(
+        pod["name"] for pod in sandbox.service("transaction")["pods"] if pod["version"] == "1.5.0"
+    )
+    assert seen == {canary_pod}  # every request (each a new connection) reaches the canary
+    slots = await p.slot_metrics(service="transaction")
+    assert slots["weight"] == 100 and slots["standby"]["version"] == "1.5.0"
+    assert {"requests", "errors", "latency", "payments"} <= set(slots["active"])
+    aborted = await p.abort(service="transaction", reason="test")
+    assert aborted["version"] == "1.4.2" and aborted["standby"] is None
+    assert canary_pod not in {replica_of(sandbox.url("transaction")) for _ in range(4)}
+    history = sandbox.service("transaction")["revisions"]
+    assert (history[-1]["version"], history[-1]["status"]) == ("1.5.0", "aborted")
+    await p.start_release(service="transaction", version="1.5.0", strategy="canary")
+    promoted = await p.promote(service="transaction", keep_old_for=300)
+    assert promoted["version"] == "1.5.0" and promoted["standby"]["version"] == "1.4.2"
+    back = await p.rollback(service="transaction")  # instant: the old set still runs
+    assert back["version"] == "1.4.2"
+    with pytest.raises(NotFoundError, match=r"no release '2\.0\.0'"):
+        await p.start_release(service="transaction", version="2.0.0", strategy="rolling")

@@ -26,6 +26,12 @@ EXAMPLE_PARAMS: dict[str, dict[str, str]] = {
         "version": "1.5.0",
         "ticket": "CHG-7",
     },
+    "deployment-procedures#release": {
+        "service": "payment",
+        "version": "1.5.0",
+        "ticket": "CHG-6",
+        "reason": "new fee schedule",
+    },
     "deployment-procedures#database-migration": {"ticket": "CHG-8"},
     "deployment-procedures#emergency-rollback": {"service": "payment", "ticket": "INC-9"},
     "troubleshooting#service-connectivity": {"service": "payment"},

@@ -22,6 +22,10 @@ EXPECTED = {
     "training.yaml",
     "environments/sandbox.yaml",
     "environments/production.yaml",
+    "environments/staging.yaml",
+    "deployments.yaml",
+    "change_calendar.yaml",
+    "migrations/0001_account_display_name.sql",
     "runbooks/README.md",
     "runbooks/00_demo.md",
     "runbooks/01_system_monitoring.md",
@@ -208,17 +212,18 @@ def test_load_the_production_environment(workspace_root: Path) -> None:
 
 
 def test_an_unknown_environment_names_the_known_ones(workspace_root: Path) -> None:
-    with pytest.raises(NotFoundError, match="unknown environment 'staging'") as caught:
-        load_environment(Workspace.load(workspace_root), "staging")
+    with pytest.raises(NotFoundError, match="unknown environment 'qa'") as caught:
+        load_environment(Workspace.load(workspace_root), "qa")
     assert caught.value.hint is not None
     assert "production" in caught.value.hint and "sandbox" in caught.value.hint
+    assert "staging" in caught.value.hint
 
 
 def test_bad_yaml_in_an_environment_names_the_line(workspace_root: Path) -> None:
-    path = workspace_root / "environments" / "staging.yaml"
-    path.write_text("name: staging\nplatform: local\nservices: [account\n")
+    path = workspace_root / "environments" / "qa.yaml"
+    path.write_text("name: qa\nplatform: local\nservices: [account\n")
     with pytest.raises(ValidationError) as caught:
-        load_environment(Workspace.load(workspace_root), "staging")
+        load_environment(Workspace.load(workspace_root), "qa")
     loc = caught.value.location
     assert loc is not None and loc.path == str(path)
     assert loc.line == 4

@@ -131,8 +131,11 @@ def test_service_connectivity_restarts_a_crashed_service_and_verifies_it(
 def test_blue_green_deployment_verifies_the_service_with_platform_health(
     bank: Workspace,
 ) -> None:
+    (bank.root / "change_calendar.yaml").write_text("freezes: []\n")  # any hour
+    run(bank, "deployment-procedures#pre-deployment-checklist")  # the testing evidence
     out = run(bank, "deployment-procedures#blue-green-deployment")
     assert states(out)["deploy-sandbox"] == "Succeeded"
+    assert action_result(out, "deploy-sandbox")["outcome"] == "promoted"
     verified = action_result(out, "verify")
     assert verified["healthy"] is True
     assert [s["name"] for s in verified["services"]] == ["payment"]

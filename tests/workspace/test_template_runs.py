@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,8 +61,8 @@ SCENARIOS: dict[str, Scenario] = {
     "morning": scenario("system-monitoring#morning-health-check"),
     "morning-unbalanced": scenario("system-monitoring#morning-health-check", balanced=False),
     "classification": scenario("incident-response#incident-classification"),
-    "blue-green": scenario("deployment-procedures#blue-green-deployment"),
-    "migration": scenario("deployment-procedures#database-migration"),
+    # deployments and migrations need the real sandbox (releases side by side, the ledger's
+    # schema): tests/deploy runs them there
     "connectivity-down": scenario("troubleshooting#service-connectivity", down=("payment",)),
     "connectivity-up": scenario("troubleshooting#service-connectivity"),
     "backup": scenario("backup-recovery#backup-verification"),
@@ -123,28 +122,6 @@ def test_incident_classification_declares_a_major_incident(outcomes: dict[str, O
     succeeded(out)
     assert out.result("classify")["result"]["severity"] == "SEV-2"
     assert out.states()["declare-a-major-incident"] == "Succeeded"
-
-
-def test_blue_green_deployment_on_the_sandbox(outcomes: dict[str, Outcome]) -> None:
-    out = outcomes["blue-green"]
-    succeeded(out)
-    states = out.states()
-    assert states["approval-from-a-second-engineer"] == "Succeeded"
-    assert states["deploy-sandbox"] == "Succeeded"
-    for kubernetes_only in ("deploy-green", "green-ready", "switch"):
-        assert states[kubernetes_only] == "Skipped"
-    assert out.result("verify")["result"]["services"][0]["status"] == "UP"
-
-
-def test_database_migration_backs_up_and_migrates(outcomes: dict[str, Outcome]) -> None:
-    out = outcomes["migration"]
-    succeeded(out)
-    backup = out.root / out.result("backup")["json"]["backup"]
-    assert backup.is_file()
-    with sqlite3.connect(out.root / ".opsbook/sandbox/ledger.db") as db:
-        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert "ix_entries_transfer_id" in names
-    assert out.result("counts-after")["rows"][0]["entries_before"] == 2
 
 
 def test_service_connectivity_restarts_a_down_service(outcomes: dict[str, Outcome]) -> None:

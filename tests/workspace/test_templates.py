@@ -42,6 +42,7 @@ SEED_PROCEDURES = {
     ],
     "deployment-procedures": [
         "pre-deployment-checklist",
+        "release",
         "blue-green-deployment",
         "database-migration",
         "emergency-rollback",
@@ -79,6 +80,7 @@ SEED_PROCEDURES = {
 }
 HIGH_RISK = {
     "demo#approval-demo",
+    "deployment-procedures#release",
     "deployment-procedures#blue-green-deployment",
     "deployment-procedures#database-migration",
     "deployment-procedures#emergency-rollback",
@@ -121,6 +123,12 @@ ACTIONS = {
     "dr.setup",
     "dr.failover",
     "dr.failback",
+    "deploy.begin",
+    "deploy.rollout",
+    "deploy.rollback",
+    "deploy.release_info",
+    "deploy.lint_migration",
+    "deploy.migrate",
 }
 
 
@@ -231,7 +239,7 @@ def test_the_common_commands_are_steps(workspace_root: Path) -> None:
     assert "troubleshooting#performance-investigation" in used["platform.top"]  # resources
     assert "troubleshooting#service-connectivity" in used["platform.restart"]  # restart
     assert "troubleshooting#performance-investigation" in used["platform.scale"]  # scaling
-    assert "deployment-procedures#emergency-rollback" in used["platform.rollback"]  # rollback
+    assert "deployment-procedures#emergency-rollback" in used["deploy.rollback"]  # rollback
 
 
 def test_the_service_connectivity_decision_tree(workspace_root: Path) -> None:

@@ -157,8 +157,17 @@ async def begin(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
     )
 
 
-def plan_for(workspace: Path, *, service: str, version: str, strategy: str) -> Any:
-    """The rollout plan from the workspace's ``deployments.yaml`` (defaults when absent)."""
+def plan_for(
+    workspace: Path,
+    *,
+    service: str,
+    version: str,
+    strategy: str,
+    environment: Mapping[str, Any] | None = None,
+) -> Any:
+    """The rollout plan from the workspace's ``deployments.yaml`` (defaults when absent); an
+    environment's ``deployments: {analysis: NAME}`` picks the template for every strategy
+    there (production's Prometheus template, say)."""
     from opsbook.deploy import config  # noqa: PLC0415
     from opsbook.deploy.rollout import Plan  # noqa: PLC0415
 
@@ -172,6 +181,16 @@ def plan_for(workspace: Path, *, service: str, version: str, strategy: str) -> A
         name, steps, keep = s.blue_green.analysis, (), float(s.blue_green.keep_old_for_s)
     else:
         name, steps, keep = s.rolling.analysis, (), 0.0
+    override = (environment or {}).get("deployments") or {}
+    if isinstance(override, Mapping) and override.get("analysis"):
+        name = str(override["analysis"])
+        if name not in cfg.analysis:
+            raise ValidationError(
+                f"the environment's deployments.analysis names {name!r}, which "
+                "deployments.yaml does not define",
+                field="deployments.analysis",
+                hint=f"templates: {', '.join(sorted(cfg.analysis))}",
+            )
     template = cfg.analysis.get(name) if name else None
     return Plan(
         service=service,
@@ -198,26 +217,29 @@ def plan_for(workspace: Path, *, service: str, version: str, strategy: str) -> A
     supports_dry_run=True,
 )
 async def rollout(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
-    from opsbook.deploy import records  # noqa: PLC0415
     from opsbook.deploy.rollout import describe, run_rollout  # noqa: PLC0415
 
     service = service_arg(args, "deploy.rollout")
     version, strategy = _version(args), _strategy(args)
     platform = platform_of(ctx)
     if getattr(platform, "name", "") == "kubernetes":
-        return await _kubernetes(ctx, platform, service=service, version=version, strategy=strategy)
+        out = await _kubernetes(ctx, platform, service=service, version=version, strategy=strategy)
+        if not ctx.dry_run:
+            await _close(ctx, await _open_release(ctx, service, version), out)
+        return out
     from opsbook.sandbox.releases import release_of  # noqa: PLC0415
 
     release_of(service, version)  # an unknown version: refused before anything changes
-    plan = plan_for(ctx.workspace, service=service, version=version, strategy=strategy)
+    plan = plan_for(
+        ctx.workspace,
+        service=service,
+        version=version,
+        strategy=strategy,
+        environment=ctx.environment,
+    )
     if ctx.dry_run:
         return {"would_run": describe(plan), "platform": getattr(platform, "name", "")}
-    release = await _db_call(
-        ctx,
-        lambda db: records.latest_running(
-            db, environment=ctx.environment_name, service=service, version=version
-        ),
-    )
+    release = await _open_release(ctx, service, version)
     previous = await running_version(ctx, service)
 
     def note(entry: dict[str, Any]) -> None:
@@ -236,33 +258,42 @@ async def rollout(ctx: ActionContext, args: Mapping[str, Any]) -> Any:
             previous_version=previous,
         )
     except Exception as exc:
-        message = str(exc)
-        if release is not None:
-            await _db_call(
-                ctx,
-                lambda db: records.finish(
-                    db,
-                    release_id=release["id"],
-                    state="failed",
-                    rollout={"outcome": "failed", "reason": message},
-                    actor=ctx.started_by,
-                    detail=message[:2000],
-                ),
-            )
+        await _close(ctx, release, {"outcome": "failed", "reason": str(exc)})
         raise
-    if release is not None:
-        result["release"] = release["id"]
-        await _db_call(
-            ctx,
-            lambda db: records.finish(
-                db,
-                release_id=release["id"],
-                state=str(result["outcome"]),
-                rollout=result,
-                actor=ctx.started_by,
-            ),
-        )
+    await _close(ctx, release, result)
     return result
+
+
+async def _open_release(ctx: ActionContext, service: str, version: str) -> Any:
+    from opsbook.deploy import records  # noqa: PLC0415
+
+    return await _db_call(
+        ctx,
+        lambda db: records.latest_running(
+            db, environment=ctx.environment_name, service=service, version=version
+        ),
+    )
+
+
+async def _close(ctx: ActionContext, release: Any, result: dict[str, Any]) -> None:
+    """The rollout's outcome on the release's change record (when ``deploy.begin`` opened one)."""
+    from opsbook.deploy import records  # noqa: PLC0415
+
+    if release is None:
+        return
+    result["release"] = release["id"]
+    failed = result["outcome"] == "failed"
+    await _db_call(
+        ctx,
+        lambda db: records.finish(
+            db,
+            release_id=release["id"],
+            state=str(result["outcome"]),
+            rollout=result,
+            actor=ctx.started_by,
+            detail=str(result.get("reason"))[:2000] if failed else None,
+        ),
+    )
 
 
 def _line(entry: Mapping[str, Any]) -> str:
@@ -287,9 +318,34 @@ async def _kubernetes(
 ) -> Any:
     from opsbook.platforms.k8s_rollouts import KubernetesRollouts  # noqa: PLC0415
 
-    plan = plan_for(ctx.workspace, service=service, version=version, strategy=strategy)
+    plan = plan_for(
+        ctx.workspace,
+        service=service,
+        version=version,
+        strategy=strategy,
+        environment=ctx.environment,
+    )
     steps = [{"weight": w, "pause": f"{p:g}s"} for w, p in plan.steps]
     template = plan.analysis
+    note = None
+    monitoring = ctx.environment.get("monitoring") or {}
+    if ctx.dry_run and not (isinstance(monitoring, Mapping) and monitoring.get("prometheus")):
+        # a dry run still shows the manifests; the real run refuses until it is set
+        from opsbook.platforms import platform_for  # noqa: PLC0415
+
+        unset = "http://MONITORING-PROMETHEUS-NOT-SET:9090"
+        environment = {**ctx.environment, "monitoring": {**dict(monitoring), "prometheus": unset}}
+        platform = platform_for(
+            environment=environment,
+            workspace=ctx.workspace,
+            env_name=ctx.environment_name,
+            actor=ctx.started_by,
+            dry_run=True,
+        )
+        note = (
+            "monitoring.prometheus is not set in the environment: the analysis' address is a "
+            "placeholder here, and the real run refuses until it is set"
+        )
     rollouts = KubernetesRollouts(platform)
     out: dict[str, Any] = await rollouts.start(
         service=service,
@@ -300,7 +356,48 @@ async def _kubernetes(
         analysis_template=template.to_dict() if template is not None else None,
         keep_old_for=plan.keep_old_for,
     )
-    return out
+    if note:
+        out["note"] = f"{out['note']}; {note}" if out.get("note") else note
+    if ctx.dry_run:
+        return out
+    # the cluster's Argo Rollouts controller runs the steps and the analysis: follow it
+    return {**out, **await _follow(ctx, rollouts, service=service, version=version)}
+
+
+async def _follow(
+    ctx: ActionContext,
+    rollouts: Any,
+    *,
+    service: str,
+    version: str,
+    every: float = 10.0,
+    limit: float = 3600.0,
+) -> dict[str, Any]:
+    """Poll the Rollout until Argo promotes it (``promoted``) or aborts it (``aborted``)."""
+    import time  # noqa: PLC0415
+
+    deadline = time.monotonic() + limit
+    seen: list[dict[str, Any]] = []
+    while True:
+        st = await rollouts.status(service=service)
+        line = (
+            f"{st.get('phase')} step {st.get('step')} weight {st.get('weight')}%"
+            f" stable {st.get('stable_version')} canary {st.get('canary_version')}"
+        )
+        if not seen or seen[-1].get("line") != line:
+            seen.append({"line": line, "status": st})
+            ctx.progress(line)
+        if st.get("aborted"):
+            return {
+                "outcome": "aborted",
+                "reason": st.get("message") or "aborted by Argo",
+                "decisions": seen,
+            }
+        if st.get("phase") == "Healthy" and st.get("stable_version") == version:
+            return {"outcome": "promoted", "reason": "Argo promoted it", "decisions": seen}
+        if time.monotonic() > deadline:
+            return {"outcome": "failed", "reason": f"not done after {limit:g}s", "decisions": seen}
+        await asyncio.sleep(every)
 
 
 @action(

@@ -53,8 +53,9 @@ class Token:
 
 @dataclass
 class Statement:
-    """One statement: its tokens (no comments), where it starts, its text, and the comments
-    just above it (where ``-- lint: ignore RULE`` is read)."""
+    """One statement: its tokens (no comments), where it starts, its text, and the comments on
+    the lines just above it (where ``-- lint: ignore RULE`` is read; a comment at the end of
+    the previous statement's line is not one of them)."""
 
     tokens: list[Token]
     text: str
@@ -199,11 +200,13 @@ def split(sql: str) -> list[Statement]:
             comments = []
         current, depth, block = [], 0, 0
 
+    last_line = 0  # the line of the last token that was not a comment
     for tok in tokenize(sql):
         if tok.kind == "comment":
-            if not current:
+            if not current and tok.line != last_line:  # on a line of its own, above
                 comments.append(tok)
             continue
+        last_line = tok.line
         if tok.kind == "op" and tok.text == ";" and depth == 0 and block <= 0:
             close(tok.offset)
             continue

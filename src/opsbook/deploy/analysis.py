@@ -45,13 +45,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from opsbook.deploy._counters import CounterReset, sandbox_value
 from opsbook.deploy.config import PLACEHOLDER, AnalysisTemplate, Metric
 from opsbook.errors import ExpressionError, UsageError
 
 Sampler = Callable[[], Awaitable[Mapping[str, Mapping[str, Any]]]]
 Clock = Callable[[float], Awaitable[Any]]
 VERDICTS = ("successful", "failed", "inconclusive", "error")
-QUANTILE = 0.99
 HTTP_TIMEOUT = 10.0
 #: Values put into a PromQL query: no quote, backslash, brace or space can break out of it.
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
@@ -165,6 +165,7 @@ class _Outcome:
     verdict: str
     reason: str
     taken: int = 0
+    succeeded: int = 0
 
 
 @dataclass
@@ -240,7 +241,9 @@ def _overall(template: AnalysisTemplate, outcomes: dict[str, _Outcome]) -> tuple
         bad = [o for o in outcomes.values() if o.verdict == verdict]
         if bad:
             return verdict, "; ".join(f"{o.metric} {verdict}: {o.reason}" for o in bad)
-    passed = ", ".join(f"{o.metric} {o.taken}/{o.taken}" for o in outcomes.values())
+    passed = ", ".join(
+        f"{o.metric} {o.succeeded} of {o.taken} successful" for o in outcomes.values()
+    )
     return "successful", f"every metric of {template.name} passed ({passed})"
 
 
@@ -313,7 +316,8 @@ async def _measure_metric(run: _Run, metric: Metric) -> _Outcome:
             f"failure_limit {metric.failure_limit}; {inconclusive + errors} without a result)",
             metric.count,
         )
-    return _Outcome(metric.name, "successful", "passed", metric.count)
+    succeeded = metric.count - failed - inconclusive - errors
+    return _Outcome(metric.name, "successful", "passed", metric.count, succeeded)
 
 
 def _judge(metric: Metric, value: float | None, baseline: float | None) -> tuple[str, str]:
@@ -373,14 +377,12 @@ def _measurement(
 # -- the sandbox provider ---------------------------------------------------------------------
 
 
-class _CounterReset(Exception):
-    """A counter went back between two samples (the process restarted)."""
-
-
 class _SandboxMeasure:
     def __init__(self, run: _Run, metric: Metric) -> None:
         self.run, self.metric = run, metric
         self.previous: Mapping[str, Mapping[str, Any]] | None = None
+        self.first_error = ""
+        self.taken = 0  # measurements so far (a cumulative window spans all of them)
 
     async def _sample(self) -> Mapping[str, Mapping[str, Any]]:
         assert self.run.sandbox is not None  # problems() refused the run otherwise
@@ -389,8 +391,8 @@ class _SandboxMeasure:
     async def start(self) -> None:
         try:
             self.previous = await self._sample()
-        except Exception:  # the first measurement reports it as an error
-            self.previous = None
+        except Exception as exc:  # the first measurement reports it as an error
+            self.previous, self.first_error = None, str(exc)
 
     async def take(self) -> dict[str, Any]:
         metric = self.metric
@@ -408,7 +410,13 @@ class _SandboxMeasure:
                 verdict="error",
                 reason=f"the sandbox's counters could not be read: {exc}",
             )
-        before, self.previous = self.previous, now
+        before = self.previous
+        self.taken += 1
+        seconds = metric.interval_s
+        if metric.window == "cumulative":  # always against the first sample
+            seconds *= self.taken
+        else:
+            self.previous = now
         if before is None:
             return _measurement(
                 metric,
@@ -416,16 +424,16 @@ class _SandboxMeasure:
                 value=None,
                 baseline=None,
                 verdict="error",
-                reason="no earlier sample to compare with (the first read failed)",
+                reason=f"no earlier sample to compare with (the first read failed: "
+                f"{self.first_error})",
             )
         try:
-            value, requests = _sandbox_value(
-                query, before.get("canary"), now.get("canary"), metric.interval_s
+            value, requests = sandbox_value(query, before.get("canary"), now.get("canary"), seconds)
+            baseline, base_requests = sandbox_value(
+                query, before.get("stable"), now.get("stable"), seconds
             )
-            baseline, base_requests = _sandbox_value(
-                query, before.get("stable"), now.get("stable"), metric.interval_s
-            )
-        except _CounterReset as exc:
+        except CounterReset as exc:
+            self.previous, self.taken = now, 0  # a cumulative window starts afresh too
             return _measurement(
                 metric,
                 query=query,
@@ -454,7 +462,7 @@ class _SandboxMeasure:
                 baseline=baseline,
                 verdict="inconclusive",
                 reason=f"too few requests to the new version: {requests} in "
-                f"{metric.interval_s:g}s (min_requests {metric.min_requests})",
+                f"{seconds:g}s (min_requests {metric.min_requests})",
                 requests=requests,
             )
         verdict, reason = _judge(metric, value, baseline)
@@ -467,81 +475,6 @@ class _SandboxMeasure:
             reason=reason,
             requests=requests,
         )
-
-
-def _delta(now: Any, before: Any, what: str) -> int:
-    d = int(now) - int(before)
-    if d < 0:
-        raise _CounterReset(f"the {what} counter went back ({before} -> {now})")
-    return d
-
-
-def _sandbox_value(
-    query: str, before: Mapping[str, Any] | None, now: Mapping[str, Any] | None, seconds: float
-) -> tuple[float | None, int]:
-    """(value, denominator) of one slot over one interval; (None, 0) for a missing slot."""
-    if before is None or now is None:
-        return None, 0
-    if query == "error_ratio":
-        requests = _delta(now["requests"], before["requests"], "requests")
-        errors = _delta(now["errors"], before["errors"], "errors")
-        return (errors / requests if requests else None), requests
-    if query == "request_rate":
-        requests = _delta(now["requests"], before["requests"], "requests")
-        return requests / seconds, requests
-    if query == "payment_success_rate":
-        ok = _delta(now["payments"]["succeeded"], before["payments"]["succeeded"], "payments")
-        bad = _delta(now["payments"]["failed"], before["payments"]["failed"], "payments")
-        total = ok + bad
-        return (ok / total if total else None), total
-    if query == "p99_latency_ms":
-        buckets = _delta_buckets(before["latency"]["buckets"], now["latency"]["buckets"])
-        count = int(buckets[-1][1]) if buckets else 0
-        q = histogram_quantile(QUANTILE, buckets)
-        return (None if q is None else q * 1000.0), count
-    raise ValueError(f"unknown sandbox query {query!r}")
-
-
-def _le(value: Any) -> float:
-    return math.inf if value in ("+Inf", "Inf", "inf") else float(value)
-
-
-def _delta_buckets(before: Any, now: Any) -> list[tuple[float, float]]:
-    old = {_le(le): float(n) for le, n in before}
-    out = []
-    for le, n in now:
-        bound = _le(le)
-        d = float(n) - old.get(bound, 0.0)
-        if d < 0:
-            raise _CounterReset(f"the latency histogram went back (bucket le={le})")
-        out.append((bound, d))
-    return sorted(out)
-
-
-def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
-    """Prometheus' ``histogram_quantile`` over cumulative ``(upper bound, count)`` buckets
-    (the last one ``+Inf``): linear interpolation inside the bucket the rank falls in; the
-    highest finite bound when it falls in ``+Inf``; None without observations (NaN there)."""
-    if len(buckets) < 2 or not math.isinf(buckets[-1][0]):
-        return None
-    counts = [c for _, c in buckets]
-    for i in range(1, len(counts)):  # Prometheus' fix for non-monotonic buckets
-        counts[i] = max(counts[i], counts[i - 1])
-    total = counts[-1]
-    if total == 0:
-        return None
-    rank = q * total
-    b = next(i for i, c in enumerate(counts) if c >= rank)
-    if b == len(buckets) - 1:
-        return buckets[-2][0]
-    if b == 0 and buckets[0][0] <= 0:
-        return buckets[0][0]
-    start, end, count = 0.0, buckets[b][0], counts[b]
-    if b > 0:
-        start = buckets[b - 1][0]
-        count -= counts[b - 1]
-        rank -= counts[b - 1]
-    return start + (end - start) * (rank / count)
 
 
 # -- the prometheus provider ------------------------------------------------------------------

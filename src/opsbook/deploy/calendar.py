@@ -72,7 +72,8 @@ _HINT = "see the change_calendar.yaml that `opsbook init` writes"
 
 @dataclass(frozen=True)
 class Freeze:
-    """One occurrence of a freeze window."""
+    """One occurrence of a freeze window. Its times are in the calendar's zone; to measure
+    it, convert to UTC first (Python subtracts two times of one zone as wall-clock times)."""
 
     name: str
     reason: str

@@ -166,7 +166,8 @@ class DoraReport:
             lines.append(
                 _row(
                     "time to restore",
-                    f"median {human(self.restore_median_s)} ({self.restore_samples} failures)",
+                    f"median {human(self.restore_median_s)} ({self.restore_samples} "
+                    f"failure{'' if self.restore_samples == 1 else 's'})",
                     band(self.restore_band),
                 )
             )

@@ -28,11 +28,42 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from opsbook import audit
+from opsbook.deploy._ledgerdb import (
+    TABLE,
+    LedgerTarget,
+    LintContext,
+    MigrationFailed,
+    Session,
+    applied_migrations,
+    broken,
+    conninfo,
+    db_error,
+    invariants,
+    lint_context,
+    row_counts,
+    running_versions,
+    target,
+)
 from opsbook.deploy.migrations import Dialect, Finding, counts, index_name, lint, target_table
-from opsbook.errors import ConflictError, Location, OpsbookError, UsageError
+from opsbook.errors import ConflictError, Location, UsageError
+
+__all__ = [
+    "FILE_NAME",
+    "LedgerTarget",
+    "LintContext",
+    "MigrationFailed",
+    "MigrationFile",
+    "apply",
+    "conninfo",
+    "lint_context",
+    "lint_report",
+    "read_file",
+    "running_versions",
+    "status",
+    "target",
+]
 
 if TYPE_CHECKING:
     from opsbook.config import Settings
@@ -40,30 +71,7 @@ if TYPE_CHECKING:
     from opsbook.deploy._sqltext import Statement
     from opsbook.workspace import Workspace
 
-LEDGER_TABLES = ("accounts", "transfers", "entries", "payments", "outbox")
 FILE_NAME = re.compile(r"^(\d{4,})_([a-z0-9][a-z0-9_]*)\.sql$")
-_TABLE = "schema_migrations"
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, name TEXT NOT NULL,"
-    " sha256 TEXT NOT NULL, applied_at TEXT NOT NULL, applied_by TEXT NOT NULL, ticket TEXT,"
-    " duration_s REAL, backup_id TEXT)"
-)
-
-
-class MigrationFailed(OpsbookError):
-    """A migration refused by the lint, or that failed or broke the ledger (exit 1)."""
-
-
-@dataclass(frozen=True)
-class LedgerTarget:
-    environment: str
-    dialect: Dialect
-    url: str  # sqlite:///PATH or a libpq URL (postgresql://…)
-    managed: bool
-
-    @property
-    def path(self) -> Path:
-        return Path(self.url.removeprefix("sqlite:///"))
 
 
 @dataclass(frozen=True)
@@ -80,90 +88,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# -- where the ledger is -----------------------------------------------------------------------
-
-
-def conninfo(url: str) -> str:
-    """A libpq URL from a ledger URL: ``postgresql+psycopg://`` and ``postgres://`` schemes, and
-    SQLAlchemy's multi-host form (``?host=h1:p1&host=h2:p2``, what ``databases.ledger.url``
-    holds) as libpq's ``h1:p1,h2:p2``."""
-    url = re.sub(r"^postgres(?:ql)?(?:\+psycopg)?://", "postgresql://", url)
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    hosts = [v for k, v in query if k == "host"]
-    if len(hosts) < 2 and not any(":" in h for h in hosts):
-        return url
-    user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    netloc = user + ",".join(hosts)
-    rest = urlencode([(k, v) for k, v in query if k != "host"])
-    return urlunsplit((parts.scheme, netloc, parts.path, rest, parts.fragment))
-
-
-def target(*, workspace: Workspace, environment: str) -> LedgerTarget:
-    """The environment's sandbox ledger (the sandbox configuration of its environment file)."""
-    from opsbook.sandbox.lifecycle import load_config  # noqa: PLC0415
-    from opsbook.workspace import load_environment  # noqa: PLC0415
-
-    env = load_environment(workspace, environment)
-    if env.platform != "local":
-        raise UsageError(
-            f"{env.name} is not the sandbox: its migrations run as the release's migration job",
-            field="--env",
-            hint="runbook deployment-procedures#database-migration runs it there; lint the"
-            " file here with: opsbook migrations lint FILE",
-        )
-    cfg = load_config(workspace=workspace, env_name=env.name)
-    if cfg.database_url.startswith("sqlite:///"):
-        return LedgerTarget(env.name, "sqlite", cfg.database_url, False)
-    return LedgerTarget(env.name, "postgresql", conninfo(cfg.database_url), cfg.managed_postgres)
-
-
-def running_versions(*, workspace: Workspace, environment: str) -> tuple[list[str], bool]:
-    """The versions the sandbox's replicas run now (and True), or — when the sandbox is not up —
-    the version ``sandbox up`` starts (and False)."""
-    from opsbook.sandbox import lifecycle  # noqa: PLC0415
-    from opsbook.sandbox.releases import INITIAL_VERSION  # noqa: PLC0415
-
-    try:
-        st = lifecycle.status(workspace=workspace, env_name=environment)
-    except (OpsbookError, OSError):
-        return [INITIAL_VERSION], False
-    found: set[str] = set()
-    for svc in st.get("services") or []:
-        found.add(str(svc.get("version")))
-        for pod in svc.get("pods") or []:
-            if pod.get("state") in ("starting", "running", "terminating"):
-                found.add(str(pod.get("version")))
-    return sorted(v for v in found if v and v != "None"), True
-
-
-@dataclass(frozen=True)
-class LintContext:
-    """What a file is linted against in an environment."""
-
-    dialect: Dialect
-    reads: dict[str, set[str]] | None  # None: the running versions' reads are not known
-    versions: list[str]
-    live: bool  # the versions were read from the running sandbox
-    target: LedgerTarget | None  # None: not the sandbox (its migration job applies it)
-
-
-def lint_context(*, workspace: Workspace, environment: str) -> LintContext:
-    """The sandbox: its ledger's dialect and the running versions' reads. Another environment
-    (Kubernetes, its release's migration job applies the file): PostgreSQL's rules, the reads
-    unknown (a dropped column is then an error until reviewed)."""
-    from opsbook.sandbox.releases import reads_of  # noqa: PLC0415
-    from opsbook.workspace import load_environment  # noqa: PLC0415
-
-    if load_environment(workspace, environment).platform != "local":
-        return LintContext("postgresql", None, [], False, None)
-    tgt = target(workspace=workspace, environment=environment)
-    versions, live = running_versions(workspace=workspace, environment=environment)
-    return LintContext(tgt.dialect, reads_of(versions), versions, live, tgt)
-
-
-def read_file(path: Path, *, workspace: Workspace | None = None) -> MigrationFile:
-    """A migration file: its name must be ``NNNN_name.sql`` (the version orders them)."""
+def read_file(
+    path: Path, *, workspace: Workspace | None = None, named: bool = True
+) -> MigrationFile:
+    """A migration file: its name must be ``NNNN_name.sql`` (the version orders them), unless
+    ``named`` is False (a file only linted)."""
     shown = str(path)
     if workspace is not None:
         with contextlib.suppress(ValueError):
@@ -175,7 +104,7 @@ def read_file(path: Path, *, workspace: Workspace | None = None) -> MigrationFil
             hint="a path relative to the workspace, e.g. migrations/0001_account_display_name.sql",
         )
     m = FILE_NAME.match(path.name)
-    if m is None:
+    if m is None and named:
         raise UsageError(
             f"{path.name}: a migration file is named NNNN_name.sql (a version of 4+ digits, a"
             " lower-case name)",
@@ -190,8 +119,8 @@ def read_file(path: Path, *, workspace: Workspace | None = None) -> MigrationFil
     return MigrationFile(
         path=path,
         shown=shown,
-        version=m.group(1),
-        name=m.group(2),
+        version=m.group(1) if m else "",
+        name=m.group(2) if m else path.stem,
         text=text,
         sha256=hashlib.sha256(data).hexdigest(),
     )
@@ -218,123 +147,6 @@ def lint_report(
     }
 
 
-# -- a connection to the ledger ----------------------------------------------------------------
-
-
-class _Session:
-    """One connection, autocommit (transactions are explicit), ``?`` placeholders."""
-
-    def __init__(self, tgt: LedgerTarget, *, lock_timeout: float) -> None:
-        self.dialect = tgt.dialect
-        self.raw: Any
-        if tgt.dialect == "sqlite":
-            import sqlite3  # noqa: PLC0415
-
-            if not tgt.path.is_file():
-                raise UsageError(
-                    f"no ledger at {tgt.path}",
-                    field="--env",
-                    hint="start the sandbox once (opsbook sandbox up) so that its ledger exists",
-                )
-            self.raw = sqlite3.connect(
-                f"file:{tgt.path}?mode=rw",
-                uri=True,
-                isolation_level=None,
-                timeout=lock_timeout,
-                check_same_thread=False,
-            )
-            self.raw.row_factory = sqlite3.Row
-            self.raw.execute(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
-            self.raw.execute("PRAGMA foreign_keys = ON")
-        else:
-            import psycopg  # noqa: PLC0415
-            from psycopg.rows import dict_row  # noqa: PLC0415
-
-            try:
-                self.raw = psycopg.connect(
-                    tgt.url, autocommit=True, row_factory=dict_row, connect_timeout=5
-                )
-            except psycopg.Error as exc:
-                raise MigrationFailed(
-                    f"cannot connect to the ledger of {tgt.environment}: "
-                    f"{str(exc).strip().splitlines()[0]}",
-                    hint="is the sandbox up? opsbook sandbox status",
-                ) from None
-
-    def q(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        if self.dialect == "postgresql":
-            cur = self.raw.execute(sql.replace("?", "%s").encode(), params or None)
-        else:
-            cur = self.raw.execute(sql, params)
-        if cur.description is None:
-            return []
-        return [dict(r) for r in cur.fetchall()]
-
-    def run(self, text: str) -> None:
-        """One statement of the migration, as written (no placeholders)."""
-        self.raw.execute(text.encode() if self.dialect == "postgresql" else text)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.raw.close()
-
-
-def _row_counts(s: _Session) -> dict[str, int]:
-    return {t: int(s.q(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"]) for t in LEDGER_TABLES}  # noqa: S608 - fixed names
-
-
-def _invariants(s: _Session) -> dict[str, Any]:
-    """The invariants of :meth:`Ledger.check`, read inside the migration's transaction."""
-    total = s.q("SELECT COALESCE(SUM(amount_cents), 0) AS total, COUNT(*) AS n FROM entries")[0]
-    bad = s.q(
-        "SELECT a.id AS account_id, a.balance_cents AS balance_cents, COALESCE(e.s, 0) AS"
-        " entries_cents FROM accounts a LEFT JOIN (SELECT account_id, SUM(amount_cents) AS s"
-        " FROM entries GROUP BY account_id) e ON e.account_id = a.id"
-        " WHERE a.balance_cents <> COALESCE(e.s, 0) ORDER BY a.id"
-    )
-    return {
-        "ok": int(total["total"]) == 0 and not bad,
-        "total_cents": int(total["total"]),
-        "entries": int(total["n"]),
-        "mismatched_accounts": [{k: int(v) for k, v in r.items()} for r in bad],
-    }
-
-
-def _broken(before: dict[str, int], after: dict[str, int], inv: dict[str, Any]) -> list[str]:
-    problems = [
-        f"{t}: {before[t]} rows before, {after[t]} after (rows may only be added)"
-        for t in LEDGER_TABLES
-        if after.get(t, 0) < before.get(t, 0)
-    ]
-    if inv["total_cents"] != 0:
-        problems.append(f"the entries sum to {inv['total_cents']} cents, not 0")
-    for m in inv["mismatched_accounts"][:5]:
-        problems.append(
-            f"account {m['account_id']}: balance {m['balance_cents']} cents, its entries sum to"
-            f" {m['entries_cents']}"
-        )
-    if len(inv["mismatched_accounts"]) > 5:
-        problems.append(f"… {len(inv['mismatched_accounts']) - 5} more accounts")
-    return problems
-
-
-def _has_table(s: _Session) -> bool:
-    if s.dialect == "sqlite":
-        found = s.q("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?", _TABLE)
-    else:
-        found = s.q("SELECT 1 AS x WHERE to_regclass(?) IS NOT NULL", _TABLE)
-    return bool(found)
-
-
-def _applied(s: _Session, *, create: bool) -> dict[str, dict[str, Any]]:
-    """The applied migrations by version (the table is created when missing and ``create``)."""
-    if not _has_table(s):
-        if not create:
-            return {}
-        s.q(_SCHEMA)
-    return {str(r["version"]): r for r in s.q("SELECT * FROM schema_migrations ORDER BY version")}
-
-
 # -- failures ----------------------------------------------------------------------------------
 
 
@@ -350,7 +162,7 @@ def _is_timeout(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) == "57014" or str(exc).lower() == "interrupted"
 
 
-def _holders(s: _Session, table: str | None) -> str:
+def _holders(s: Session, table: str | None) -> str:
     """Who holds a lock on ``table`` (PostgreSQL), for the message."""
     if s.dialect != "postgresql" or not table:
         return ""
@@ -430,14 +242,24 @@ def _check_timeouts(lock_timeout: float, statement_timeout: float) -> None:
         )
 
 
-def _audit(db: Database, actor: str, action: str, mig: MigrationFile, env: str, **kw: Any) -> None:
-    audit.record(
-        db=db,
-        actor=actor,
-        action=action,
-        subject=f"migration:{env}:{mig.version}",
-        payload={"file": mig.shown, "name": mig.name, "sha256": mig.sha256, **kw},
-    )
+@dataclass(frozen=True)
+class _Audit:
+    """One apply's audit: who, where, from which execution (a runbook's) if any."""
+
+    db: Database
+    actor: str
+    environment: str
+    execution_id: str | None
+
+    def __call__(self, action: str, mig: MigrationFile, **kw: Any) -> None:
+        audit.record(
+            db=self.db,
+            actor=self.actor,
+            action=action,
+            subject=f"migration:{self.environment}:{mig.version}",
+            payload={"file": mig.shown, "name": mig.name, "sha256": mig.sha256, **kw},
+            execution_id=self.execution_id,
+        )
 
 
 def apply(
@@ -452,6 +274,7 @@ def apply(
     lock_timeout: float = 5.0,
     statement_timeout: float = 60.0,
     backup: bool = True,
+    execution_id: str | None = None,
 ) -> dict[str, Any]:
     """Apply one migration file to the environment's ledger (see the module docstring).
 
@@ -461,6 +284,7 @@ def apply(
     from opsbook.deploy._sqltext import SqlTextError, split  # noqa: PLC0415
 
     _check_timeouts(lock_timeout, statement_timeout)
+    log = _Audit(db, actor, environment, execution_id)
     mig = read_file(path, workspace=workspace)
     tgt = target(workspace=workspace, environment=environment)
     lc = lint_context(workspace=workspace, environment=environment)
@@ -487,13 +311,13 @@ def apply(
     except SqlTextError:
         statements = []  # a syntax-error finding: refused below unless already applied
     t0 = time.perf_counter()
-    session = _Session(tgt, lock_timeout=lock_timeout)
+    session = Session(tgt, lock_timeout=lock_timeout)
     try:
-        done = _applied(session, create=True).get(mig.version)
+        done = applied_migrations(session, create=True).get(mig.version)
     except Exception as exc:
-        if not _db_error(exc):
+        if not db_error(exc):
             raise
-        raise _failure(
+        failed = _failure(
             exc,
             mig=mig,
             stmt=None,
@@ -501,14 +325,16 @@ def apply(
             lock_timeout=lock_timeout,
             statement_timeout=statement_timeout,
             holders="",
-            applied_note=f"nothing was applied (creating the {_TABLE} table)",
-        ) from None
+            applied_note=f"nothing was applied (reading the {TABLE} table)",
+        )
+        log("migration.failed", mig, ticket=ticket, backup=None, error=failed.render())
+        raise failed from None
     finally:
         session.close()
     if done is not None:  # before the lint: an applied file stays a no-op whatever runs now
-        return _already(db, actor, mig, environment, tgt, done, base)
+        return _already(log, mig, tgt, done, base)
     if errors:
-        _refuse_lint(db, actor, mig, environment, findings, errors)
+        _refuse_lint(log, mig, findings, errors)
     if not statements:
         raise UsageError(f"{mig.shown} holds no statement", location=Location(mig.shown))
     backup_id: str | None = None
@@ -533,35 +359,22 @@ def apply(
             t0=t0,
         )
     except MigrationFailed as exc:
-        _audit(
-            db,
-            actor,
+        log(
             "migration.failed",
             mig,
-            environment,
             ticket=ticket,
             backup=backup_id,
             error=exc.render(),
         )
         raise
-    return _after(db, actor, mig, tgt, base, before, inside, statements, transactional, t0)
+    return _after(log, mig, tgt, base, before, inside, statements, transactional, t0)
 
 
-def _refuse_lint(
-    db: Database,
-    actor: str,
-    mig: MigrationFile,
-    environment: str,
-    findings: list[Finding],
-    errors: int,
-) -> None:
+def _refuse_lint(log: _Audit, mig: MigrationFile, findings: list[Finding], errors: int) -> None:
     active = [f for f in findings if not f.suppressed and f.severity == "error"]
-    _audit(
-        db,
-        actor,
+    log(
         "migration.refused",
         mig,
-        environment,
         reason="lint",
         findings=[f"{f.path}:{f.line}:{f.column}: {f.rule}" for f in active],
     )
@@ -574,16 +387,14 @@ def _refuse_lint(
 
 
 def _already(
-    db: Database,
-    actor: str,
+    log: _Audit,
     mig: MigrationFile,
-    environment: str,
     tgt: LedgerTarget,
     done: dict[str, Any],
     base: dict[str, Any],
 ) -> dict[str, Any]:
     if done["sha256"] != mig.sha256:
-        _audit(db, actor, "migration.refused", mig, environment, reason="changed", applied=done)
+        log("migration.refused", mig, reason="changed", applied=done)
         raise ConflictError(
             f"migration {mig.version} was applied on {str(done['applied_at'])[:19]}Z by"
             f" {done['applied_by']} from a different file (sha256 {str(done['sha256'])[:12]}…,"
@@ -599,7 +410,7 @@ def _already(
         inv = ledger.check().as_dict()
     finally:
         ledger.close()
-    _audit(db, actor, "migration.already_applied", mig, environment, applied=done)
+    log("migration.already_applied", mig, applied=done)
     return {
         **base,
         "status": "already-applied",
@@ -624,7 +435,7 @@ def _run_in_transaction(
     t0: float,
 ) -> tuple[dict[str, int], dict[str, Any]]:
     """Everything in one transaction; the checks before its commit. (counts before, inside)"""
-    s = _Session(tgt, lock_timeout=lock_timeout)
+    s = Session(tgt, lock_timeout=lock_timeout)
     current: Statement | None = None
     began = False
     try:
@@ -637,14 +448,14 @@ def _run_in_transaction(
             else:
                 s.q("BEGIN IMMEDIATE")  # the write lock now, waiting at most lock_timeout
                 began = True
-            before = _row_counts(s)
+            before = row_counts(s)
             for stmt in statements:
                 current = stmt
                 _with_deadline(s, statement_timeout, stmt.text)
             current = None
-            after = _row_counts(s)
-            inv = _invariants(s)
-            problems = _broken(before, after, inv)
+            after = row_counts(s)
+            inv = invariants(s)
+            problems = broken(before, after, inv)
             if problems:
                 raise MigrationFailed(
                     f"{mig.shown} breaks the ledger: " + "; ".join(problems) + "; nothing was"
@@ -659,7 +470,7 @@ def _run_in_transaction(
             if began:
                 with contextlib.suppress(Exception):
                     s.q("ROLLBACK")
-            if not _db_error(exc):
+            if not db_error(exc):
                 raise
             raise _failure(
                 exc,
@@ -688,16 +499,16 @@ def _run_one_by_one(
 ) -> tuple[dict[str, int], dict[str, Any]]:
     """A file of CONCURRENTLY statements (PostgreSQL): each on its own, the timeouts set for
     the session; a failed index build's invalid index is dropped."""
-    s = _Session(tgt, lock_timeout=lock_timeout)
+    s = Session(tgt, lock_timeout=lock_timeout)
     try:
         s.q(f"SET lock_timeout = '{int(lock_timeout * 1000)}ms'")
         s.q(f"SET statement_timeout = '{int(statement_timeout * 1000)}ms'")
-        before = _row_counts(s)
+        before = row_counts(s)
         for n, stmt in enumerate(statements):
             try:
                 s.run(stmt.text)
             except Exception as exc:
-                if not _db_error(exc):
+                if not db_error(exc):
                     raise
                 dropped = _drop_invalid_index(s, stmt)
                 note = (
@@ -716,13 +527,13 @@ def _run_one_by_one(
                     applied_note=note + "; the file is not recorded, run it again when fixed",
                 ) from None
         _insert_record(s, mig, record, t0)
-        return before, {"counts": _row_counts(s), "invariants": _invariants(s)}
+        return before, {"counts": row_counts(s), "invariants": invariants(s)}
     finally:
         s.close()
 
 
 def _insert_record(
-    s: _Session, mig: MigrationFile, record: tuple[str, str, str | None, str | None], t0: float
+    s: Session, mig: MigrationFile, record: tuple[str, str, str | None, str | None], t0: float
 ) -> None:
     applied_at, actor, ticket, backup_id = record
     s.q(
@@ -739,7 +550,7 @@ def _insert_record(
     )
 
 
-def _drop_invalid_index(s: _Session, stmt: Statement) -> str | None:
+def _drop_invalid_index(s: Session, stmt: Statement) -> str | None:
     name = index_name(stmt) if stmt.words()[0] == "CREATE" else None
     if not name:
         return None
@@ -756,19 +567,7 @@ def _drop_invalid_index(s: _Session, stmt: Statement) -> str | None:
     return None
 
 
-def _db_error(exc: BaseException) -> bool:
-    import sqlite3  # noqa: PLC0415
-
-    if isinstance(exc, sqlite3.Error):
-        return True
-    try:
-        import psycopg  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        return False
-    return isinstance(exc, psycopg.Error)
-
-
-def _with_deadline(s: _Session, seconds: float, text: str) -> None:
+def _with_deadline(s: Session, seconds: float, text: str) -> None:
     """Run one statement. SQLite has no statement_timeout: a progress handler interrupts the
     statement once it has run ``seconds`` (PostgreSQL's SET LOCAL statement_timeout does it)."""
     if s.dialect != "sqlite":
@@ -783,8 +582,7 @@ def _with_deadline(s: _Session, seconds: float, text: str) -> None:
 
 
 def _after(
-    db: Database,
-    actor: str,
+    log: _Audit,
     mig: MigrationFile,
     tgt: LedgerTarget,
     base: dict[str, Any],
@@ -797,9 +595,9 @@ def _after(
     """The committed ledger checked again (the services write meanwhile: rows only added)."""
     from opsbook.sandbox.ledger import Ledger  # noqa: PLC0415
 
-    s = _Session(tgt, lock_timeout=5.0)
+    s = Session(tgt, lock_timeout=5.0)
     try:
-        after = _row_counts(s)
+        after = row_counts(s)
     finally:
         s.close()
     ledger = Ledger(tgt.url)
@@ -807,7 +605,7 @@ def _after(
         report = ledger.check().as_dict()
     finally:
         ledger.close()
-    problems = _broken(before, after, report)
+    problems = broken(before, after, report)
     took = round(time.perf_counter() - t0, 3)
     out = {
         **base,
@@ -825,12 +623,9 @@ def _after(
         f"{'s' if len(statements) != 1 else ''}) to the ledger of {base['environment']} in"
         f" {took:.2f} s",
     }
-    _audit(
-        db,
-        actor,
+    log(
         "migration.applied",
         mig,
-        base["environment"],
         ticket=base["ticket"],
         backup=base.get("backup"),
         statements=len(statements),
@@ -861,9 +656,9 @@ def status(*, workspace: Workspace, settings: Settings, environment: str) -> lis
     tgt = target(workspace=workspace, environment=environment)
     applied: dict[str, dict[str, Any]] = {}
     if tgt.dialect == "postgresql" or tgt.path.is_file():
-        s = _Session(tgt, lock_timeout=5.0)
+        s = Session(tgt, lock_timeout=5.0)
         try:
-            applied = _applied(s, create=False)
+            applied = applied_migrations(s, create=False)
         finally:
             s.close()
     files: dict[str, MigrationFile] = {}

@@ -215,14 +215,18 @@ async def deploy(
         }
         green = await sup.start_replicas(unit, rev, rev.replicas)
         if not await all_answering(green, healthy=True, timeout=START_TIMEOUT):
-            tail = sup.log_tail(unit.name)
+            why = next((r.last_health for r in green if r.last_health), "")
+            tail = why or sup.log_tail(unit.name)
             await sup.stop_all(green)
             rev.status, unit.rollout = "failed", None
             sup.save()
             raise OpsbookError(
-                f"revision {rev.revision} ({version}) of {unit.name} did not become healthy "
-                f"within {START_TIMEOUT:g}s; traffic stays on revision {unit.current.revision}:"
-                f"\n{tail}"
+                f"revision {rev.revision} ({version}) of {unit.name} did not become healthy"
+                f"{'' if why else f' within {START_TIMEOUT:g}s'}; traffic stays on revision "
+                f"{unit.current.revision}:\n{tail}",
+                hint="apply the migration first: deployment-procedures#database-migration"
+                if why
+                else None,
             )
         unit.standby = green
         unit.event(

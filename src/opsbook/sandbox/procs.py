@@ -136,7 +136,7 @@ async def wait_answering(replica: Replica, *, timeout: float, healthy: bool) -> 
         if not replica.alive:
             return False
         try:
-            status, _ = await http_request(replica.port, "/health", timeout=1.0)
+            status, body = await http_request(replica.port, "/health", timeout=1.0)
         except (OSError, TimeoutError):
             await asyncio.sleep(0.05)
             continue
@@ -145,8 +145,20 @@ async def wait_answering(replica: Replica, *, timeout: float, healthy: bool) -> 
             replica.state = "running"
         if status == 200 or not healthy:
             return True
+        missing = _schema_missing(body)
+        if missing:  # a release without its schema change never becomes healthy: say so now
+            replica.last_health = missing
+            return False
         await asyncio.sleep(0.1)
     return False
+
+
+def _schema_missing(body: bytes) -> str:
+    try:
+        check = json.loads(body).get("checks", {}).get("schema") or {}
+    except (ValueError, AttributeError):
+        return ""
+    return str(check.get("error") or "") if check.get("status") == "DOWN" else ""
 
 
 async def stop(replica: Replica, *, grace: float = STOP_GRACE) -> None:

@@ -184,10 +184,10 @@ async def rolling(sup: Host, args: dict[str, Any]) -> dict[str, Any]:
                 new = await start_set(sup, unit, rev, 1)
                 if not await all_answering(new, healthy=True, timeout=READY_TIMEOUT):
                     await sup.stop_all(new)
+                    why = next((r.last_health for r in new if r.last_health), "")
                     raise OpsbookError(
-                        f"a replica of {unit.name} {version} did not become healthy within "
-                        f"{READY_TIMEOUT:g}s; the rolling update stopped:\n"
-                        + sup.log_tail(unit.name)
+                        f"a replica of {unit.name} {version} did not become healthy; the "
+                        f"rolling update stopped:\n{why or sup.log_tail(unit.name)}"
                     )
                 started += new
                 old = [r for r in unit.active if r.revision == old_rev.revision]

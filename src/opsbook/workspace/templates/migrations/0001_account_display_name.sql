@@ -1,0 +1,12 @@
+-- Expand: the column release 1.6.0 of the services reads (accounts.display_name).
+--
+-- Nullable and without a default: on PostgreSQL and SQLite adding it changes the catalogue
+-- only (no table rewrite, no scan), so the lock is held for an instant, and the running
+-- version (1.4.2), which does not know the column, keeps working. After 1.6.0 is deployed
+-- everywhere, a later migration may backfill it in batches and, once every version writes
+-- it, make it NOT NULL (the contract step). See docs/deployment-migrations.md.
+--
+-- Lint:   opsbook migrations lint migrations/0001_account_display_name.sql
+-- Apply:  runbook deployment-procedures#database-migration (or, L2:
+--         opsbook migrations apply migrations/0001_account_display_name.sql --ticket CHG-…)
+ALTER TABLE accounts ADD COLUMN display_name TEXT;
