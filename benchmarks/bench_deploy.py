@@ -57,12 +57,21 @@ class Load:
     def __init__(self, urls: dict[str, str], duration: float) -> None:
         self.urls, self.duration = urls, duration
         self.result: dict[str, Any] = {}
+        self.timeline: list[tuple[float, int]] = []  # (sent at, status or 0) per request
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         from opsbook.sandbox.load import run_load
 
-        rep = asyncio.run(run_load(urls=self.urls, rate=RATE, duration=self.duration, seed=11))
+        rep = asyncio.run(
+            run_load(
+                urls=self.urls,
+                rate=RATE,
+                duration=self.duration,
+                seed=11,
+                timeline=self.timeline,
+            )
+        )
         self.result = rep.as_dict()
 
     def __enter__(self) -> Load:
@@ -72,6 +81,11 @@ class Load:
 
     def __exit__(self, *exc: object) -> None:
         self.thread.join(self.duration + 120)
+
+    def window(self, start: float, end: float) -> tuple[int, int]:
+        """(requests sent, failed: 5xx or no answer) between two wall-clock times."""
+        inside = [code for at, code in self.timeline if start <= at <= end]
+        return len(inside), sum(1 for c in inside if c == 0 or c >= 500)
 
 
 def deploy(root: Path, service: str, version: str, strategy: str, ticket: str) -> dict[str, Any]:
@@ -97,17 +111,29 @@ def deploy(root: Path, service: str, version: str, strategy: str, ticket: str) -
         raise RuntimeError(started.stdout + started.stderr)
     execution = json.loads(started.stdout)
     eid = execution["id"]
-    approved = ob(root, "approve", eid, "--as", "dba")
-    if approved.returncode != 0:
-        raise RuntimeError(approved.stdout + approved.stderr)
-    done = ob(root, "executions", "resume", eid, "--as", "ops-lead", "--json")
-    if done.returncode not in (0, 1):
-        raise RuntimeError(done.stdout + done.stderr)
-    execution = json.loads(done.stdout)
+    promoted_at = None
+    for _ in range(8):  # approve (a second person), then confirm the closing checklist
+        if execution["state"] in ("succeeded", "failed", "aborted"):
+            break
+        waiting = [s for s in execution["steps"] if s["state"] == "waiting"]
+        if waiting and waiting[-1]["kind"] == "approval":
+            approved = ob(root, "approve", eid, "--as", "dba")
+            if approved.returncode != 0:
+                raise RuntimeError(approved.stdout + approved.stderr)
+            step = ob(root, "executions", "resume", eid, "--as", "ops-lead", "--json")
+        else:
+            promoted_at = promoted_at or time.monotonic()
+            step = ob(
+                root, "executions", "confirm", eid, "--as", "ops-lead", "--note", ticket, "--json"
+            )
+        if step.returncode not in (0, 1, 3):
+            raise RuntimeError(step.stdout + step.stderr)
+        execution = json.loads(step.stdout)
     rollout = next(s for s in execution["steps"] if s["step"] == "rollout")
     return {
         "state": execution["state"],
-        "seconds": round(time.monotonic() - t0, 2),
+        # from `opsbook deploy` to the rollout's end (before a person ticks the closing list)
+        "seconds": round((promoted_at or time.monotonic()) - t0, 2),
         "rollout": rollout["result"]["fields"]["result"],
     }
 
@@ -149,6 +175,12 @@ def checklist(root: Path, service: str, version: str) -> None:
                 break
     if execution["state"] != "succeeded":
         raise RuntimeError(f"checklist {service} {version}: {execution['state']}")
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def failed(load: dict[str, Any]) -> int:
@@ -213,15 +245,25 @@ def main() -> int:
         }
         with Load(urls, 75) as load:
             bad = deploy(root, "payment", "1.5.2", "canary", "CHG-204")
-        aborted = next((d for d in bad["rollout"]["decisions"] if d["kind"] == "aborted"), {})
-        sent = int(load.result["sent"])
+        decisions = bad["rollout"]["decisions"]
+        aborted = next((d for d in decisions if d["kind"] == "aborted"), {})
+        begun = next((d for d in decisions if d["kind"] == "started"), {})
+        # the rollout window: from the canary's start to the abort, plus 1 s for requests in
+        # flight on the canary when the traffic returned
+        sent, bad_requests = (
+            load.window(_epoch(begun["at"]), _epoch(aborted["at"]) + 1.0)
+            if begun and aborted
+            else (int(load.result["sent"]), failed(load.result))
+        )
         out["canary_bad"] = {
             "outcome": bad["rollout"]["outcome"],
             "detected_after_first_traffic_s": aborted.get("seconds_since_first_traffic"),
             "aborted_at_weight": aborted.get("weight"),
-            "failed_requests": failed(load.result),
-            "sent": sent,
-            "failed_share": round(failed(load.result) / sent, 5) if sent else None,
+            "window_sent": sent,
+            "window_failed": bad_requests,
+            "failed_share": round(bad_requests / sent, 5) if sent else None,
+            "load_sent": int(load.result["sent"]),
+            "load_failed": failed(load.result),
             "version_after": next(
                 s["version"]
                 for s in lifecycle.status(workspace=ws)["services"]

@@ -139,4 +139,5 @@ def test_one_pagination_style(spec: dict[str, Any]) -> None:
         "listExecutions",
         "listIncidents",
         "listKnownErrors",
+        "listReleases",
     ]

@@ -13,6 +13,7 @@ from opsbook.api import (
     routes_incidents,
     routes_known_errors,
     routes_monitoring,
+    routes_releases,
     schemas,
 )
 from opsbook.api.problems import MEDIA_TYPE
@@ -54,4 +55,5 @@ def api_routers() -> list[APIRouter]:
         routes_incidents.router,
         routes_known_errors.router,
         routes_known_errors.confirmations,
+        routes_releases.router,
     ]

@@ -89,7 +89,14 @@ def _pct(values: list[float], q: float) -> float:
 
 
 class _Traffic:
-    def __init__(self, client: Any, urls: Mapping[str, str], seed: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        urls: Mapping[str, str],
+        seed: int,
+        timeline: list[tuple[float, int]] | None = None,
+    ) -> None:
+        self.timeline = timeline
         self.client = client
         self.urls = urls
         self.rng = random.Random(seed)  # noqa: S311 - traffic mix, not security
@@ -140,6 +147,7 @@ class _Traffic:
     async def one(self, op: str) -> None:
         a, b = self.rng.sample(self.accounts, 2)
         amount = self.rng.randint(1, 5000)
+        sent_at = time.time()
         started = time.perf_counter()
         code = 0
         try:
@@ -172,6 +180,8 @@ class _Traffic:
             if len(self.errors) < 5:
                 self.errors.append(f"{op}: {describe_error(exc)}")
         self.samples[op].append(((time.perf_counter() - started) * 1000, code))
+        if self.timeline is not None:
+            self.timeline.append((sent_at, code))
 
 
 def _stats(samples: list[tuple[float, int]]) -> OpStats:
@@ -196,14 +206,16 @@ async def run_load(
     ledger_url: str | None = None,
     seed: int = 7,
     concurrency: int = 256,
+    timeline: list[tuple[float, int]] | None = None,
 ) -> LoadReport:
     """Send ``rate`` requests a second for ``duration`` seconds to the services at ``urls``
-    (service name -> base URL), then check the ledger."""
+    (service name -> base URL), then check the ledger. ``timeline``, when given, receives
+    (time sent, HTTP status or 0) of every request (a benchmark's window)."""
     import httpx  # noqa: PLC0415 - deferred: import cost
 
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
-        traffic = _Traffic(client, urls, seed)
+        traffic = _Traffic(client, urls, seed, timeline)
         await traffic.prepare()
         gate = asyncio.Semaphore(concurrency)
         total = int(rate * duration)

@@ -44,6 +44,7 @@ from opsbook.web import (
     pages_lifecycle_training,
     pages_logs,
     pages_monitoring,
+    pages_releases,
     pages_security,
     pages_troubleshoot,
     signin,
@@ -217,6 +218,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         pages_logs,
         pages_security,
         pages_backups,
+        pages_releases,
     )
     for module in web:
         add_routes(app, module.router)

@@ -29,6 +29,7 @@ NAV = (
     ("/training", "Training", "runbooks:read"),
     ("/security", "Security", "runbooks:read"),
     ("/backups", "Backups", "runbooks:read"),
+    ("/releases", "Releases", "runbooks:read"),
     ("/executions", "Executions", "executions:read"),
     ("/monitoring", "Monitoring", "monitoring:read"),
     ("/incidents", "Incidents", "incidents:read"),
