@@ -237,3 +237,71 @@ def test_a_second_deployment_of_a_service_in_progress_is_refused_naming_the_firs
         first.join(120)
     assert result["code"] == 0 and result["out"]["state"] in ("succeeded", "failed")
     assert not [r for r in deployer.releases() if r["ticket"] == "CHG-121"]  # nothing recorded
+
+
+def test_the_emergency_rollback_marks_the_release_a_change_failure(
+    bank: Workspace, deployer: Deployer
+) -> None:
+    promoted = [r for r in deployer.releases() if r["state"] == "promoted"]
+    target = next(r for r in promoted if r["service"] == running(bank, "payment")["name"])
+    assert running(bank, "payment")["version"] == target["version"]
+    out = deployer.run(
+        "deployment-procedures#emergency-rollback", {"service": "payment", "ticket": "INC-42"}
+    )
+    assert out["state"] == "succeeded", failed_steps(out)
+    record = deployer.record(target["id"])
+    assert record["outcome"] == "rolled_back" and record["incidents"] == ["INC-42"]
+    assert [e["id"] for e in record["executions"]][-1] == out["id"]
+    dora = json.loads(deployer.ob("releases", "dora", "--json").stdout)
+    assert dora["deployment_frequency"]["deployments"] >= 3
+    assert target["id"] in dora["change_failure_rate"]["releases"]
+    assert dora["change_failure_rate"]["failures"] >= 1
+    calendar = deployer.ob("releases", "calendar", "--json")
+    assert calendar.returncode == 0 and json.loads(calendar.stdout)["active"] == []
+
+
+def test_the_change_records_are_in_the_compliance_evidence_and_the_audit_export(
+    bank: Workspace, deployer: Deployer, tmp_path: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    quarter = f"{now.year}-Q{(now.month - 1) // 3 + 1}"
+    pack = tmp_path / "pack"
+    done = deployer.ob(
+        "compliance",
+        "report",
+        "--standard",
+        "pci-dss-4.0.1",
+        "--period",
+        quarter,
+        "--requirement",
+        "6.5.1",
+        "--out",
+        str(pack),
+        "--as",
+        "eng-manager",
+    )
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    report = json.loads((pack / "compliance.json").read_text())
+    item = next(r for r in report["requirements"] if r["requirement"] == "6.5.1")
+    assert item["status"] == "evidence"
+    records = {c["release"]: c for c in item["change_records"]}
+    ours = {r["id"] for r in deployer.releases() if r["environment"] == "sandbox"}
+    assert ours <= set(records)  # every production-tier release, refused ones included
+    promoted = next(c for c in records.values() if c["outcome"] in ("promoted", "rolled_back"))
+    assert promoted["approvals"] and promoted["testing_evidence"]["checklist"]
+    assert promoted["audit_records"]
+    assert "6.5.1" in (pack / "COMPLIANCE.md").read_text()
+    out = tmp_path / "evidence"
+    exported = deployer.ob("audit", "export", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    lines = (out / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    actions = {json.loads(line)["action"] for line in lines}
+    assert {
+        "release.started",
+        "release.promoted",
+        "release.aborted",
+        "release.refused",
+        "release.rolled_back",
+    } <= actions
