@@ -202,6 +202,9 @@ def begin(
     for name, value in (("reason", reason), ("ticket", ticket), ("backout", backout)):
         if not value.strip():
             raise UsageError(f"a release needs a {name}", field=name)
+    held = open_release(db, environment=environment_name, service=service)
+    if held is not None and execution_id and held.get("execution_id") == execution_id:
+        return held  # this run's own record (the step ran again after a crash): the same one
     refuse_overlap(db, environment=environment_name, service=service, version=version)
     tier = tier_of(environment)
     found = evidence(db, service=service, version=version)
