@@ -145,6 +145,21 @@ def test_refusals_change_nothing(bank: Workspace, deployer: Deployer) -> None:
     assert code == 0 and isinstance(out, dict) and out["state"] == "failed"
     assert "no testing evidence" in json.dumps(failed_steps(out))
     assert deployer.releases()[0]["state"] == "refused"
+    # an analysis query that does not parse: refused before anything starts, with file:line
+    config = bank.root / "deployments.yaml"
+    good = config.read_text(encoding="utf-8")
+    config.write_text(
+        good.replace(
+            "provider: sandbox\n        query: error_ratio",
+            "provider: prometheus\n        query: sum(rate(x[1m])",
+        ),
+        encoding="utf-8",
+    )
+    try:
+        code, text = deployer.deploy(*deploy_args("payment", "1.5.0", "canary", "CHG-109"))
+    finally:
+        config.write_text(good, encoding="utf-8")
+    assert code == 2 and "deployments.yaml:" in str(text)
     after = running(bank, "payment")
     assert (after["version"], after["revision"]) == (before["version"], before["revision"])
 
