@@ -186,7 +186,7 @@ def test_runbooks_lint_and_reference(served: Served) -> None:
         "kubectl get pods -n banking-platform-prod" in c["command"] for c in prod["commands"]
     )
     assert viewer.get("/api/v1/reference", params={"environment": "mars"}).status_code == 404
-    assert viewer.get("/api/v1/environments").json() == ["production", "sandbox", "staging"]
+    assert viewer.get("/api/v1/environments").json() == ["production", "sandbox"]
 
 
 def test_metrics(served: Served) -> None:

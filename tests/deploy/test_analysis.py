@@ -189,7 +189,7 @@ async def test_a_healthy_canary_passes_and_every_measurement_is_recorded_live(
         "payment-success-rate": "successful",
     }
     assert recorded == list(result.measurements)
-    assert len(result.measurements) == 9  # 3 metrics x count 3
+    assert len(result.measurements) == 13  # error ratio 7 (every 2 s), the others 3 each
     first = by_metric(result, "error-ratio")[0]
     assert set(first) >= {
         "metric",
@@ -205,18 +205,20 @@ async def test_a_healthy_canary_passes_and_every_measurement_is_recorded_live(
     assert first["provider"] == "sandbox" and first["query"] == "error_ratio"
     assert first["value"] == 0.0 and first["baseline"] == 0.0
     assert first["condition"] == "result <= baseline + 0.02"
-    assert first["requests"] == 50  # 10 rps x 5 s
+    assert first["requests"] == 20  # 10 rps x 2 s
     assert datetime.fromisoformat(first["at"]).utcoffset() is not None
     assert first["at"].endswith("Z")
     # p99 of 90 % < 50 ms, 10 % in 50-100 ms: rank 49.5 of 50 falls in the second bucket
     p99 = by_metric(result, "p99-latency")[0]
     assert p99["value"] == pytest.approx(50.0 + 50.0 * (49.5 - 45) / 5)  # 95 ms
     data = result.to_dict()
-    assert data["verdict"] == "successful" and len(data["measurements"]) == 9
+    assert data["verdict"] == "successful" and len(data["measurements"]) == 13
+    last = by_metric(result, "error-ratio")[-1]
+    assert last["requests"] == 140  # cumulative: everything since the start, 10 rps x 14 s
     assert data["started_at"] <= data["finished_at"]
-    assert sorted(set(clock.sleeps)) == [5.0]
+    assert sorted(set(clock.sleeps)) == [2.0, 5.0]
     assert result.reason == (
-        "every metric of canary-default passed (error-ratio 3 of 3 successful, "
+        "every metric of canary-default passed (error-ratio 7 of 7 successful, "
         "p99-latency 3 of 3 successful, payment-success-rate 3 of 3 successful)"
     )
 

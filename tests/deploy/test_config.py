@@ -41,9 +41,11 @@ def test_a_missing_file_gives_the_template_settings(tmp_path: Path) -> None:
         ("p99-latency", "p99_latency_ms", "result <= baseline * 2.0 + 150.0"),
         ("payment-success-rate", "payment_success_rate", "result >= baseline - 0.05"),
     ]
+    shapes = [(m.interval_s, m.count, m.failure_limit, m.min_requests) for m in default.metrics]
+    assert shapes == [(2.0, 7, 1, 3), (5.0, 3, 1, 5), (5.0, 3, 1, 5)]
     for m in default.metrics:
-        assert (m.provider, m.interval_s, m.count, m.failure_limit) == ("sandbox", 5.0, 3, 1)
-        assert m.min_requests == 5 and m.consecutive_error_limit == 4 and m.uses_baseline
+        assert m.provider == "sandbox" and m.window == "cumulative"
+        assert m.consecutive_error_limit == 4 and m.uses_baseline
     assert default.duration_s == 15.0
     post = built_in.analysis_for("blue-green")
     assert post is not None and post.name == "post-switch"

@@ -237,6 +237,8 @@ async def run_analysis(
 
 
 def _overall(template: AnalysisTemplate, outcomes: dict[str, _Outcome]) -> tuple[str, str]:
+    order = [m.name for m in template.metrics]  # the template's order, not finishing order
+    outcomes = dict(sorted(outcomes.items(), key=lambda kv: order.index(kv[0])))
     for verdict in ("failed", "error", "inconclusive"):
         bad = [o for o in outcomes.values() if o.verdict == verdict]
         if bad:
