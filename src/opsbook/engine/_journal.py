@@ -259,7 +259,10 @@ def transition_execution(
     verb: str | None = None,
 ) -> None:
     with db.transaction():
-        row = db.one("SELECT state FROM executions WHERE id = ?", (execution_id,))
+        # PostgreSQL: lock the row, so two concurrent transitions (two resumes of one parked
+        # run) cannot both read the old state; SQLite's BEGIN IMMEDIATE serialises them already
+        lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+        row = db.one(f"SELECT state FROM executions WHERE id = ?{lock}", (execution_id,))  # noqa: S608
         if row is None:
             raise NotFoundError(f"no execution {execution_id!r}")
         current = State(row["state"])
