@@ -124,8 +124,8 @@ set +e; ob dr drill --env sandbox --async --load 10; echo "(exit code $?: 1 when
 ob dr status --env sandbox
 
 say "opsbook deploy payment 1.5.2 --strategy canary  (a release that fails payments, deployed with customer traffic running: the canary's analysis aborts it and returns all traffic, nobody acts)"
-ob sandbox releases | head -7
-ob releases calendar | head -3
+ob sandbox releases
+ob releases calendar --days 3
 # the demo runs at any hour: the shipped calendar's freezes (wire cut-off, month-end) are lifted
 printf 'freezes: []\n' > "$ws/change_calendar.yaml"
 parked run deployment-procedures#pre-deployment-checklist --env sandbox --param service=payment --param version=1.5.2 --as ops-lead --yes >/dev/null
@@ -139,7 +139,7 @@ ob approve "$id" --as dba --comment "CHG-77 reviewed"
 set +e; ob executions resume "$id" --as ops-lead; echo "(exit code $?: 1 = the rollout was aborted by its analysis; payment still runs the old version)"; set -e
 wait "$load_pid" 2>/dev/null || true
 ob releases list
-ob releases show "$(ob releases list --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["releases"][0]["id"])')" | head -30
+ob releases show "$(ob releases list --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["releases"][0]["id"])')"
 
 say "opsbook executions list"
 ob executions list
