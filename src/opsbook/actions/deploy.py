@@ -296,13 +296,20 @@ async def _close(ctx: ActionContext, release: Any, result: dict[str, Any]) -> No
     )
 
 
+def _num(value: Any) -> str:
+    """A measured value for a person: 4 significant digits, ``-`` when there was none."""
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _line(entry: Mapping[str, Any]) -> str:
     kind = entry.get("kind")
     t = f"[{entry.get('t', 0):7.1f}s]"
     if kind == "measurement":
         return (
             f"{t} step {entry.get('step') or '-'} {entry.get('metric')}: "
-            f"{entry.get('value')} (baseline {entry.get('baseline')}) "
+            f"{_num(entry.get('value'))} (baseline {_num(entry.get('baseline'))}) "
             f"{entry.get('condition')} -> {entry.get('verdict')}"
         )
     if kind == "weight":
