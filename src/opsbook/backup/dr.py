@@ -341,6 +341,14 @@ def _measure_rpo(
                 row = conn.execute(
                     "SELECT COUNT(*), MAX(created_at) FROM transfers WHERE id > %s", (last,)
                 ).fetchone()
+                lost_ids = [
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT request_id FROM transfers WHERE id > %s AND request_id IS NOT"
+                        " NULL ORDER BY id LIMIT 200",
+                        (last,),
+                    ).fetchall()
+                ]
             n, newest_lost = (int(row[0]), row[1]) if row else (0, None)
         finally:
             with contextlib.suppress(OpsbookError):
@@ -360,9 +368,13 @@ def _measure_rpo(
     if n and newest_lost and kept:
         seconds = max(0.0, (ts(newest_lost) - ts(kept)).total_seconds())
     return {
+        # on the old primary and not the new: this includes a commit in flight at the loss
+        # (in the old primary's WAL, never acknowledged to its client: with a synchronous
+        # replica the client waits for the replica before it is told "committed")
         "transfers": n,
         "seconds": round(seconds, 3),
         "after_transfer_id": cut["last_ids"]["transfers"],
+        "lost_request_ids": lost_ids,  # the first 200: match them with the clients' answers
     }
 
 

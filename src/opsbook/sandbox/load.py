@@ -95,8 +95,10 @@ class _Traffic:
         urls: Mapping[str, str],
         seed: int,
         timeline: list[tuple[float, int]] | None = None,
+        acknowledged: set[str] | None = None,
     ) -> None:
         self.timeline = timeline
+        self.acknowledged = acknowledged
         self.client = client
         self.urls = urls
         self.rng = random.Random(seed)  # noqa: S311 - traffic mix, not security
@@ -174,6 +176,8 @@ class _Traffic:
                     json={"username": "alice", "password": "sandbox"},
                 )
             code = r.status_code
+            if self.acknowledged is not None and op == "transfer" and code in (200, 201):
+                self.acknowledged.add(str(r.headers.get("x-request-id", "")))
             if code >= 500 and len(self.errors) < 5:
                 self.errors.append(f"{op}: HTTP {code} {' '.join(r.text.split())[:200]}".rstrip())
         except Exception as exc:  # counted as an error, sampled for the report
@@ -207,15 +211,18 @@ async def run_load(
     seed: int = 7,
     concurrency: int = 256,
     timeline: list[tuple[float, int]] | None = None,
+    acknowledged: set[str] | None = None,
 ) -> LoadReport:
     """Send ``rate`` requests a second for ``duration`` seconds to the services at ``urls``
     (service name -> base URL), then check the ledger. ``timeline``, when given, receives
-    (time sent, HTTP status or 0) of every request (a benchmark's window)."""
+    (time sent, HTTP status or 0) of every request (a benchmark's window); ``acknowledged``
+    the request ids of the transfers the bank answered as done (a failover's RPO as clients
+    saw it)."""
     import httpx  # noqa: PLC0415 - deferred: import cost
 
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
-        traffic = _Traffic(client, urls, seed, timeline)
+        traffic = _Traffic(client, urls, seed, timeline, acknowledged)
         await traffic.prepare()
         gate = asyncio.Semaphore(concurrency)
         total = int(rate * duration)
