@@ -60,6 +60,17 @@ def _take(sb: Sandbox, *extra: str) -> dict[str, Any]:
     return _json(ob(sb, "backups", "take", "--json", *extra))  # type: ignore[no-any-return]
 
 
+def _flipped_only_at(damaged: dict[str, Any], twin: Path) -> None:
+    """The damaged file (``path`` in ``repository``) differs from its good twin in exactly the
+    ``bytes`` at ``offset`` the record names."""
+    bad = (Path(damaged["repository"]) / damaged["path"]).read_bytes()
+    good = twin.read_bytes()
+    assert len(bad) == len(good)
+    changed = [i for i, (x, y) in enumerate(zip(bad, good, strict=True)) if x != y]
+    start = damaged["offset"]
+    assert changed == list(range(start, start + damaged["bytes"])), (changed[:3], damaged)
+
+
 def _load(sb: Sandbox, seconds: float = 2) -> None:
     urls = {x["name"]: x["url"] for x in sb.status()["services"]}
     asyncio.run(run_load(urls=urls, rate=40, duration=seconds))
@@ -156,7 +167,9 @@ def test_3b_a_stopped_sandboxs_leftover_record_stops_no_backup(tmp_path: Path) -
     assert not job_stopped(ws, "sandbox")
 
 
-def test_4_a_corrupted_backup_fails_verification_and_clear_does_not_undo_it(sb: Sandbox) -> None:
+def test_4_a_corrupted_backup_fails_verification_and_clear_does_not_undo_it(
+    sb: Sandbox, db: Database
+) -> None:
     b = _take(sb)
     primary, dr = (Path(c["path"]) for c in b["copies"])
     mtime = primary.stat().st_mtime_ns
@@ -164,10 +177,17 @@ def test_4_a_corrupted_backup_fails_verification_and_clear_does_not_undo_it(sb: 
     damaged = injected["damaged"]
     assert damaged["backup"] == b["id"] and damaged["file"] == str(primary)
     assert damaged["location"] == "primary" and damaged["bytes"] == 16
-    assert primary.read_bytes() != dr.read_bytes() and primary.stat().st_mtime_ns == mtime
+    assert damaged["repository"] == str(primary.parent) and damaged["path"] == primary.name
+    _flipped_only_at(damaged, dr)  # the record says which bytes of which file changed
+    assert primary.stat().st_mtime_ns == mtime
     logged = [e for e in read_chaos_log(sb.data_dir) if e["fault"] == "corrupted-backup"]
     assert logged[-1]["action"] == "sandbox.fault.injected"
-    assert logged[-1]["damaged"]["file"] == str(primary)  # what was damaged is on record
+    assert logged[-1]["damaged"] == damaged  # what was damaged is on record
+    audited = db.one(
+        "SELECT payload FROM events WHERE action = 'sandbox.fault.injected'"
+        " AND subject LIKE 'sandbox:fault:corrupted-backup:%' ORDER BY id DESC LIMIT 1"
+    )
+    assert audited is not None and json.loads(audited["payload"])["damaged"] == damaged
 
     r = ob(sb, "backups", "verify", b["id"], "--json")
     assert r.returncode == 1, r.stdout + r.stderr
@@ -221,9 +241,15 @@ def test_6_pg_a_corrupted_backup_set_is_named_and_the_dr_copy_restores(pg: Sandb
     b = _take(pg)
     label = b["manifest"]["label"]
     damaged = _json(ob(pg, "sandbox", "chaos", "inject", "corrupted-backup", "--json"))["damaged"]
-    repo = Path(b["copies"][0]["repo"])
+    repo, dr_repo = (Path(c["repo"]) for c in b["copies"])
     assert damaged["backup"] == label and damaged["kind"] == "pgbackrest-set"
     assert damaged["file"].startswith(str(repo / "backup" / "ledger" / label / "pg_data"))
+    assert damaged["repository"] == str(repo)
+    assert damaged["path"].startswith(f"backup/ledger/{label}/pg_data/")
+    assert str(repo / damaged["path"]) == damaged["file"]
+    _flipped_only_at(damaged, dr_repo / damaged["path"])
+    logged = [e for e in read_chaos_log(pg.data_dir) if e["fault"] == "corrupted-backup"]
+    assert logged[-1]["damaged"] == damaged
     r = ob(pg, "backups", "verify", b["id"], "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     out = json.loads(r.stdout)
@@ -254,7 +280,7 @@ def test_7_pg_a_lagging_replica_fails_the_lag_check_until_cleared(pg: Sandbox) -
 
     def caught_up() -> bool:
         _load(pg, 1)
-        return _lag_check(pg)["status"] == "ok"
+        return bool(_lag_check(pg)["status"] == "ok")
 
     wait_for(caught_up, timeout=90, interval=0.5)
 

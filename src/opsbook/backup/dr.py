@@ -220,8 +220,7 @@ def failover(
     execution_id: str | None = None,
 ) -> dict[str, Any]:
     """Lose the primary region and bring the ledger up in the DR region; RTO and RPO."""
-    from opsbook.backup.pgsetup import configure_backrest  # noqa: PLC0415
-    from opsbook.sandbox.config import set_ledger_url  # noqa: PLC0415
+    from opsbook.backup.pgsetup import make_primary  # noqa: PLC0415
 
     cfg = _any(workspace, environment)
     if not cfg.managed_postgres:
@@ -259,18 +258,23 @@ def failover(
     pgcluster.sql(new, "SELECT pg_reload_conf()", db="postgres")
     cut = pgbackups.inspect_url(new.url())
     promoted = time.perf_counter() - t0
-    # 3. repoint the services (the listener) and wait for every one to answer healthy
-    endpoint.write(cfg.data_path, port=new.port, cluster=new.name, reason=f"failover: {reason}")
-    reg.primary = new.name
-    reg.update(new.name, role="primary", upstream=None, sync=False)
-    reg.update(old.name, role="fenced", note=f"lost in failover at {declared:%Y-%m-%dT%H:%M:%SZ}")
+    # 3. repoint the services (the listener; the fenced primary left out of it, pgBackRest on
+    #    the new one) and wait for every one to answer healthy
+    make_primary(
+        workspace=workspace,
+        cfg=cfg,
+        reg=reg,
+        cluster=new,
+        reason=f"failover: {reason}",
+        replaced=old,  # already stopped (fenced) in step 1
+        replaced_role="fenced",
+        replaced_note=f"lost in failover at {declared:%Y-%m-%dT%H:%M:%SZ}",
+    )
     services_healthy(cfg, timeout=120)
     ledger_write_ok(cfg)
     after = pgbackups.inspect_url(new.url())
     invariants_ok = not any(after[k] for k in pgbackups.INVARIANTS)
     rto = time.perf_counter() - t0
-    configure_backrest(workspace, cfg)
-    set_ledger_url(Path(cfg.env_path), pgcluster.listener_url(reg))
     # 4. RPO: what the fenced primary committed that the new one does not have
     rpo = _measure_rpo(reg, old, cut, key)
     return record_failover(
@@ -389,8 +393,7 @@ def failback(
 ) -> dict[str, Any]:
     """Re-seed the fenced primary from the DR primary, switch over to it without loss, and
     re-seed the DR region as its replica again."""
-    from opsbook.backup.pgsetup import configure_backrest  # noqa: PLC0415
-    from opsbook.sandbox.config import set_ledger_url  # noqa: PLC0415
+    from opsbook.backup.pgsetup import make_primary  # noqa: PLC0415
 
     cfg = _any(workspace, environment)
     if not cfg.managed_postgres:
@@ -429,13 +432,9 @@ def failback(
     pgcluster.wait_ready(home)
     pgcluster.sql(home, "ALTER SYSTEM SET synchronous_standby_names = ''", db="postgres")
     pgcluster.sql(home, "SELECT pg_reload_conf()", db="postgres")
-    endpoint.write(cfg.data_path, port=home.port, cluster=home.name, reason="failback")
-    reg.primary = home.name
-    reg.update(home.name, role="primary", upstream=None, sync=False, note="")
+    make_primary(workspace=workspace, cfg=cfg, reg=reg, cluster=home, reason="failback", note="")
     services_healthy(cfg, timeout=120)
     switched = time.perf_counter() - t1
-    configure_backrest(workspace, cfg)
-    set_ledger_url(Path(cfg.env_path), pgcluster.listener_url(reg))
     # 3. the DR region is a replica again
     dr = pgcluster.add_replica(
         reg,

@@ -130,16 +130,21 @@ def _newest_pg(repo: Path, dr_repo: Path) -> tuple[str, Path] | None:
 
 def corrupt_newest(workspace: Workspace, environment: str) -> dict[str, Any]:
     """Damage the newest good backup of the environment in its primary location; what was
-    damaged (backup id or pgBackRest label, file, offset, bytes)."""
+    damaged: ``backup`` (the backup id on SQLite, the pgBackRest label on PostgreSQL),
+    ``repository`` (the primary location's directory: the backups' on SQLite, pgBackRest's on
+    PostgreSQL), ``path`` (the file changed, relative to the repository), ``file`` (the same,
+    absolute), ``offset`` and ``bytes`` (where in the file, and how many bytes were flipped)."""
     from opsbook.backup.paths import locations, pg_repo, pg_repo_dr  # noqa: PLC0415
     from opsbook.sandbox.lifecycle import load_config  # noqa: PLC0415
 
     cfg = load_config(workspace=workspace, env_name=environment)
     if cfg.managed_postgres:
-        found = _newest_pg(pg_repo(workspace, environment), pg_repo_dr(workspace, environment))
+        repo = pg_repo(workspace, environment)
+        found = _newest_pg(repo, pg_repo_dr(workspace, environment))
         kind = "pgbackrest-set"
     else:
-        found = _newest_sqlite(*locations(workspace, environment))
+        repo, dr = locations(workspace, environment)
+        found = _newest_sqlite(repo, dr)
         kind = "sqlite-backup"
     if found is None:
         raise UsageError(
@@ -148,7 +153,14 @@ def corrupt_newest(workspace: Workspace, environment: str) -> dict[str, Any]:
             hint="take one first: opsbook backups take --verify",
         )
     name, path = found
-    return {"backup": name, "kind": kind, "location": "primary", **_flip(path)}
+    return {
+        "backup": name,
+        "kind": kind,
+        "location": "primary",
+        "repository": str(repo),
+        "path": path.relative_to(repo).as_posix(),
+        **_flip(path),
+    }
 
 
 # -- lagging-replica -----------------------------------------------------------------------

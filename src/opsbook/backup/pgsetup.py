@@ -5,9 +5,10 @@ The encryption key reaches the servers' ``archive_command`` in their environment
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opsbook.backup import pgbackrest
 from opsbook.backup.crypto import load_or_create_key
@@ -39,6 +40,49 @@ def configure_backrest(workspace: Workspace, config: SandboxConfig) -> None:
         pg_path=reg.path_of(primary.name),
         port=primary.port,
     )
+
+
+def make_primary(
+    *,
+    workspace: Workspace,
+    cfg: SandboxConfig,
+    reg: pgcluster.Registry,
+    cluster: pgcluster.Cluster,
+    reason: str,
+    note: str | None = None,
+    replaced: pgcluster.Cluster | None = None,
+    replaced_role: str = "retired",
+    replaced_note: str = "",
+) -> None:
+    """Make ``cluster`` (running, out of recovery) the ledger's primary, in this order:
+
+    1. the endpoint file points the services at it (``reason``; not fenced: on PostgreSQL a
+       lost primary is fenced by stopping it, which the caller has done if it had to), so each
+       service moves over between two queries;
+    2. the registry names it the primary (no upstream, not a sync standby; ``note`` replaces
+       its note when given);
+    3. ``replaced`` (the former primary), if given: stopped if it still runs (after the
+       services moved, so none of their queries is refused; a stop that fails is ignored, as
+       its data is kept) and marked ``replaced_role`` with ``replaced_note``, so the listener
+       URL leaves it out;
+    4. pgBackRest is configured for it (its data directory and port: what its WAL archiving
+       and the next backup use);
+    5. ``databases.ledger.url`` in the environment file is the listener URL of the registry
+       (what runbooks' sql steps query)."""
+    from opsbook.sandbox.config import set_ledger_url  # noqa: PLC0415
+
+    endpoint.write(cfg.data_path, port=cluster.port, cluster=cluster.name, reason=reason)
+    reg.primary = cluster.name
+    changes: dict[str, Any] = {"role": "primary", "upstream": None, "sync": False}
+    if note is not None:
+        changes["note"] = note
+    reg.update(cluster.name, **changes)
+    if replaced is not None:
+        with contextlib.suppress(pgcluster.PgError):
+            pgcluster.stop(reg, replaced)
+        reg.update(replaced.name, role=replaced_role, note=replaced_note)
+    configure_backrest(workspace, cfg)
+    set_ledger_url(Path(cfg.env_path), pgcluster.listener_url(reg))
 
 
 def up(workspace: Workspace, config: SandboxConfig) -> SandboxConfig:

@@ -26,7 +26,7 @@ from opsbook import audit
 from opsbook.backup import pgbackrest, pgbackups
 from opsbook.backup.crypto import load_or_create_key
 from opsbook.errors import ConflictError, OpsbookError, UsageError
-from opsbook.sandbox import endpoint, pgcluster
+from opsbook.sandbox import pgcluster
 
 if TYPE_CHECKING:
     from opsbook.config import Settings
@@ -343,8 +343,7 @@ def cutover(
 ) -> dict[str, Any]:
     """Make the recovered instance the primary: archiving on, services pointed at it, the old
     primary retired (stopped, data kept). Seconds taken and where things are now."""
-    from opsbook.backup.pgsetup import configure_backrest  # noqa: PLC0415
-    from opsbook.sandbox.config import set_ledger_url  # noqa: PLC0415
+    from opsbook.backup.pgsetup import make_primary  # noqa: PLC0415
 
     cfg = _cfg(workspace, environment)
     key = load_or_create_key(settings.secrets_dir_for(workspace.state_dir))
@@ -363,15 +362,17 @@ def cutover(
     pgcluster.stop(reg, new)
     pgcluster.start(reg, new, env=pgbackrest.cipher_env(key))
     pgcluster.wait_ready(new)
-    endpoint.write(cfg.data_path, port=new.port, cluster=new.name, reason=f"recovery {instance}")
-    reg.primary = new.name
-    reg.update(new.name, role="primary")
-    with contextlib.suppress(pgcluster.PgError):
-        pgcluster.stop(reg, old)
-    reg.update(old.name, role="retired", note=f"replaced by {instance}")
+    make_primary(
+        workspace=workspace,
+        cfg=cfg,
+        reg=reg,
+        cluster=new,
+        reason=f"recovery {instance}",
+        replaced=old,  # stopped after the services moved (its last WAL archived as before)
+        replaced_role="retired",
+        replaced_note=f"replaced by {instance}",
+    )
     stale = [c.name for c in reg.clusters.values() if c.role == "replica"]
-    configure_backrest(workspace, cfg)
-    set_ledger_url(Path(cfg.env_path), pgcluster.listener_url(reg))
     took = time.perf_counter() - t0
     out = {
         "environment": environment,

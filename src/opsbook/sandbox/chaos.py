@@ -39,6 +39,8 @@ def inject(
                 "duration": seconds,
                 "id": result.get("id"),
                 "until": result.get("until"),
+                # what a backup fault did (the damaged file and bytes, the paused replicas)
+                **{k: result[k] for k in ("damaged", "paused") if k in result},
             },
         )
     return result
