@@ -179,6 +179,19 @@ async def ledger_check(request: Request, rt: Runtime) -> Response:
 # -- payment ---------------------------------------------------------------------------------
 
 
+async def _authorize(rt: Runtime, *, amount: int, payee: str, rid: str) -> httpx.Response:
+    """POST /authorize; once more on a fresh connection when a kept-alive one was closed by
+    the network before it answered (a network process stopping, as in a certificate
+    rotation, closes its idle connections: the request never reached it)."""
+    body = {"amount_cents": amount, "payee": payee, "reference": rid}
+    try:
+        return await network_client(rt).post("/authorize", json=body, headers={"x-request-id": rid})
+    except httpx.RemoteProtocolError:
+        return await network_client(rt).post(
+            "/authorize", json=body, headers={"x-request-id": rid, "connection": "close"}
+        )
+
+
 async def pay(request: Request, rt: Runtime) -> Response:
     body = await _json(request)
     account_id, amount = _int(body, "account_id"), _int(body, "amount_cents")
@@ -201,11 +214,7 @@ async def pay(request: Request, rt: Runtime) -> Response:
     started = time.perf_counter()
     outcome, error, status = "approved", "", 0
     try:
-        reply = await network_client(rt).post(
-            "/authorize",
-            json={"amount_cents": amount, "payee": payee, "reference": rid},
-            headers={"x-request-id": rid},
-        )
+        reply = await _authorize(rt, amount=amount, payee=payee, rid=rid)
         data = reply.json()
         if reply.status_code != 200 or data.get("status") != "approved":
             outcome, error, status = "declined", str(data.get("reason", "declined")), 402
