@@ -53,11 +53,9 @@ Auditing is the caller's (the ``deploy.*`` actions), as for the adapter.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shlex
-import shutil
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -162,9 +160,7 @@ class KubernetesRollouts:
         return service
 
     async def _run(self, argv: list[str], stdin: str | None) -> str:
-        if stdin is None:
-            return await self.platform.run(argv)
-        return await _run_with_input(argv, stdin)
+        return await self.platform.run(argv, stdin=stdin)
 
     async def _do(
         self,
@@ -566,35 +562,3 @@ def _yaml(manifests: Mapping[str, Any] | None) -> dict[str, str]:
         key: yaml.safe_dump(value, sort_keys=False, default_flow_style=False)
         for key, value in (manifests or {}).items()
     }
-
-
-async def _run_with_input(argv: list[str], data: str, *, timeout: float = COMMAND_TIMEOUT) -> str:
-    """Like :meth:`KubernetesPlatform.run`, with ``data`` on stdin (``kubectl apply -f -``)."""
-    exe = shutil.which(argv[0])
-    if exe is None:
-        raise OpsbookError(
-            f"{argv[0]} is not installed or not on PATH",
-            hint=f"install {argv[0]} and sign in (az aks get-credentials)",
-        )
-    proc = await asyncio.create_subprocess_exec(
-        exe,
-        *argv[1:],
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(data.encode()), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise StepError(
-            f"`{shlex.join(argv)}` did not finish within {timeout:g}s", retryable=True
-        ) from None
-    if proc.returncode != 0:
-        raise StepError(
-            f"`{shlex.join(argv)}` failed (exit {proc.returncode}): "
-            f"{err.decode(errors='replace').strip()[-1000:]}",
-            hint="check the cluster access (kubectl auth can-i) and the manifest",
-        )
-    return out.decode(errors="replace")

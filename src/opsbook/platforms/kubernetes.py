@@ -54,8 +54,11 @@ class KubernetesPlatform:
         ctx = ["--kube-context", str(self.context)] if self.context else []
         return ["helm", *args, "-n", self.namespace, *ctx]
 
-    async def run(self, argv: list[str], *, timeout: float = COMMAND_TIMEOUT) -> str:
-        """Run one command; its stdout, or a StepError with its stderr."""
+    async def run(
+        self, argv: list[str], *, timeout: float = COMMAND_TIMEOUT, stdin: str | None = None
+    ) -> str:
+        """Run one command (``stdin``: text fed to it, e.g. for ``kubectl apply -f -``); its
+        stdout, or a StepError with its stderr."""
         exe = shutil.which(argv[0])
         if exe is None:
             raise OpsbookError(
@@ -65,12 +68,13 @@ class KubernetesPlatform:
         proc = await asyncio.create_subprocess_exec(
             exe,
             *argv[1:],
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+            data = None if stdin is None else stdin.encode()
+            out, err = await asyncio.wait_for(proc.communicate(data), timeout)
         except TimeoutError:
             proc.kill()
             await proc.wait()
