@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,18 +29,14 @@ from typing import Any
 
 from _common import OPSBOOK, PARKED_RUNBOOK, report
 
+from opsbook.sandbox.config import free_port
+
 STARTS = 300
 CLIENTS = 4
 RESUMES = 100
 ROUNDS = 3
 GOAL_STARTS_PER_S = 300.0
 GOAL_RESUME_P99_MS = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Client:

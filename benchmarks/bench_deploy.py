@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,19 +28,14 @@ from typing import Any
 
 from _common import OPSBOOK, ROOT, report
 
+from opsbook.sandbox.config import free_ports
+
 RATE = 40.0  # customer requests a second (the sandbox load generator's mix)
 GOAL_DETECT_S = 60.0
 GOAL_FAILED_SHARE = 0.005
 
 
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    out = [int(s.getsockname()[1]) for s in socks]
-    for s in socks:
-        s.close()
-    return out
+_ports = free_ports
 
 
 def ob(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

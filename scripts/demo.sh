@@ -154,7 +154,7 @@ say "opsbook audit export --out $ws/evidence  (an evidence bundle an auditor can
 ob audit export --out "$ws/evidence"
 
 say "opsbook serve  (REST API, console and /metrics; started briefly to show it answers)"
-port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(.venv/bin/python -c 'from opsbook.sandbox.config import free_port; print(free_port())')
 # Not through the `ob` function: `$!` must be the server itself, so that it can be stopped.
 .venv/bin/opsbook --workspace "$ws" serve --port "$port" >"$ws/.opsbook/serve-demo.log" 2>&1 &
 server_pid=$!
@@ -184,7 +184,7 @@ if [ "$serve" = auto ]; then serve=0; if [ -t 0 ] && [ -t 1 ]; then serve=1; fi;
 if [ "$serve" = 1 ]; then
   port="${DEMO_PORT:-8080}"
   if ! .venv/bin/python -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $port))" 2>/dev/null; then
-    port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(.venv/bin/python -c 'from opsbook.sandbox.config import free_port; print(free_port())')
   fi
   say "The console: http://127.0.0.1:$port/"
   printf '  sign in as  admin / %s  (shown once; a new one: opsbook users passwd admin)\n' "$password"

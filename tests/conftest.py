@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -17,12 +16,9 @@ from pathlib import Path
 import pytest
 
 from opsbook.db import Database, open_database
+from opsbook.sandbox.config import free_port as config_free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = config_free_port  # listener ports outside the kernel's ephemeral range
 
 
 @contextmanager

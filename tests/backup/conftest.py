@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from opsbook.sandbox.config import free_port
 from opsbook.sandbox.load import run_load
-from tests.sandbox.harness import Sandbox, free_port, running_sandbox, sandbox_env
+from tests.sandbox.harness import Sandbox, running_sandbox, sandbox_env
 
 
 def traversable(path: Path) -> None:

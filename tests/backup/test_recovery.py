@@ -27,9 +27,10 @@ import pytest
 
 import opsbook.workspace
 from opsbook.sandbox import pgcluster
+from opsbook.sandbox.config import free_port
 from opsbook.sandbox.load import run_load
 from tests.backup.conftest import _tools, traversable
-from tests.sandbox.harness import Sandbox, free_port, running_sandbox, sandbox_env
+from tests.sandbox.harness import Sandbox, running_sandbox, sandbox_env
 from tests.workspace.drive import Driver, failed_steps
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 
 from opsbook.runbooks.catalogue import load_catalogue
 from opsbook.sandbox import lifecycle
+from opsbook.sandbox.config import free_ports
 from opsbook.workspace import Workspace
 from opsbook.workspace.init import init_workspace
 from tests.workspace.drive import TERMINAL, Driver
@@ -46,17 +46,6 @@ analysis:
         failure_limit: 1
         min_requests: 3
 """
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def move_ports(env_file: Path) -> None:

@@ -4,7 +4,6 @@ free ports, started with :func:`opsbook.sandbox.lifecycle.up` and stopped (check
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +17,7 @@ import psutil
 import yaml
 
 from opsbook.sandbox import lifecycle
-from opsbook.sandbox.config import SERVICES, SandboxConfig
+from opsbook.sandbox.config import SERVICES, SandboxConfig, free_ports
 from opsbook.sandbox.control import Control
 from opsbook.workspace import Workspace
 
@@ -34,15 +33,11 @@ alice = ["operator"]
 HEADER = "# The sandbox for tests: free ports picked by the fixture.\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def sandbox_env(*, ports: dict[str, int] | None = None, **sandbox: Any) -> dict[str, Any]:
     ports = ports or {}
-    port = {name: ports.get(name, free_port()) for name in (*SERVICES, "gateway", "network")}
+    names = (*SERVICES, "gateway", "network")
+    picked = iter(free_ports(len(names)))
+    port = {name: ports.get(name) or next(picked) for name in names}
     return {
         "name": "sandbox",
         "platform": "local",

@@ -11,6 +11,9 @@ from opsbook.errors import NotFoundError, UsageError, ValidationError
 from opsbook.sandbox.config import (
     SandboxConfig,
     config_from_environment,
+    free_port,
+    free_ports,
+    port_is_free,
     settle_ports,
     write_back,
 )
@@ -133,3 +136,15 @@ def test_every_fault_is_known_and_described() -> None:
         check_request("flood", None)
     assert check_request("latency", None)[1] is None
     assert check_request("latency", "payment")[1] == "payment"
+
+
+def test_picked_ports_are_outside_the_ephemeral_range_and_distinct() -> None:
+    """A port from the kernel's ephemeral range can become an outgoing connection's source port
+    before the sandbox binds it (a CI run failed so: "address already in use" on a picked port)."""
+    low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = free_ports(40)
+    assert len(set(ports)) == 40
+    assert all(not low <= p <= high for p in ports)
+    assert all(port_is_free(p) for p in ports)
+    taken = set(ports[:10])
+    assert free_port(avoid=taken) not in taken

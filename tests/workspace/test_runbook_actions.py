@@ -8,13 +8,13 @@ confirms manual steps, other people approve). The built-in actions only: no fake
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from opsbook.sandbox import chaos, lifecycle
+from opsbook.sandbox.config import free_ports
 from opsbook.workspace import Workspace
 from opsbook.workspace.init import init_workspace
 from tests.workspace.conftest import EXAMPLE_PARAMS
@@ -23,17 +23,6 @@ from tests.workspace.drive import Driver, failed_steps
 pytestmark = pytest.mark.slow
 
 ACTOR = "test-runbook-actions"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ change (a port that was missing or taken), keeping every other key and the leadi
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -209,6 +210,9 @@ def _port_of_url(url: Any) -> int:
 # -- ports ---------------------------------------------------------------------------------
 
 
+_LISTEN_FLOOR = 20000  # ports picked for listeners start here (below the ephemeral range)
+
+
 def port_is_free(port: int) -> bool:
     if port <= 0:
         return False
@@ -221,10 +225,47 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port(*, avoid: set[int] | frozenset[int] = frozenset()) -> int:
+    """A free port for a listener that binds it later, outside the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` comes from the ephemeral range, and an outgoing
+    connection (a PostgreSQL client, pgBackRest, httpx) may take the same number as its source
+    port before the listener binds it: the listener then fails with "address already in use".
+    Picking below (or above) that range leaves only other listeners to race with."""
+    low, high = _ephemeral_range()
+    if low - _LISTEN_FLOOR >= 1000:
+        first, last = _LISTEN_FLOOR, low - 1
+    elif 65535 - high >= 1000:
+        first, last = high + 1, 65535
+    else:
+        first = last = 0
+    if first:
+        for _ in range(200):
+            port = first + secrets.randbelow(last - first + 1)
+            if port not in avoid and port_is_free(port):
+                return port
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in avoid:
+            return port
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free listener ports (see :func:`free_port`)."""
+    ports: list[int] = []
+    for _ in range(count):
+        ports.append(free_port(avoid=set(ports)))
+    return ports
 
 
 @dataclass(frozen=True)
@@ -254,9 +295,7 @@ def settle_ports(config: SandboxConfig, *, strict: bool) -> tuple[SandboxConfig,
                 hint="stop what holds it, change the port in "
                 f"{Path(config.env_path).name}, or drop --strict-ports to pick a free one",
             )
-        new = free_port()
-        while new in taken:
-            new = free_port()
+        new = free_port(avoid=taken)
         taken.add(new)
         changes.append(PortChange(what, port, new, "in use" if port else "missing"))
         return new
