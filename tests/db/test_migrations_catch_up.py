@@ -34,8 +34,12 @@ def test_a_database_that_ran_the_empty_placeholders_catches_up(tmp_path: Path) -
             "security_scans",
             "backups",
             "releases",
+            "workers",
         ):
             db.execute(f"DROP TABLE {table}")
+        db.execute("DROP INDEX ix_executions_unclaimed")
+        for column in ("queue", "dispatch", "claimed_dispatch", "claimed_by", "dispatched_at"):
+            db.execute(f"ALTER TABLE executions DROP COLUMN {column}")
         db.execute("UPDATE alembic_version SET version_num = '0010'")
     finally:
         db.close()

@@ -13,7 +13,7 @@ from typing import Any
 from opsbook.errors import DatabaseError
 
 #: The Alembic head this code expects; tests check it matches the migrations directory.
-SCHEMA_HEAD = "0015"
+SCHEMA_HEAD = "0016"
 
 _QMARK = re.compile(r"\?")
 #: Seconds a change marker may be vouched for by an unchanged WAL-index header alone before
