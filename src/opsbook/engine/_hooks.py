@@ -4,10 +4,13 @@ questions to a person. Both are optional; without them a run parks where a perso
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opsbook.engine.states import State
 from opsbook.runbooks.model import Procedure, Step
+
+if TYPE_CHECKING:
+    from opsbook.db import Database
 
 
 @dataclass(frozen=True)
@@ -68,3 +71,25 @@ class Interaction(Protocol):
     def confirm_manual(self, *, step: Step, execution_id: str) -> Attestation | None: ...
 
     def recovery_decision(self, *, step: Step, execution_id: str) -> str | None: ...
+
+
+class Dispatcher(Protocol):
+    """How the engine hands a run to a queue of workers (ADR 0017; ``opsbook.cluster.dispatch``
+    implements it on Celery). Without one the engine runs everything in-process, as always.
+
+    ``enqueue`` joins the caller's open transaction: it bumps the execution's ``dispatch`` number
+    and records the queue, and returns the new number. ``send`` is called after that transaction
+    committed; it publishes ``(execution_id, dispatch)`` to the queue and never raises (a message
+    that could not be sent is re-sent by the sweeper: the database is the outbox)."""
+
+    def enqueue(self, *, db: Database, execution_id: str, queue: str, actor: str) -> int: ...
+
+    def send(
+        self,
+        *,
+        execution_id: str,
+        dispatch: int,
+        queue: str,
+        actor: str,
+        decision: str | None = None,
+    ) -> bool: ...
