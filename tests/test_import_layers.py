@@ -136,6 +136,7 @@ DOMAINS = (
     "actions",
     "workspace",
     "db",
+    "cluster",
 )
 ADAPTERS = ("opsbook.api", "opsbook.cli", "opsbook.server", "opsbook.web")
 

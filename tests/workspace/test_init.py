@@ -34,6 +34,7 @@ EXPECTED = {
     "runbooks/04_troubleshooting_guide.md",
     "runbooks/05_backup_recovery.md",
     "runbooks/06_security_operations.md",
+    "runbooks/07_opsbook_cluster.md",
 }
 
 

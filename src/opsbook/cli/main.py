@@ -162,6 +162,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Releases and their change records, the change calendar, DORA metrics.",
     ),
     "migrations": ("migrations_cmd", "Ledger migrations: lint for locks and breakage, apply."),
+    "worker": (
+        "worker_cmd",
+        "Run an execution worker: drive runs from broker queues (scale-out).",
+    ),
+    "workers": ("worker_cmd", "Workers and server replicas: heartbeat, state, running runs."),
 }
 
 

@@ -43,6 +43,7 @@ async def fail_unrun(
             step=step,
             index=index,
             actor=actor,
+            driver=engine.owner,
         )
         journal.transition_step(
             db=engine.db,
@@ -52,6 +53,7 @@ async def fail_unrun(
             actor=actor,
             reason=reason,
             duration=0.0,
+            driver=engine.owner,
         )
     ctx.steps[step.id] = {"result": None, "state": "failed", "ok": False}
     engine.reporter.step_finished(StepReport(step, seq, State.FAILED, "Failed", 0.0, reason))
@@ -98,6 +100,7 @@ def _undecided(
         reason=reason,
         cursor=index + 1,
         duration=time.perf_counter() - started,
+        driver=engine.owner,
     )
     ctx.steps[step.id] = {"result": record, "state": "succeeded", "ok": True}
     engine.reporter.step_finished(
@@ -166,7 +169,7 @@ async def decide(
         child = await _failure.run_child(engine, ctx, chosen.run, actor=actor, depth=depth)
         record["child"] = child.execution_id
         record["child_state"] = str(child.state)
-        if child.state is State.WAITING:
+        if child.state in (State.WAITING, State.PENDING):  # parked, or queued elsewhere
             return _waiting.await_child(engine, ctx, step, seq, record, child, actor=actor)
         if child.state is not State.SUCCEEDED:
             _fail_step(
@@ -199,6 +202,7 @@ async def decide(
         result=record,
         cursor=next_index,
         duration=time.perf_counter() - started,
+        driver=engine.owner,
     )
     engine.reporter.step_finished(
         StepReport(
@@ -237,4 +241,5 @@ def _fail_step(
         result=result,
         reason=reason,
         duration=time.perf_counter() - started,
+        driver=engine.owner,
     )

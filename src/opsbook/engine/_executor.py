@@ -2,11 +2,18 @@
 
 Every state change goes through the journal (committed before the engine moves on). Executions
 waiting for people hold no coroutine and no memory: they are rows, continued by :meth:`resume`.
+
+Scale-out (ADR 0017): an engine built with ``queue=`` drives one *slice* of a run for a worker:
+from its journal until it parks, ends, or reaches an executable step of another workers' queue,
+where it hands the run to that queue (``_running.hand_off``). Without ``queue`` (the CLI, a
+server without a broker) queue attributes are ignored and the whole run is driven here.
+:meth:`Engine.create` makes a queued run for a worker to claim (:meth:`Engine.resume`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +31,8 @@ from opsbook.engine._base import (
     owner_token,
 )
 from opsbook.engine._context import ExecutionContext, SecretParams, secret_sources
-from opsbook.engine._dry import needs_results, step_entry
-from opsbook.engine._hooks import Interaction, Reporter, StepReport
-from opsbook.engine._leftovers import stop_leftovers
+from opsbook.engine._dry import needs_results
+from opsbook.engine._hooks import Dispatcher, Interaction, Reporter, StepReport
 from opsbook.engine.guards import StartGuard, StartRequest
 from opsbook.engine.secrets import Redactor, SecretResolver, refuse_secret_params
 from opsbook.engine.states import TERMINAL_STATES, State
@@ -57,8 +63,15 @@ class Engine:
         resolve_ref: Any = None,
         roles_of: Callable[[str], tuple[str, ...]] | None = None,
         start_guards: Sequence[StartGuard] = (),
+        queue: str | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.db = db
+        #: The queue of the message this engine drives (a worker's); None: in-process.
+        self.queue = queue
+        self.dispatcher = dispatcher
+        #: Set by a draining worker: the run goes back to its queue at the next step boundary.
+        self.draining = False
         self.start_guards = tuple(start_guards)  # see opsbook.engine.guards
         self.workspace = workspace
         self.resolver = resolver
@@ -84,6 +97,87 @@ class Engine:
         parent_id: str | None = None,
         depth: int = 0,
     ) -> Outcome:
+        row = self._new_row(
+            runbook=runbook,
+            procedure=procedure,
+            environment=environment,
+            params=params,
+            started_by=started_by,
+            dry_run=dry_run,
+            parent_id=parent_id,
+            state_name="Pending",
+            owner=self.owner,
+        )
+        with self.db.transaction():
+            journal.create_execution(db=self.db, execution=row, actor=started_by)
+            journal.transition_execution(
+                db=self.db,
+                execution_id=row.id,
+                to=State.RUNNING,
+                name="Running",
+                actor=started_by,
+                owner=self.owner,
+            )
+        self.reporter.execution_started(execution_id=row.id, procedure=procedure, resumed=False)
+        ctx = self._context(row, environment, procedure)
+        return await self._drive(ctx, runbook, procedure, actor=started_by, depth=depth)
+
+    def create(
+        self,
+        *,
+        runbook: Runbook,
+        procedure: Procedure,
+        environment: Environment,
+        params: Mapping[str, Any],
+        started_by: str,
+        queue: str,
+        dry_run: bool = False,
+        parent_id: str | None = None,
+    ) -> tuple[journal.ExecutionRow, int]:
+        """A new run for the workers of ``queue``: checked as :meth:`start` checks it, created
+        ``pending`` (``Queued``) and dispatched in one transaction (the caller's, when one is
+        open), nothing run. Returns the row and its dispatch number; the caller sends the
+        message (``dispatcher.send``) after its transaction commits."""
+        if self.dispatcher is None:
+            raise UsageError(
+                "a queued run needs a dispatcher (a broker) to reach the workers",
+                hint="set OPSBOOK_BROKER_URL, or run it in-process with `opsbook run`",
+            )
+        row = self._new_row(
+            runbook=runbook,
+            procedure=procedure,
+            environment=environment,
+            params=params,
+            started_by=started_by,
+            dry_run=dry_run,
+            parent_id=parent_id,
+            state_name="Queued",
+            owner=None,
+            queue=queue,
+        )
+        with self.db.transaction():
+            journal.create_execution(db=self.db, execution=row, actor=started_by)
+            dispatch = self.dispatcher.enqueue(
+                db=self.db, execution_id=row.id, queue=queue, actor=started_by
+            )
+        return row, dispatch
+
+    def _new_row(
+        self,
+        *,
+        runbook: Runbook,
+        procedure: Procedure,
+        environment: Environment,
+        params: Mapping[str, Any],
+        started_by: str,
+        dry_run: bool,
+        parent_id: str | None,
+        state_name: str,
+        owner: str | None,
+        queue: str | None = None,
+    ) -> journal.ExecutionRow:
+        """A new execution's row (``pending``), after the checks every start passes: the
+        procedure's environments and permissions, the start guards, secret parameters."""
         self._check_may_start(
             procedure=procedure, runbook=runbook, user=started_by, environment=environment
         )
@@ -108,7 +202,6 @@ class Engine:
         }
         params = {**defaults, **params}
         refuse_secret_params(params, self.resolver)  # stored and audited as given
-        execution_id = new_execution_id()
         now = utcnow()
         digest = approvals.compute_digest(
             runbook_hash=runbook.content_hash,
@@ -116,8 +209,8 @@ class Engine:
             params=params,
             environment=environment.name,
         )
-        row = journal.ExecutionRow(
-            id=execution_id,
+        return journal.ExecutionRow(
+            id=new_execution_id(),
             parent_id=parent_id,
             runbook_id=runbook.id,
             runbook_path=str(runbook.path),
@@ -127,31 +220,17 @@ class Engine:
             params=dict(params),
             digest=digest,
             state=State.PENDING,
-            state_name="Pending",
+            state_name=state_name,
             reason=None,
             cursor=0,
             dry_run=dry_run,
             started_by=started_by,
-            owner=self.owner,
+            owner=owner,
             created_at=now,
             updated_at=now,
             finished_at=None,
+            queue=queue,
         )
-        with self.db.transaction():
-            journal.create_execution(db=self.db, execution=row, actor=started_by)
-            journal.transition_execution(
-                db=self.db,
-                execution_id=execution_id,
-                to=State.RUNNING,
-                name="Running",
-                actor=started_by,
-                owner=self.owner,
-            )
-        self.reporter.execution_started(
-            execution_id=execution_id, procedure=procedure, resumed=False
-        )
-        ctx = self._context(row, environment, procedure)
-        return await self._drive(ctx, runbook, procedure, actor=started_by, depth=depth)
 
     def _check_may_start(
         self, *, procedure: Procedure, runbook: Runbook, user: str, environment: Environment
@@ -232,72 +311,44 @@ class Engine:
         runs = journal.step_runs(db=self.db, execution_id=execution_id)
         open_run = runs[-1] if runs and runs[-1].state not in TERMINAL_STATES else None
 
+        if row.state is State.PENDING:  # new or handed off: claim it
+            journal.transition_execution(
+                db=self.db,
+                execution_id=execution_id,
+                to=State.RUNNING,
+                name="Running",
+                actor=actor,
+                owner=self.owner,
+                verb="claimed",
+                payload={"queue": self.queue, "worker": self.owner} if self.queue else None,
+            )
+            self.reporter.execution_started(
+                execution_id=execution_id, procedure=procedure, resumed=bool(runs)
+            )
+            return await self._drive(ctx, runbook, procedure, actor=actor, depth=depth)
+
         if row.state is State.RUNNING:
-            if owner_alive(row.owner):
+            if owner_alive(row.owner, db=self.db):
                 raise ConflictError(
                     f"execution {execution_id} is running in another process ({row.owner})",
                     hint="wait for it, or abort it with `opsbook executions abort ID`",
                 )
-            with self.db.transaction():
-                journal.transition_execution(
-                    db=self.db,
-                    execution_id=execution_id,
-                    to=State.CRASHED,
-                    name="Crashed",
-                    reason=f"owner process {row.owner} is gone",
-                    actor=actor,
-                )
-                if open_run is not None and open_run.state is State.RUNNING:
-                    journal.transition_step(
-                        db=self.db,
-                        execution_id=execution_id,
-                        seq=open_run.seq,
-                        to=State.CRASHED,
-                        name="Crashed",
-                        actor=actor,
-                        reason="the process running this step died",
-                    )
-            if open_run is not None and open_run.state is State.RUNNING:
-                stopped = stop_leftovers(db=self.db, execution_id=execution_id, seq=open_run.seq)
-                if stopped:
-                    journal.note_event(
-                        db=self.db,
-                        execution_id=execution_id,
-                        action="execution.step.leftovers_stopped",
-                        actor=actor,
-                        subject=f"execution:{execution_id}/step:{open_run.step_id}",
-                        payload={"seq": open_run.seq, "pids": stopped},
-                    )
+            _recovery.mark_crashed(self, row, open_run, actor=actor)
             row = journal.get_execution(db=self.db, execution_id=execution_id)
             runs = journal.step_runs(db=self.db, execution_id=execution_id)
             open_run = runs[-1] if runs and runs[-1].state not in TERMINAL_STATES else None
 
         if open_run is not None and open_run.state is State.CRASHED:
-            step = procedure.steps[open_run.step_index]
-            choice = decision
-            if choice is None and step.options.idempotent:
-                choice = "retry"
-            if choice is None and self.interaction is not None:
-                choice = self.interaction.recovery_decision(step=step, execution_id=execution_id)
-            if choice is None:
-                if row.state is State.CRASHED:
-                    journal.transition_execution(
-                        db=self.db,
-                        execution_id=execution_id,
-                        to=State.WAITING,
-                        name="AwaitingRecoveryDecision",
-                        actor=actor,
-                        reason=f"step {step.id!r} was running when the process died and is "
-                        "not idempotent",
-                    )
-                self.reporter.step_waiting(
-                    step=step, seq=open_run.seq, execution_id=execution_id, why="recovery"
-                )
-                return Outcome(
-                    execution_id, State.WAITING, "AwaitingRecoveryDecision", waiting_step=step.id
-                )
-            return await _recovery.recover(
-                self, ctx, runbook, procedure, row, open_run, step, choice, actor=actor, depth=depth
+            return await _recovery.resume_crashed(
+                self,
+                ctx,
+                runbook,
+                procedure,
+                row,
+                open_run,
+                decision=decision,
+                actor=actor,
+                depth=depth,
             )
 
         if row.state is State.CRASHED:  # died between steps: just carry on
@@ -332,7 +383,13 @@ class Engine:
         )
 
     def _reload(self, row: journal.ExecutionRow) -> tuple[Runbook, Procedure]:
-        runbook: Runbook = self._load_runbook(Path(row.runbook_path))
+        """The run's runbook as it started (its content hash checked): from its path, or, where
+        that path does not exist (a worker's own checkout), by ``runbook#procedure``."""
+        path = Path(row.runbook_path)
+        if not path.exists() and self._resolve_ref is not None:
+            runbook: Runbook = self._resolve_ref(f"{row.runbook_id}#{row.procedure_id}")[0]
+        else:
+            runbook = self._load_runbook(path)
         if runbook.content_hash != row.runbook_hash:
             raise ConflictError(
                 f"runbook {row.runbook_id} changed since execution {row.id} started "
@@ -369,7 +426,10 @@ class Engine:
         index = row.cursor
         seq = self._next_seq(eid)
         steps = procedure.steps
+        env = None
         try:
+            if self.queue is not None:  # a worker's slice: steps of other queues are handed off
+                env = load_environment(self.workspace, row.environment)
             while index < len(steps):
                 if seq > MAX_STEP_RUNS:
                     return self._finish(
@@ -380,6 +440,10 @@ class Engine:
                     )
                 if _running.abort_requested(self.db, eid):
                     return self._finish(eid, State.ABORTED, actor, "abort requested")
+                if self.draining and self.queue is not None:
+                    return _running.hand_off(
+                        self, eid, queue=self.queue, actor=actor, reason="its worker is draining"
+                    )
                 step = steps[index]
                 try:
                     skip = bool(step.options.when) and not self._when(ctx, step)
@@ -411,6 +475,7 @@ class Engine:
                         name="Skipped",
                         actor=actor,
                         reason=f"when: {step.options.when} is false",
+                        driver=self.owner,
                     )
                     self._set_cursor(eid, index + 1)
                     self.reporter.step_finished(
@@ -419,68 +484,32 @@ class Engine:
                     index, seq = index + 1, seq + 1
                     continue
                 if step.kind in (StepKind.MANUAL, StepKind.APPROVAL):
-                    name = "AwaitingInput" if step.kind is StepKind.MANUAL else "AwaitingApproval"
-                    payload: dict[str, Any] = {}
-                    if step.kind is StepKind.APPROVAL and step.approval:
-                        payload = {
-                            "quorum": step.approval.quorum,
-                            "roles": list(step.approval.roles),
-                            "expires": step.approval.expires,
-                            "digest": row.digest,
-                        }
-                    if ctx.dry_run:
-                        journal.open_step_run(
-                            db=self.db,
-                            execution_id=eid,
-                            seq=seq,
-                            step=step,
-                            index=index,
-                            state=State.SKIPPED,
-                            name="DryRun",
-                            actor=actor,
-                            reason=f"dry run: would wait ({name})",
-                        )
-                        self._set_cursor(eid, index + 1)
-                        ctx.steps[step.id] = step_entry(step.id)
-                        self.reporter.step_finished(
-                            StepReport(
-                                step, seq, State.SKIPPED, "DryRun", 0.0, f"would wait: {name}"
-                            )
-                        )
-                        index, seq = index + 1, seq + 1
-                        continue
-                    with self.db.transaction():
-                        journal.open_step_run(
-                            db=self.db,
-                            execution_id=eid,
-                            seq=seq,
-                            step=step,
-                            index=index,
-                            state=State.WAITING,
-                            name=name,
-                            actor=actor,
-                            payload=payload,
-                        )
-                        journal.transition_execution(
-                            db=self.db,
-                            execution_id=eid,
-                            to=State.WAITING,
-                            name=name,
-                            actor=actor,
-                            reason=f"step {step.id!r} waits for a person",
-                        )
-                    return await _waiting.continue_waiting(
+                    waited = await _waiting.wait_for_person(
                         self,
                         ctx,
                         runbook,
                         procedure,
                         row,
-                        seq,
                         step,
+                        index,
+                        seq,
                         actor=actor,
                         depth=depth,
-                        resumed=False,
                     )
+                    if isinstance(waited, Outcome):
+                        return waited
+                    index, seq = waited, seq + 1  # a dry run: it would have waited
+                    continue
+                if env is not None and step.kind is not StepKind.DECIDE:
+                    target = _running.step_queue(step, env)
+                    if target != self.queue:
+                        return _running.hand_off(
+                            self,
+                            eid,
+                            queue=target,
+                            actor=actor,
+                            reason=f"step {step.id!r} runs on queue {target}",
+                        )
                 outcome = await _running.run_step(
                     self, ctx, runbook, procedure, step, index, seq, actor=actor, depth=depth
                 )
@@ -488,8 +517,18 @@ class Engine:
                     return outcome
                 index, seq = outcome, seq + 1
         except asyncio.CancelledError:
-            self._abort_open(eid, actor, "interrupted (Ctrl-C or shutdown)")
+            # a run parked at a person's step while it was polled has no driver to check
+            parked = journal.get_execution(db=self.db, execution_id=eid).state is State.WAITING
+            with contextlib.suppress(journal.OwnershipLost):  # not ours to abort any more
+                self._abort_open(
+                    eid,
+                    actor,
+                    "interrupted (Ctrl-C or shutdown)",
+                    driver=None if parked else self.owner,
+                )
             raise
+        except journal.OwnershipLost:
+            raise  # another process holds the run now: no result, no cursor, no failure
         except OpsbookError as exc:
             # Never leave a run "running" behind an error: fail the open step and the run.
             return self._fail_open(eid, actor, exc.message)
@@ -507,6 +546,7 @@ class Engine:
                     to=State.FAILED,
                     actor=actor,
                     reason=reason,
+                    driver=self.owner,
                 )
         return self._finish(eid, State.FAILED, actor, reason)
 
@@ -515,7 +555,7 @@ class Engine:
         return int(r["m"] or 0) + 1 if r else 1
 
     def _set_cursor(self, eid: str, cursor: int) -> None:
-        self.db.execute("UPDATE executions SET cursor = ? WHERE id = ?", (cursor, eid))
+        journal.set_cursor(db=self.db, execution_id=eid, cursor=cursor, driver=self.owner)
 
     def _when(self, ctx: ExecutionContext, step: Step) -> bool:
         assert step.options.when is not None
@@ -529,12 +569,14 @@ class Engine:
     def _finish(self, eid: str, state: State, actor: str, reason: str | None) -> Outcome:
         reason = self.redactor.redact(reason) if reason else reason
         journal.transition_execution(
-            db=self.db, execution_id=eid, to=state, actor=actor, reason=reason
+            db=self.db, execution_id=eid, to=state, actor=actor, reason=reason, driver=self.owner
         )
         self.reporter.execution_finished(execution_id=eid, state=state, reason=reason)
         return Outcome(eid, state, state.title(), reason)
 
-    def _abort_open(self, eid: str, actor: str, reason: str) -> None:
+    def _abort_open(self, eid: str, actor: str, reason: str, *, driver: str | None = None) -> None:
+        """Abort the run and its open step; ``driver``: this engine's token when it drives the
+        run (refused if it lost it), None when aborting a run nobody drives."""
         runs = journal.step_runs(db=self.db, execution_id=eid)
         with self.db.transaction():
             if runs and runs[-1].state in (State.RUNNING, State.WAITING):
@@ -545,11 +587,17 @@ class Engine:
                     to=State.ABORTED,
                     actor=actor,
                     reason=reason,
+                    driver=driver,
                 )
             current = journal.get_execution(db=self.db, execution_id=eid)
             if current.state not in TERMINAL_STATES:
                 journal.transition_execution(
-                    db=self.db, execution_id=eid, to=State.ABORTED, actor=actor, reason=reason
+                    db=self.db,
+                    execution_id=eid,
+                    to=State.ABORTED,
+                    actor=actor,
+                    reason=reason,
+                    driver=driver,
                 )
 
     def attest(
@@ -608,7 +656,7 @@ class Engine:
         why = reason or f"aborted by {actor}"
         if row.state in TERMINAL_STATES:
             raise ConflictError(f"execution {row.id} has already finished ({row.state})")
-        if row.state is State.RUNNING and owner_alive(row.owner):
+        if row.state is State.RUNNING and owner_alive(row.owner, db=self.db):
             with self.db.transaction():
                 self.db.execute(
                     "UPDATE executions SET abort_requested = ? WHERE id = ?", (actor, row.id)

@@ -2,6 +2,13 @@
 committed together with the projection rows (``executions``, ``step_runs``) it updates.
 
 All functions take the database and join the caller's transaction when there is one.
+
+Concurrency (ADR 0017 §3): on PostgreSQL the transitions read the current state ``FOR UPDATE``,
+the execution row first and then the step run (one lock order), so two writers can never both
+move a run from one state; SQLite's ``BEGIN IMMEDIATE`` serialises writers already. The writes of
+an engine driving a run pass ``driver=`` (its owner token): they are refused with
+:class:`OwnershipLost` unless the run is still ``running`` and owned by that driver, so a frozen
+process that wakes after its run was declared crashed (or recovered elsewhere) changes nothing.
 """
 
 from __future__ import annotations
@@ -21,10 +28,16 @@ from opsbook.engine.states import (
     State,
     check_transition,
 )
-from opsbook.errors import NotFoundError
+from opsbook.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from opsbook.runbooks.model import Step
+
+
+class OwnershipLost(ConflictError):
+    """A driving engine's write was refused: the run is no longer ``running`` under its owner
+    token (it was declared crashed, recovered or taken by another process). The engine stops
+    driving it and writes nothing more (exit code 2, HTTP 409, as every conflict)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class ExecutionRow:
     created_at: str
     updated_at: str
     finished_at: str | None
+    queue: str | None = None  # queue of the last dispatch; None: driven in-process
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +80,7 @@ class ExecutionRow:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "finished_at": self.finished_at,
+            "queue": self.queue,
         }
 
 
@@ -85,6 +100,7 @@ class StepRunRow:
     duration: float | None
     result: Any
     reason: str | None
+    pid: int | None = None  # leader of the step's process group, once it ran a moment
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +139,7 @@ def _execution(row: Mapping[str, Any]) -> ExecutionRow:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
+        queue=row.get("queue"),
     )
 
 
@@ -142,6 +159,7 @@ def _step_run(row: Mapping[str, Any]) -> StepRunRow:
         duration=row["duration"],
         result=json.loads(row["result"]) if row["result"] else None,
         reason=row["reason"],
+        pid=int(row["pid"]) if row.get("pid") is not None else None,
     )
 
 
@@ -201,8 +219,8 @@ def create_execution(
         db.execute(
             "INSERT INTO executions (id, parent_id, runbook_id, runbook_path, runbook_hash,"
             " procedure_id, environment, params, digest, state, state_name, reason, cursor,"
-            " dry_run, started_by, owner, created_at, updated_at, finished_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " dry_run, started_by, owner, created_at, updated_at, finished_at, queue)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 execution.id,
                 execution.parent_id,
@@ -223,6 +241,7 @@ def create_execution(
                 execution.created_at,
                 execution.updated_at,
                 execution.finished_at,
+                execution.queue,
             ),
         )
         audit.record(
@@ -241,8 +260,52 @@ def create_execution(
                 "digest": execution.digest,
                 "dry_run": execution.dry_run,
                 "parent_id": execution.parent_id,
+                **({"queue": execution.queue} if execution.queue is not None else {}),
             },
         )
+
+
+def _locked_execution(
+    db: Database, execution_id: str, *, driver: str | None, columns: str = "state, owner"
+) -> dict[str, Any]:
+    """The execution's row, read ``FOR UPDATE`` on PostgreSQL (inside the caller's
+    transaction); with ``driver``, refused unless the run is running under that owner."""
+    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+    row = db.one(f"SELECT {columns} FROM executions WHERE id = ?{lock}", (execution_id,))  # noqa: S608
+    if row is None:
+        raise NotFoundError(f"no execution {execution_id!r}")
+    if driver is not None and (row["state"] != State.RUNNING or row["owner"] != driver):
+        raise OwnershipLost(
+            f"execution {execution_id} is no longer driven by {driver} "
+            f"(it is {row['state']}, owner {row['owner'] or 'none'})",
+            hint="another process recovered or took it: this one stops driving it; "
+            "`opsbook executions show ID` shows its journal",
+        )
+    return row
+
+
+def _update_execution(
+    db: Database, execution_id: str, sets: str, params: tuple[Any, ...], *, driver: str | None
+) -> None:
+    """``UPDATE executions SET <sets>``; with ``driver``, only while the run is running under
+    that driver (else :class:`OwnershipLost`, and the caller's transaction rolls back). The
+    guard rides on an UPDATE the caller makes anyway, so it costs no statement of its own; on
+    PostgreSQL the UPDATE also takes the execution's row lock first (the journal's lock order)."""
+    guard = " AND state = ? AND owner = ?" if driver is not None else ""
+    extra = (str(State.RUNNING), driver) if driver is not None else ()
+    count = db.execute(
+        f"UPDATE executions SET {sets} WHERE id = ?{guard}",  # noqa: S608
+        (*params, execution_id, *extra),
+    )
+    if count == 0 and driver is not None:
+        _locked_execution(db, execution_id, driver=driver)  # raises, saying whose it is now
+        raise OwnershipLost(f"execution {execution_id} is no longer driven by {driver}")
+
+
+def set_cursor(*, db: Database, execution_id: str, cursor: int, driver: str | None = None) -> None:
+    """Move the execution's cursor (the next step index); ``driver`` as for the transitions."""
+    with db.transaction():
+        _update_execution(db, execution_id, "cursor = ?", (cursor,), driver=driver)
 
 
 def transition_execution(
@@ -257,14 +320,15 @@ def transition_execution(
     cursor: int | None = None,
     owner: str | None = None,
     verb: str | None = None,
+    driver: str | None = None,
 ) -> None:
+    """Move the execution to ``to`` (checked against the transition table). ``driver``: the
+    owner token of the engine driving the run, which must still hold it (:class:`OwnershipLost`
+    otherwise)."""
     with db.transaction():
         # PostgreSQL: lock the row, so two concurrent transitions (two resumes of one parked
         # run) cannot both read the old state; SQLite's BEGIN IMMEDIATE serialises them already
-        lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
-        row = db.one(f"SELECT state FROM executions WHERE id = ?{lock}", (execution_id,))  # noqa: S608
-        if row is None:
-            raise NotFoundError(f"no execution {execution_id!r}")
+        row = _locked_execution(db, execution_id, driver=driver)
         current = State(row["state"])
         check_transition(EXECUTION_TRANSITIONS, current, to, what=f"execution {execution_id}")
         now = utcnow()
@@ -305,6 +369,7 @@ def open_step_run(
     name: str = "Running",
     reason: str | None = None,
     payload: Mapping[str, Any] | None = None,
+    driver: str | None = None,
 ) -> None:
     """:func:`start_step_run` for ``step`` (the ``index``-th of its procedure)."""
     start_step_run(
@@ -319,6 +384,7 @@ def open_step_run(
         actor=actor,
         reason=reason,
         payload=payload,
+        driver=driver,
     )
 
 
@@ -336,12 +402,17 @@ def start_step_run(
     reason: str | None = None,
     result: Any = None,
     payload: Mapping[str, Any] | None = None,
+    driver: str | None = None,
 ) -> None:
     """Create a step run directly in its first state (running, waiting or skipped) and move
-    the execution's cursor to it, in one transaction."""
+    the execution's cursor to it, in one transaction (``driver`` as for the transitions)."""
     check_transition(STEP_TRANSITIONS, State.PENDING, state, what=f"step {step_id}")
     now = utcnow()
     with db.transaction():
+        # the execution row first (the lock order; the driver guard)
+        _update_execution(
+            db, execution_id, "cursor = ?, updated_at = ?", (step_index, now), driver=driver
+        )
         db.execute(
             "INSERT INTO step_runs (execution_id, seq, step_id, step_index, kind, state,"
             " state_name, attempts, started_at, finished_at, duration, result, reason)"
@@ -361,10 +432,6 @@ def start_step_run(
                 audit.canonical_json(result) if result is not None else None,
                 reason,
             ),
-        )
-        db.execute(
-            "UPDATE executions SET cursor = ?, updated_at = ? WHERE id = ?",
-            (step_index, now, execution_id),
         )
         body: dict[str, Any] = {"seq": seq, "step": step_id, "kind": kind, "name": name}
         if reason:
@@ -396,12 +463,23 @@ def transition_step(
     payload: Mapping[str, Any] | None = None,
     verb: str | None = None,
     cursor: int | None = None,
+    driver: str | None = None,
 ) -> None:
     """Move a step run to ``to``; ``cursor`` (the next step index) commits with it so a crash
-    right after a step finishes never re-runs that step."""
+    right after a step finishes never re-runs that step. ``driver`` as for
+    :func:`transition_execution`."""
+    now = utcnow()
     with db.transaction():
+        # the execution row first (the lock order; the driver guard), then the step run
+        if cursor is not None:
+            _update_execution(
+                db, execution_id, "updated_at = ?, cursor = ?", (now, cursor), driver=driver
+            )
+        else:
+            _update_execution(db, execution_id, "updated_at = ?", (now,), driver=driver)
+        lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
         row = db.one(
-            "SELECT step_id, state FROM step_runs WHERE execution_id = ? AND seq = ?",
+            f"SELECT step_id, state FROM step_runs WHERE execution_id = ? AND seq = ?{lock}",  # noqa: S608
             (execution_id, seq),
         )
         if row is None:
@@ -410,7 +488,6 @@ def transition_step(
         step_id = str(row["step_id"])
         if to is not current:
             check_transition(STEP_TRANSITIONS, current, to, what=f"step {step_id}")
-        now = utcnow()
         finished = (
             now if to in (State.SUCCEEDED, State.FAILED, State.SKIPPED, State.ABORTED) else None
         )
@@ -429,13 +506,6 @@ def transition_step(
             f"UPDATE step_runs SET {sets} WHERE execution_id = ? AND seq = ?",  # noqa: S608
             (*params, execution_id, seq),
         )
-        if cursor is not None:
-            db.execute(
-                "UPDATE executions SET updated_at = ?, cursor = ? WHERE id = ?",
-                (now, cursor, execution_id),
-            )
-        else:
-            db.execute("UPDATE executions SET updated_at = ? WHERE id = ?", (now, execution_id))
         body: dict[str, Any] = {"seq": seq, "step": step_id, "from": str(current), "to": str(to)}
         if name:
             body["name"] = name

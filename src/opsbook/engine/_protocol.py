@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from opsbook.db import Database
 from opsbook.engine._base import Outcome
 from opsbook.engine._context import ExecutionContext
-from opsbook.engine._hooks import Interaction, Reporter
+from opsbook.engine._hooks import Dispatcher, Interaction, Reporter
 from opsbook.engine.states import State
 from opsbook.logs import BoundLogger
 from opsbook.runbooks.model import Procedure, Runbook, Step
@@ -22,7 +22,8 @@ class EngineLike(Protocol):
     """The part of the engine the step modules use: its database, workspace, reporter and
     interaction, the owner token it journals, its logger, and the calls that start, resume,
     attest, drive and finish executions. :class:`~opsbook.engine._executor.Engine` implements
-    it."""
+    it. ``queue``, ``dispatcher``, ``draining``: the queue of the message being driven (None:
+    in-process), how to hand a run to a queue, and whether to hand it back at the next step."""
 
     db: Database
     workspace: Workspace
@@ -30,6 +31,9 @@ class EngineLike(Protocol):
     interaction: Interaction | None
     owner: str
     log: BoundLogger
+    queue: str | None
+    dispatcher: Dispatcher | None
+    draining: bool
     _resolve_ref: Any  # Callable[[str], tuple[Runbook, Procedure]]
 
     async def start(

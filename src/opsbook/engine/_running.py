@@ -1,6 +1,7 @@
 """One executable step (`sh`, `sql`, an action, ...): journal it, run it with its retries
 while watching for an abort requested elsewhere, record its result and apply its
-`on_failure`. A function of the engine (:class:`~opsbook.engine._protocol.EngineLike`)."""
+`on_failure`; or, when the step belongs to another workers' queue, hand the run to that queue
+(ADR 0017 §5). Functions of the engine (:class:`~opsbook.engine._protocol.EngineLike`)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,49 @@ from opsbook.engine._live_output import LiveOutput
 from opsbook.engine._protocol import EngineLike
 from opsbook.engine._steps import StepOutcome, run_executable
 from opsbook.engine.states import State
-from opsbook.errors import OpsbookError
+from opsbook.errors import OpsbookError, UsageError
 from opsbook.runbooks.model import Procedure, Runbook, Step, StepKind
+from opsbook.workspace import Environment
+
+
+def step_queue(step: Step, env: Environment) -> str:
+    """The workers' queue that runs ``step``: its ``{queue=…}`` mapped through the
+    environment's ``queues:`` (a name not mapped is used as written), else the environment's
+    own ``queue:`` (``default`` when it names none)."""
+    logical = step.options.queue
+    if not logical:
+        return env.queue
+    return env.queues.get(logical, logical) or env.queue
+
+
+def hand_off(engine: EngineLike, eid: str, *, queue: str, actor: str, reason: str) -> Outcome:
+    """Give the run to the workers of ``queue``: ``RUNNING → PENDING`` (``Queued``) and a
+    dispatch in one transaction, the message sent after the commit (a lost one is re-sent by
+    the sweeper). The slice driving it ends here."""
+    dispatcher = engine.dispatcher
+    if dispatcher is None:
+        raise UsageError(
+            f"execution {eid} must go to queue {queue!r}, but this engine has no dispatcher",
+            hint="build the engine with Engine(queue=..., dispatcher=...) (opsbook worker does)",
+        )
+    with engine.db.transaction():
+        dispatch = dispatcher.enqueue(db=engine.db, execution_id=eid, queue=queue, actor=actor)
+        journal.transition_execution(
+            db=engine.db,
+            execution_id=eid,
+            to=State.PENDING,
+            name="Queued",
+            reason=reason,
+            actor=actor,
+            verb="queued",
+            payload={"queue": queue, "dispatch": dispatch},
+            driver=engine.owner,
+        )
+    dispatcher.send(execution_id=eid, dispatch=dispatch, queue=queue, actor=actor)
+    engine.log.bind(execution_id=eid).info(
+        "execution.queued", fields={"queue": queue, "dispatch": dispatch, "reason": reason}
+    )
+    return Outcome(eid, State.PENDING, "Queued", reason=reason)
 
 
 def abort_requested(db: Database, eid: str) -> bool:
@@ -50,6 +92,7 @@ async def run_step(
         step=step,
         index=index,
         actor=actor,
+        driver=engine.owner,
     )
     started = time.perf_counter()
     if step.kind is StepKind.DECIDE:
@@ -89,6 +132,8 @@ async def run_step(
                 engine, eid, seq, step, attempt, why, delay, actor=actor
             ),
         )
+    except journal.OwnershipLost:
+        raise  # the run is someone else's now: write nothing more
     except OpsbookError as exc:
         result = StepOutcome(
             ok=False,
@@ -112,6 +157,7 @@ async def run_step(
             actor=actor,
             reason="abort requested while the step ran",
             duration=duration,
+            driver=engine.owner,
         )
         log.warning("execution.step.aborted")
         return engine._finish(eid, State.ABORTED, actor, "abort requested")
@@ -146,6 +192,7 @@ async def run_step(
         duration=duration,
         attempts=result.attempts,
         cursor=next_index,
+        driver=engine.owner,
     )
     engine.reporter.step_finished(
         StepReport(
@@ -199,6 +246,7 @@ def _retrying(
         attempts=attempt,
         verb="retrying",
         payload={"attempt": attempt, "of": of, "retry_in": delay, "failure": why},
+        driver=engine.owner,
     )
     engine.reporter.step_retrying(
         step=step, seq=seq, attempt=attempt, of=of, reason=why, retry_in=delay

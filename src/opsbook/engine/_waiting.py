@@ -11,10 +11,82 @@ from opsbook.engine import _failure, approvals
 from opsbook.engine import _journal as journal
 from opsbook.engine._base import APPROVAL_POLL, Outcome
 from opsbook.engine._context import ExecutionContext
+from opsbook.engine._dry import step_entry
 from opsbook.engine._hooks import StepReport
 from opsbook.engine._protocol import EngineLike
 from opsbook.engine.states import TERMINAL_STATES, State
 from opsbook.runbooks.model import ApprovalSpec, Procedure, Runbook, Step, StepKind
+
+
+async def wait_for_person(
+    engine: EngineLike,
+    ctx: ExecutionContext,
+    runbook: Runbook,
+    procedure: Procedure,
+    row: journal.ExecutionRow,
+    step: Step,
+    index: int,
+    seq: int,
+    *,
+    actor: str,
+    depth: int,
+) -> int | Outcome:
+    """A manual or approval step reached: park the run for a person (then continue at once if
+    the interaction answers). A dry run only notes it would wait and returns the next index."""
+    eid = ctx.execution_id
+    name = "AwaitingInput" if step.kind is StepKind.MANUAL else "AwaitingApproval"
+    payload: dict[str, Any] = {}
+    if step.kind is StepKind.APPROVAL and step.approval:
+        payload = {
+            "quorum": step.approval.quorum,
+            "roles": list(step.approval.roles),
+            "expires": step.approval.expires,
+            "digest": row.digest,
+        }
+    if ctx.dry_run:
+        journal.open_step_run(
+            db=engine.db,
+            execution_id=eid,
+            seq=seq,
+            step=step,
+            index=index,
+            state=State.SKIPPED,
+            name="DryRun",
+            actor=actor,
+            reason=f"dry run: would wait ({name})",
+            driver=engine.owner,
+        )
+        engine._set_cursor(eid, index + 1)
+        ctx.steps[step.id] = step_entry(step.id)
+        engine.reporter.step_finished(
+            StepReport(step, seq, State.SKIPPED, "DryRun", 0.0, f"would wait: {name}")
+        )
+        return index + 1
+    with engine.db.transaction():
+        journal.open_step_run(
+            db=engine.db,
+            execution_id=eid,
+            seq=seq,
+            step=step,
+            index=index,
+            state=State.WAITING,
+            name=name,
+            actor=actor,
+            payload=payload,
+            driver=engine.owner,
+        )
+        journal.transition_execution(
+            db=engine.db,
+            execution_id=eid,
+            to=State.WAITING,
+            name=name,
+            actor=actor,
+            reason=f"step {step.id!r} waits for a person",
+            driver=engine.owner,
+        )
+    return await continue_waiting(
+        engine, ctx, runbook, procedure, row, seq, step, actor=actor, depth=depth, resumed=False
+    )
 
 
 def await_child(
@@ -27,8 +99,9 @@ def await_child(
     *,
     actor: str,
 ) -> Outcome:
-    """A decide branch ran a procedure that now waits for a person: park this execution
-    too (``AwaitingChild``); finishing the child continues it."""
+    """A decide branch ran a procedure that now waits for a person, or was handed to another
+    workers' queue: park this execution too (``AwaitingChild``); finishing the child continues
+    it (the child's worker resumes this parent)."""
     eid = ctx.execution_id
     why = f"waiting for {record['run']} (execution {child.execution_id}: {child.state_name})"
     with engine.db.transaction():
@@ -41,6 +114,7 @@ def await_child(
             actor=actor,
             result=record,
             reason=why,
+            driver=engine.owner,
         )
         journal.transition_execution(
             db=engine.db,
@@ -49,6 +123,7 @@ def await_child(
             name="AwaitingChild",
             actor=actor,
             reason=why,
+            driver=engine.owner,
         )
     engine.reporter.step_waiting(step=step, seq=seq, execution_id=child.execution_id, why="child")
     return Outcome(eid, State.WAITING, "AwaitingChild", waiting_step=step.id)
@@ -73,7 +148,8 @@ async def continue_child(
     child_id = str(record.get("child", ""))
     child = journal.get_execution(db=engine.db, execution_id=child_id)
     state = child.state
-    if state not in TERMINAL_STATES:
+    # a queued child (handed to another queue) is its workers' to drive, never this slice's
+    if state not in TERMINAL_STATES and state is not State.PENDING:
         out = await engine.resume(
             execution_id=child_id, actor=actor, depth=depth + 1, continue_parent=False
         )
@@ -156,6 +232,7 @@ def finish_waiting(
             result=result,
             reason=reason,
             cursor=cursor,
+            driver=engine.owner,
         )
 
 

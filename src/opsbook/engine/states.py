@@ -3,6 +3,11 @@
 Detail goes in the state's *name* (``AwaitingApproval``, ``AwaitingInput``, ``TimedOut``) or
 reason, never in new enum members (Prefect's StateType). A transition not in the table is
 rejected with :class:`opsbook.errors.ConflictError`, never silently ignored.
+
+Scale-out (ADR 0017): ``RUNNING → PENDING`` is a hand-off to a queue of workers (name
+``Queued``, verb ``queued``, payload ``{queue, dispatch}``): at a step that belongs to another
+queue, or when the driving worker drains. A worker takes a ``PENDING`` run with the existing
+``PENDING → RUNNING`` (verb ``claimed``, payload ``{queue, worker}``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ TERMINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.SKIPPED, State
 EXECUTION_TRANSITIONS: Mapping[State, frozenset[State]] = {
     State.PENDING: frozenset({State.RUNNING, State.ABORTED}),
     State.RUNNING: frozenset(
-        {State.WAITING, State.SUCCEEDED, State.FAILED, State.ABORTED, State.CRASHED}
+        {State.PENDING, State.WAITING, State.SUCCEEDED, State.FAILED, State.ABORTED, State.CRASHED}
     ),
     State.WAITING: frozenset({State.RUNNING, State.FAILED, State.ABORTED}),
     State.CRASHED: frozenset({State.RUNNING, State.WAITING, State.ABORTED}),

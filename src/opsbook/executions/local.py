@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from opsbook.config import Settings
     from opsbook.db import Database
     from opsbook.engine._executor import Engine
-    from opsbook.engine._hooks import Interaction, Reporter
+    from opsbook.engine._hooks import Dispatcher, Interaction, Reporter
     from opsbook.engine.secrets import Redactor, SecretResolver
     from opsbook.runbooks.catalogue import Catalogue
     from opsbook.runbooks.model import Procedure, Runbook
@@ -63,7 +63,11 @@ def make_engine(
     *,
     reporter: Reporter | None = None,
     interaction: Interaction | None = None,
+    queue: str | None = None,
+    dispatcher: Dispatcher | None = None,
 ) -> Engine:
+    """The engine as the CLI wires it; ``queue``/``dispatcher``: a worker driving a slice of a
+    run taken from ``queue`` (ADR 0017), None in-process."""
     from opsbook import logs  # noqa: PLC0415
     from opsbook.engine._executor import Engine  # noqa: PLC0415
     from opsbook.lifecycle.guards import start_guards  # noqa: PLC0415
@@ -87,6 +91,8 @@ def make_engine(
         resolve_ref=resolve_ref,
         roles_of=roles_resolver(db=db, fallback=ws.roles_of),
         start_guards=start_guards(),
+        queue=queue,
+        dispatcher=dispatcher,
     )
 
 

@@ -13,7 +13,7 @@ from opsbook.durations import DURATION_HINT, parse_duration
 from opsbook.errors import ExpressionError, Location, RunbookFormatError
 from opsbook.runbooks._collect import Errors
 from opsbook.runbooks._values import ID_PATTERN, is_id, parse_bool
-from opsbook.runbooks.model import RISKS, OnFailure, StepOptions
+from opsbook.runbooks.model import QUEUE_PATTERN, RISKS, OnFailure, StepOptions
 
 KNOWN = (
     "name",
@@ -30,7 +30,12 @@ KNOWN = (
     "db",
     "write",
     "ignore",
+    "queue",
 )
+#: A ``queue`` attribute's value: the logical queue of the workers that run the step (ADR 0017).
+_QUEUE = re.compile(QUEUE_PATTERN)
+#: Blocks that need no worker (the engine answers them itself, or a person does): never routed.
+_UNROUTED = ("approval", "decide")
 #: Runme's cell attributes that opsbook does not use: accepted and ignored, so a runbook written
 #: with Runme (which adds ``id`` to every block it touches) parses and lints clean. ``name`` and
 #: ``cwd`` are Runme's too and mean the same here.
@@ -242,6 +247,14 @@ def build_options(
                     hint=f"remove {a.key}= from this {kind} block",
                 )
             )
+        if a.key == "queue" and kind in _UNROUTED:
+            errors.add(
+                RunbookFormatError(
+                    f"attribute 'queue' does not apply to {kind} blocks (they need no worker)",
+                    location=Location(path, line, a.col),
+                    hint=f"remove queue= from this {kind} block",
+                )
+            )
     values: dict[str, Any] = {"interpreter": interpreter}
     for key, a in seen.items():
         where = Location(path, line, a.vcol)
@@ -293,6 +306,15 @@ def _option(
         values["risk"] = a.value
     elif key == "env":
         values["env"] = _env(a.value, where)
+    elif key == "queue":
+        if not _QUEUE.fullmatch(a.value):
+            raise RunbookFormatError(
+                f"queue={a.value!r} is not a queue name",
+                location=where,
+                hint="use lower-case letters, digits, '.', '_' and '-', starting with a letter or "
+                f"digit (pattern {QUEUE_PATTERN}), e.g. {{queue=db}}",
+            )
+        values["queue"] = a.value
     else:  # cwd, db
         if not a.value:
             raise RunbookFormatError(

@@ -41,6 +41,9 @@ EXECUTABLE_INFO: Mapping[str, StepKind] = {
 PARAM_TYPES = ("string", "integer", "number", "boolean", "choice", "duration", "secret")
 RISKS = ("low", "medium", "high")
 WHEN_TO_USE = ("proactive", "reactive", "knowledge-transfer")
+#: A queue name (a step's ``{queue=…}``, an environment's ``queue:`` and ``queues:``): the
+#: workers' queue that runs it (ADR 0017 §5).
+QUEUE_PATTERN = r"[a-z0-9][a-z0-9._-]*"
 #: ``###`` headings inside a procedure that are documentation, never steps (any case).
 DOC_HEADINGS = ("troubleshooting", "common issues", "notes", "references", "see also")
 
@@ -85,6 +88,7 @@ class StepOptions:
     db: str | None = None  # sql: which database of the environment
     write: bool = False  # sql: allow writes
     interpreter: str | None = None  # sh: "bash" for ```bash blocks, None = /bin/sh
+    queue: str | None = None  # the workers' queue (logical, mapped by the environment's queues:)
 
 
 @dataclass(frozen=True)

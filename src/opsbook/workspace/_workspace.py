@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -8,8 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import Location, NotFoundError, ValidationError, WorkspaceError
+from opsbook.runbooks.model import QUEUE_PATTERN
 
 MARKER = "opsbook.toml"
+#: The workers' queue of an environment that names none (ADR 0017 §5).
+DEFAULT_QUEUE = "default"
+_QUEUE = re.compile(QUEUE_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,17 @@ class Environment:
     def services(self) -> list[Mapping[str, Any]]:
         return list(self.data.get("services", []) or [])
 
+    @property
+    def queue(self) -> str:
+        """The workers' queue that drives this environment's runs (``queue:``; ``default``)."""
+        return str(self.data.get("queue") or DEFAULT_QUEUE)
+
+    @property
+    def queues(self) -> dict[str, str]:
+        """Logical queue names a step may give (``{queue=db}``) mapped to this environment's
+        queues (``queues: {db: eastus-db}``), so one runbook serves every region."""
+        return {str(k): str(v) for k, v in (self.data.get("queues") or {}).items()}
+
 
 #: Parsed environment files by path, with the (mtime_ns, size) they were parsed at: the server
 #: loads the environment for every start and every resume, and parsing the sandbox file that
@@ -167,7 +183,45 @@ def load_environment(workspace: Workspace, name: str) -> Environment:
             (v.start_mark.line + 1 for k, v in loaded.node.value if k.value == "key_vault"), 0
         )
         vault_url(data["key_vault"], origin=str(path), line=line)
+    _check_queues(data, loaded.node, path)
     if len(_PARSED) >= 64:
         _PARSED.clear()
     _PARSED[path] = (stamp, copy.deepcopy(data))
     return Environment(name=name, path=path, data=data)
+
+
+def _check_queues(data: Mapping[str, Any], node: Any, path: Path) -> None:
+    """``queue:`` is a queue name; ``queues:`` maps logical names to queue names (file:line)."""
+    pairs = {k.value: (k, v) for k, v in getattr(node, "value", ())}
+    hint = (
+        "queue names use lower-case letters, digits, '.', '_' and '-', starting with a letter "
+        f"or digit (pattern {QUEUE_PATTERN}); e.g. queue: eastus and queues: {{db: eastus-db}}"
+    )
+    if "queue" in data:
+        value = data["queue"]
+        if not isinstance(value, str) or not _QUEUE.fullmatch(value):
+            line = pairs["queue"][0].start_mark.line + 1 if "queue" in pairs else 0
+            raise ValidationError(
+                f"queue: {value!r} is not a queue name",
+                location=Location(str(path), line),
+                hint=hint,
+            )
+    if "queues" not in data or data["queues"] is None:
+        return
+    queues = data["queues"]
+    line = pairs["queues"][0].start_mark.line + 1 if "queues" in pairs else 0
+    if not isinstance(queues, dict):
+        raise ValidationError(
+            "queues: must be a mapping of logical queue names to queues",
+            location=Location(str(path), line),
+            hint="write queues: {db: eastus-db} (a step's {queue=db} then runs on eastus-db)",
+        )
+    lines = {k.value: k.start_mark.line + 1 for k, _ in getattr(pairs["queues"][1], "value", ())}
+    for key, value in queues.items():
+        for what, text in (("logical queue name", key), ("queue", value)):
+            if not isinstance(text, str) or not _QUEUE.fullmatch(text):
+                raise ValidationError(
+                    f"queues: {key!r}: {text!r} is not a {what}",
+                    location=Location(str(path), lines.get(key, line)),
+                    hint=hint,
+                )
