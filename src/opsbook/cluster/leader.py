@@ -102,6 +102,11 @@ class LeaderLock:
         with self._mutex:
             was = self._held
             self._held = False
+            if was and self._conn is not None and self.dialect == "postgresql":
+                # Unlock before closing: the server ends a closed session's backend (and frees
+                # its locks) a moment later, and the next replica should not wait for that.
+                with contextlib.suppress(Exception):
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
             self._drop()
             if was:
                 self._log.info("cluster.leader.released", fields={"loops": self.loops})
