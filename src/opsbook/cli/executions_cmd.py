@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
         rows = journal.list_executions(db=db, state=state_, limit=limit)
         # A run whose engine process is gone still says "running" until someone resumes it.
-        gone = {r.id for r in rows if r.state is State.RUNNING and not owner_alive(r.owner)}
+        gone = {r.id for r in rows if r.state is State.RUNNING and not owner_alive(r.owner, db=db)}
         if json_out:
             print_json([{**r.to_dict(), "engine_gone": r.id in gone} for r in rows])
             return
