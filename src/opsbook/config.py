@@ -77,6 +77,14 @@ class Settings:
             " unless the secret audit-signing-key holds it; default: beside the witness"
         ),
     )
+    broker_url: str | None = field(
+        default=None,
+        metadata=_doc(
+            "Broker of the execution workers (scale-out, docs/scale-out.md):"
+            " redis://HOST:6379/0 or amqp://USER@HOST//; unset: every run is driven in the"
+            " process that starts it. Timings: OPSBOOK_WORKER_* (opsbook.cluster.settings)"
+        ),
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +104,8 @@ class Settings:
                     raise UsageError(
                         f"{name} must be a number of bytes, not {raw!r}", field=name
                     ) from exc
+            elif f.name == "broker_url":
+                values[f.name] = _broker_url(raw)
             else:
                 values[f.name] = raw
         return cls(**values)  # type: ignore[arg-type]  # values are typed per field above
@@ -133,6 +143,14 @@ class Settings:
         return {
             f"OPSBOOK_{f.name.upper()}": str(f.metadata.get("doc", "")) for f in fields(Settings)
         }
+
+
+def _broker_url(raw: str) -> str | None:
+    """``OPSBOOK_BROKER_URL`` checked by the cluster's own settings (one parser): a redis://
+    or amqp:// URL, else a :class:`UsageError` naming the variable."""
+    from opsbook.cluster.settings import ClusterSettings  # noqa: PLC0415 - only when set
+
+    return ClusterSettings.from_env({"OPSBOOK_BROKER_URL": raw}).broker_url
 
 
 def _workspace_limit(workspace_config: Mapping[str, Any], key: str, default: int) -> int:

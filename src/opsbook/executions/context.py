@@ -1,5 +1,6 @@
 """What every request handler needs: settings, workspace, database, engine factory, the
-runbook catalogue (re-read when a file changes), background runs and change notifications.
+runbook catalogue (re-read when a file changes), background runs and change notifications,
+and, when a broker is configured (ADR 0017), the dispatcher that hands runs to the workers.
 
 One :class:`AppContext` per server process. The database connection is used only from the
 event loop's thread, one statement at a time, and no transaction spans an ``await``, so the
@@ -9,6 +10,8 @@ engine's background runs and the request handlers share it safely.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -26,9 +29,12 @@ from opsbook.users.access import roles_resolver
 from opsbook.workspace import Workspace
 
 if TYPE_CHECKING:
+    from opsbook.cluster.dispatch import DispatchMetrics
+    from opsbook.cluster.leader import LeaderLock
+    from opsbook.cluster.settings import ClusterSettings
     from opsbook.db.checkpoints import Checkpointer
     from opsbook.engine._executor import Engine
-    from opsbook.engine._hooks import Reporter
+    from opsbook.engine._hooks import Dispatcher, Reporter
     from opsbook.engine.secrets import Redactor, SecretResolver
     from opsbook.runbooks.catalogue import Catalogue
     from opsbook.runbooks.model import Runbook
@@ -99,10 +105,14 @@ class AppContext:
     changes: Broadcaster = field(default_factory=Broadcaster)
     tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # e.g. OIDC provider metadata
+    #: The lock of the background loops only one replica runs (set by the server's lifespan).
+    leader: LeaderLock | None = None
     _loaded: LoadedCatalogue | None = None
     _checked: float = 0.0
     _reads: ReadCache | None = None
     _checkpointer: Checkpointer | None = None
+    _cluster: ClusterSettings | None = None
+    _dispatcher: Dispatcher | None = None
 
     @property
     def reads(self) -> ReadCache:
@@ -125,6 +135,49 @@ class AppContext:
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
+
+    # -- cluster (ADR 0017) -----------------------------------------------------------------
+    @property
+    def cluster(self) -> ClusterSettings:
+        """The cluster's timings (``OPSBOOK_WORKER_*``, ``OPSBOOK_REDISPATCH_AFTER``,
+        ``OPSBOOK_LEADER_POLL``) with this context's broker URL, read once."""
+        if self._cluster is None:
+            from dataclasses import replace  # noqa: PLC0415
+
+            from opsbook.cluster.settings import ClusterSettings  # noqa: PLC0415
+
+            # the broker URL is the settings object's (already checked): not parsed twice
+            timings = ClusterSettings.from_env({**os.environ, "OPSBOOK_BROKER_URL": ""})
+            self._cluster = replace(timings, broker_url=self.settings.broker_url)
+        return self._cluster
+
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """How runs reach the workers: a Celery dispatcher when ``broker_url`` is set (built
+        on first use: Celery is imported then), else None and every run is driven here."""
+        if self.settings.broker_url is None:
+            return None
+        if self._dispatcher is None:
+            from opsbook.cluster.celery_app import make_app  # noqa: PLC0415
+            from opsbook.cluster.dispatch import CeleryDispatcher  # noqa: PLC0415
+
+            self._dispatcher = CeleryDispatcher(make_app(self.settings.broker_url))
+        return self._dispatcher
+
+    @property
+    def dispatch_metrics(self) -> DispatchMetrics | None:
+        """This process's dispatch counters (``opsbook_dispatch_*_total``); None without a
+        broker."""
+        metrics: DispatchMetrics | None = getattr(self.dispatcher, "metrics", None)
+        return metrics
+
+    def close_dispatcher(self) -> None:
+        """Close the broker connections of the dispatcher (at shutdown)."""
+        dispatcher, self._dispatcher = self._dispatcher, None
+        app = getattr(dispatcher, "app", None)
+        if app is not None:
+            with contextlib.suppress(Exception):  # any broker error: the process is stopping
+                app.close()
 
     # -- policies --------------------------------------------------------------------------
     @property
@@ -172,6 +225,7 @@ class AppContext:
             resolve_ref=lambda ref: self.catalogue().resolve(ref),
             roles_of=self.roles_of(),
             start_guards=start_guards(),
+            dispatcher=self.dispatcher,  # for Engine.create; the server drives no slices
         )
 
     # -- catalogue -------------------------------------------------------------------------
@@ -258,7 +312,7 @@ def build_context(
         FileSecretProvider(settings.secrets_dir_for(workspace.state_dir)),
     ]
     resolver = SecretResolver(providers, redactor)
-    return AppContext(
+    context = AppContext(
         settings=settings,
         server=server,
         workspace=workspace,
@@ -266,3 +320,5 @@ def build_context(
         resolver=resolver,
         redactor=redactor,
     )
+    _ = context.cluster  # bad OPSBOOK_WORKER_* timings: a UsageError now, not at start-up
+    return context

@@ -1,18 +1,25 @@
 """Execution operations shared by the REST API, the console, the scheduler and alert-driven
 runs: start, attest, approve or reject, abort, resume. Each checks the caller's permission
 first (audited 403), then goes through the engine (and ``engine.approvals`` for four-eyes).
-Runs continue as asyncio tasks of the server.
+
+Without a broker, runs continue as asyncio tasks of the server. With one (``ctx.dispatcher``,
+ADR 0017) the server drives nothing: a start creates a ``Queued`` run and dispatches it in one
+transaction, and whatever makes a parked run drivable again (an attestation, the last
+approval, a resume) dispatches it in the transaction that records it; the message is sent
+after the commit, and a worker of the queue claims and drives it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from opsbook.engine import _journal as journal
 from opsbook.engine import approvals
-from opsbook.engine._hooks import Reporter, StepReport
+from opsbook.engine._base import owner_alive
+from opsbook.engine._hooks import Dispatcher, Reporter, StepReport
 from opsbook.engine.states import TERMINAL_STATES, State
 from opsbook.errors import (
     ConflictError,
@@ -25,6 +32,9 @@ from opsbook.executions.context import AppContext
 from opsbook.logs import get_logger
 from opsbook.runbooks.model import ApprovalSpec, Procedure, Runbook, Step
 from opsbook.users.access import Principal, require
+
+if TYPE_CHECKING:
+    from opsbook.workspace import Environment
 
 RECOVERY_DECISIONS = ("retry", "skip", "abort")
 
@@ -112,17 +122,18 @@ def _json_param(name: str, value: Any) -> str:
     )
 
 
-async def start_execution(
+def _checked_start(
     *,
     ctx: AppContext,
     principal: Principal,
     ref: str,
     environment: str | None,
     params: Mapping[str, Any],
-    dry_run: bool = False,
-    confirm: bool = False,
-) -> journal.ExecutionRow:
-    """Start ``ref`` (RUNBOOK#PROCEDURE); returns as soon as the execution exists."""
+    dry_run: bool,
+    confirm: bool,
+) -> tuple[Runbook, Procedure, Environment, dict[str, Any]]:
+    """What a start needs, checked: the permission, the procedure, the environment, the
+    parameters and the confirmation of a risky run."""
     from opsbook.runbooks.params import validate_params  # noqa: PLC0415
     from opsbook.workspace import load_environment  # noqa: PLC0415
 
@@ -155,6 +166,114 @@ async def start_execution(
             field="confirm",
             hint="send confirm: true (the console asks with a checkbox), or dry_run: true",
         )
+    return runbook, procedure, env, dict(values)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A run created for the workers (its row as created, dispatch number and queue); send
+    it with :func:`send_queued` once the transaction that created it has committed."""
+
+    row: journal.ExecutionRow
+    dispatch: int
+    queue: str
+
+
+def create_queued(
+    *,
+    ctx: AppContext,
+    principal: Principal,
+    ref: str,
+    environment: str | None,
+    params: Mapping[str, Any],
+    dry_run: bool = False,
+    confirm: bool = False,
+) -> Queued:
+    """Check a start as :func:`start_execution` does, then create the run ``Queued`` on its
+    environment's home queue and dispatch it with ``ctx.dispatcher`` (``Engine.create``;
+    UsageError without a broker), joining the caller's transaction when one is open (the
+    scheduler's claim commits with it)."""
+    from opsbook.cluster.dispatch import home_queue  # noqa: PLC0415
+
+    runbook, procedure, env, values = _checked_start(
+        ctx=ctx,
+        principal=principal,
+        ref=ref,
+        environment=environment,
+        params=params,
+        dry_run=dry_run,
+        confirm=confirm,
+    )
+    queue = home_queue(env)
+    row, dispatch = ctx.engine().create(
+        runbook=runbook,
+        procedure=procedure,
+        environment=env,
+        params=values,
+        started_by=principal.username,
+        queue=queue,
+        dry_run=dry_run,
+    )
+    return Queued(row=row, dispatch=dispatch, queue=queue)
+
+
+async def send_queued(
+    ctx: AppContext,
+    dispatcher: Dispatcher,
+    queued: Queued,
+    *,
+    actor: str,
+    decision: str | None = None,
+) -> bool:
+    """Publish a committed dispatch (from a thread: the event loop never waits on the
+    broker). False when the broker did not take it: the sweeper re-sends it."""
+    sent = await asyncio.to_thread(
+        dispatcher.send,
+        execution_id=queued.row.id,
+        dispatch=queued.dispatch,
+        queue=queued.queue,
+        actor=actor,
+        decision=decision,
+    )
+    ctx.changes.notify()
+    return sent
+
+
+async def start_execution(
+    *,
+    ctx: AppContext,
+    principal: Principal,
+    ref: str,
+    environment: str | None,
+    params: Mapping[str, Any],
+    dry_run: bool = False,
+    confirm: bool = False,
+) -> journal.ExecutionRow:
+    """Start ``ref`` (RUNBOOK#PROCEDURE); returns as soon as the execution exists (with a
+    broker: the ``Queued`` row, dispatched to its environment's queue)."""
+    dispatcher = ctx.dispatcher
+    if dispatcher is not None:
+        queued = create_queued(
+            ctx=ctx,
+            principal=principal,
+            ref=ref,
+            environment=environment,
+            params=params,
+            dry_run=dry_run,
+            confirm=confirm,
+        )
+        row = journal.get_execution(db=ctx.db, execution_id=queued.row.id)  # as committed
+        await send_queued(ctx, dispatcher, queued, actor=principal.username)
+        return row
+    runbook, procedure, env, values = _checked_start(
+        ctx=ctx,
+        principal=principal,
+        ref=ref,
+        environment=environment,
+        params=params,
+        dry_run=dry_run,
+        confirm=confirm,
+    )
 
     def make(reporter: Reporter) -> Awaitable[Any]:
         return ctx.engine(reporter=reporter).start(
@@ -186,11 +305,46 @@ def _waiting_run(ctx: AppContext, row: journal.ExecutionRow, kind: str) -> journ
     return runs[-1]
 
 
-async def _continue(ctx: AppContext, execution_id: str, actor: str) -> None:
-    """Continue a run in the background after a person acted."""
+def _continuation_queue(ctx: AppContext, row: journal.ExecutionRow) -> str:
+    """Where a parked or crashed run goes on: the dead owner's host queue when its open step
+    ran a process there (only that host can stop the leftovers; the sweeper moves it home if
+    nobody there takes it, as for the reaper's dispatches), else its environment's home
+    queue (a worker there hands the run on if its next step runs elsewhere)."""
+    from opsbook.cluster.dispatch import home_queue_in, host_queue  # noqa: PLC0415
+
+    if row.state is State.RUNNING and row.owner:
+        runs = journal.step_runs(db=ctx.db, execution_id=row.id)
+        if runs and runs[-1].state is State.RUNNING and runs[-1].pid is not None:
+            return host_queue(row.owner.rsplit(":", 2)[0])
+    return home_queue_in(ctx.workspace)(row.environment)
+
+
+def _enqueue(ctx: AppContext, dispatcher: Dispatcher, execution_id: str, actor: str) -> Queued:
+    """Dispatch a run that can go on, in the caller's transaction."""
+    row = journal.get_execution(db=ctx.db, execution_id=execution_id)
+    queue = _continuation_queue(ctx, row)
+    number = dispatcher.enqueue(db=ctx.db, execution_id=row.id, queue=queue, actor=actor)
+    return Queued(row=row, dispatch=number, queue=queue)
+
+
+async def _continue(
+    ctx: AppContext,
+    execution_id: str,
+    actor: str,
+    dispatched: Queued | None = None,
+    decision: str | None = None,
+) -> None:
+    """Continue a run after a person acted: send its committed dispatch (``dispatched``, with
+    a broker), else drive it here as a background task."""
+    dispatcher = ctx.dispatcher
+    if dispatcher is not None and dispatched is not None:
+        await send_queued(ctx, dispatcher, dispatched, actor=actor, decision=decision)
+        return
 
     def make(reporter: Reporter) -> Awaitable[Any]:
-        return ctx.engine(reporter=reporter).resume(execution_id=execution_id, actor=actor)
+        return ctx.engine(reporter=reporter).resume(
+            execution_id=execution_id, actor=actor, decision=decision
+        )
 
     await _first_report(ctx, make, execution_id)
 
@@ -223,11 +377,16 @@ async def attest_step(
         )
     if note is not None and len(note) > 2000:
         raise ValidationError("the note is too long", field="note", hint="at most 2000 characters")
-    ctx.engine().attest(
-        execution_id=row.id, actor=principal.username, items=tuple(chosen), note=note or None
-    )
+    dispatcher = ctx.dispatcher
+    dispatched: Queued | None = None
+    with ctx.db.transaction():  # the attestation and the run's dispatch commit together
+        ctx.engine().attest(
+            execution_id=row.id, actor=principal.username, items=tuple(chosen), note=note or None
+        )
+        if dispatcher is not None:
+            dispatched = _enqueue(ctx, dispatcher, row.id, principal.username)
     ctx.changes.notify()
-    await _continue(ctx, row.id, principal.username)
+    await _continue(ctx, row.id, principal.username, dispatched)
     return journal.get_execution(db=ctx.db, execution_id=row.id)
 
 
@@ -282,6 +441,8 @@ async def decide_approval(
     run = _waiting_run(ctx, row, "approval")
     step, spec, digest = approval_context(ctx, row, run)
     denied: PermissionDenied | None = None
+    dispatcher = ctx.dispatcher
+    dispatched: Queued | None = None
     with ctx.db.transaction():
         try:
             approvals.decide(
@@ -300,19 +461,23 @@ async def decide_approval(
             )
         except PermissionDenied as exc:
             denied = exc  # commit the refusal's audit record, then refuse
+        else:
+            status = approvals.status(
+                db=ctx.db,
+                execution_id=row.id,
+                step_seq=run.seq,
+                spec=spec,
+                digest=digest,
+                requested_at=run.started_at,
+            )
+            if status.verdict != "pending" and dispatcher is not None:
+                # the deciding answer and the run's dispatch commit together
+                dispatched = _enqueue(ctx, dispatcher, row.id, principal.username)
     if denied is not None:
         raise denied
     ctx.changes.notify()
-    status = approvals.status(
-        db=ctx.db,
-        execution_id=row.id,
-        step_seq=run.seq,
-        spec=spec,
-        digest=digest,
-        requested_at=run.started_at,
-    )
     if status.verdict != "pending":
-        await _continue(ctx, row.id, principal.username)
+        await _continue(ctx, row.id, principal.username, dispatched)
     return status
 
 
@@ -355,13 +520,19 @@ async def resume_execution(
         )
     if row.id in ctx.tasks:
         raise ConflictError(f"execution {row.id} is running", hint="wait for it, or abort it")
-
-    def make(reporter: Reporter) -> Awaitable[Any]:
-        return ctx.engine(reporter=reporter).resume(
-            execution_id=row.id, actor=principal.username, decision=decision
-        )
-
-    await _first_report(ctx, make, row.id)
+    dispatcher = ctx.dispatcher
+    dispatched: Queued | None = None
+    if dispatcher is not None:
+        # what the worker's engine would refuse, refused here where the person sees it
+        if row.state is State.RUNNING and owner_alive(row.owner, db=ctx.db):
+            raise ConflictError(
+                f"execution {row.id} is running in another process ({row.owner})",
+                hint="wait for it, or abort it",
+            )
+        _reload(ctx, row)  # a runbook changed since the run started: ConflictError
+        with ctx.db.transaction():
+            dispatched = _enqueue(ctx, dispatcher, row.id, principal.username)
+    await _continue(ctx, row.id, principal.username, dispatched, decision)
     return journal.get_execution(db=ctx.db, execution_id=row.id)
 
 

@@ -102,7 +102,7 @@ def list_executions(
     rows = ctx.db.query(
         "SELECT id, parent_id, runbook_id AS runbook, procedure_id AS procedure,"  # noqa: S608 - fixed clauses, bound values
         " runbook_id || '#' || procedure_id AS ref, environment, params, state, state_name,"
-        " reason, dry_run, started_by, created_at, updated_at, finished_at"
+        " reason, dry_run, started_by, created_at, updated_at, finished_at, queue"
         " FROM executions" + where + " ORDER BY created_at DESC, id DESC LIMIT ?",
         (*params, limit + 1),
     )
@@ -174,7 +174,9 @@ def execution_detail(*, ctx: AppContext, principal: Principal, execution_id: str
             "abort": open_state and principal.can("executions:abort"),
             "resume": (
                 row.state in (State.CRASHED, State.WAITING)
-                or (row.state is State.RUNNING and not owner_alive(row.owner))
+                or (row.state is State.RUNNING and not owner_alive(row.owner, db=ctx.db))
+                # a queued run no worker took (its message lost, or refused): dispatch again
+                or (row.state is State.PENDING and row.queue is not None)
             )
             and row.id not in ctx.tasks
             and principal.can("executions:run"),

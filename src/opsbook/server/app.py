@@ -1,11 +1,17 @@
 """The app factory: REST API under /api/v1, console under /, static files, /metrics, one
-error mapping (RFC 9457 problems for the API, pages for the console)."""
+error mapping (RFC 9457 problems for the API, pages for the console).
+
+The lifespan starts the background loops (ADR 0017 §6). On PostgreSQL or with a broker this
+serve registers in ``workers`` (kind ``serve``) and beats; with a broker it also runs the
+cluster's pass (reaper, sweeper). Monitoring, security and backups run only on the replica
+holding the one :class:`~opsbook.cluster.leader.LeaderLock` (a lock file on SQLite)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -56,6 +62,8 @@ DRAIN_SECONDS = 5.0
 #: The Alertmanager webhook keeps its own body limit (1 MiB), whatever max_body_bytes says.
 WEBHOOK_PATH = "/alerts/alertmanager"
 WEBHOOK_HINT = "lower max_alerts in the Alertmanager webhook_config"
+#: The loops only the leader runs, in the order they start (ADR 0017 §6).
+LEADER_LOOPS = ("monitoring", "security", "backups")
 
 
 def _is_api(request: Request) -> bool:
@@ -133,8 +141,106 @@ async def _limit_page(scope: Scope, status: int, message: str, hint: str) -> Res
     return _page(Request(scope), status, "Too much data", message, hint)
 
 
-def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
-    """The ASGI app for ``ctx``. ``background`` starts procedure schedules with the app."""
+def _fence(reason: str) -> None:
+    """A serve that could not beat for 0.75 × its lease may be declared dead, and its runs
+    resumed elsewhere: it stops its steps and exits 70, as a worker does."""
+    from opsbook.cluster.worker import fence  # noqa: PLC0415
+
+    fence(reason)
+
+
+async def _join_cluster(
+    ctx: AppContext, stack: AsyncExitStack, on_fence: Callable[[str], None]
+) -> str | None:
+    """Register this serve and start its heartbeat (PostgreSQL or a broker); undone by
+    ``stack``: heartbeat stopped, row marked stopped. Returns its worker id, or None."""
+    if ctx.db.dialect != "postgresql" and ctx.settings.broker_url is None:
+        return None  # one server on one SQLite file: nothing to coordinate
+    from opsbook import __version__  # noqa: PLC0415
+    from opsbook.cluster import registry  # noqa: PLC0415
+    from opsbook.cluster.heartbeat import Heartbeat  # noqa: PLC0415
+
+    timing = ctx.cluster
+    me = registry.register(
+        db=ctx.db,
+        kind="serve",
+        name=socket.gethostname(),
+        queues=[],
+        concurrency=0,
+        version=__version__,
+        lease_seconds=timing.lease,
+    )
+
+    def stopped() -> None:
+        registry.set_state(db=ctx.db, worker_id=me.id, state="stopped")
+
+    stack.callback(stopped)  # after the heartbeat stopped (a later beat would fence)
+    heartbeat = Heartbeat(
+        database_url=ctx.db.url,
+        worker_id=me.id,
+        interval=timing.heartbeat,
+        fence_after=timing.fence_after,
+        on_fence=on_fence,
+    ).start()
+    stack.push_async_callback(asyncio.to_thread, heartbeat.stop)
+    return me.id
+
+
+def _background_tasks(ctx: AppContext, worker_id: str | None) -> list[asyncio.Task[None]]:
+    """The loops of a serve: schedules and the per-item-claim loops on every replica, the
+    cluster's pass with a broker, the rest under the leader lock (``ctx.leader``)."""
+    from opsbook.backup import background as backup_bg  # noqa: PLC0415
+    from opsbook.cluster.leader import LeaderLock, while_leader  # noqa: PLC0415
+    from opsbook.incidents import background as incidents_bg  # noqa: PLC0415
+    from opsbook.incidents.alert_bridge import IncidentNotifier  # noqa: PLC0415
+    from opsbook.lifecycle import background as lifecycle_bg  # noqa: PLC0415
+    from opsbook.monitoring import background as monitoring_bg  # noqa: PLC0415
+    from opsbook.secops import background as security_bg  # noqa: PLC0415
+
+    tasks: list[asyncio.Task[None]] = []
+    if ctx.server.schedules:
+        from opsbook.server.schedules import run_schedules  # noqa: PLC0415
+
+        tasks.append(asyncio.create_task(run_schedules(ctx)))
+    # Escalated alerts open incidents (and the incidents page people).
+    ctx.cache.setdefault(
+        "monitoring.notifier", IncidentNotifier(db=ctx.db, workspace=ctx.workspace)
+    )
+    tasks.append(asyncio.create_task(incidents_bg.run_background(ctx)))
+    tasks.append(asyncio.create_task(lifecycle_bg.run_background(ctx)))
+    dispatcher = ctx.dispatcher
+    if dispatcher is not None and worker_id is not None:
+        from opsbook.cluster.background import run_background  # noqa: PLC0415
+        from opsbook.cluster.dispatch import home_queue_in  # noqa: PLC0415
+
+        cluster_pass = run_background(
+            database_url=ctx.db.url,
+            worker_id=worker_id,
+            dispatcher=dispatcher,
+            settings=ctx.cluster,
+            stop=asyncio.Event(),  # the task is cancelled at shutdown
+            home_queue_of=home_queue_in(ctx.workspace),
+        )
+        tasks.append(asyncio.create_task(cluster_pass))
+    lock = ctx.leader = LeaderLock(
+        ctx.db.url, poll=ctx.cluster.leader_poll, loops=LEADER_LOOPS, holder=worker_id
+    )
+    bodies: dict[str, Callable[[], Awaitable[None]]] = {
+        "monitoring": lambda: monitoring_bg.run_background(ctx),
+        "security": lambda: security_bg.run_background(ctx),
+        "backups": lambda: backup_bg.run_background(ctx),
+    }
+    for name in LEADER_LOOPS:
+        tasks.append(asyncio.create_task(while_leader(lock, name, bodies[name])))
+    return tasks
+
+
+def create_app(
+    ctx: AppContext, *, background: bool = True, on_fence: Callable[[str], None] = _fence
+) -> FastAPI:
+    """The ASGI app for ``ctx``. ``background`` starts the background loops (schedules,
+    monitoring, …, the cluster's membership) with the app. ``on_fence(reason)``: what this
+    serve does when it could not beat in time (default: stop its steps, exit 70)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -148,40 +254,17 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
             settings=ctx.settings,
             providers=ctx.resolver.providers,
         )
-        tasks: list[asyncio.Task[None]] = [asyncio.create_task(run_signer(db=ctx.db, cfg=witness))]
-        if background and ctx.server.schedules:
-            from opsbook.server.schedules import run_schedules  # noqa: PLC0415
-
-            tasks.append(asyncio.create_task(run_schedules(ctx)))
-        if background:
-            from opsbook.incidents import background as incidents_bg  # noqa: PLC0415
-            from opsbook.incidents.alert_bridge import IncidentNotifier  # noqa: PLC0415
-            from opsbook.monitoring import background as monitoring_bg  # noqa: PLC0415
-
-            # Escalated alerts open incidents (and the incidents page people).
-            ctx.cache.setdefault(
-                "monitoring.notifier", IncidentNotifier(db=ctx.db, workspace=ctx.workspace)
-            )
-            tasks.append(asyncio.create_task(monitoring_bg.run_background(ctx)))
-            tasks.append(asyncio.create_task(incidents_bg.run_background(ctx)))
-            from opsbook.lifecycle import background as lifecycle_bg  # noqa: PLC0415
-
-            tasks.append(asyncio.create_task(lifecycle_bg.run_background(ctx)))
-            from opsbook.secops import background as security_bg  # noqa: PLC0415
-
-            tasks.append(asyncio.create_task(security_bg.run_background(ctx)))
-            from opsbook.backup import background as backup_bg  # noqa: PLC0415
-
-            tasks.append(asyncio.create_task(backup_bg.run_background(ctx)))
-        try:
+        async with AsyncExitStack() as stack:  # undone in reverse, also when starting fails
+            stack.callback(ctx.stop_database_threads)
+            stack.callback(ctx.close_dispatcher)
+            worker_id = await _join_cluster(ctx, stack, on_fence) if background else None
+            stack.callback(sign_now, db=ctx.db, cfg=witness, signer="serve")  # the last records
+            stack.push_async_callback(operations.drain, ctx, DRAIN_SECONDS)
+            tasks = [asyncio.create_task(run_signer(db=ctx.db, cfg=witness))]
+            if background:
+                tasks.extend(_background_tasks(ctx, worker_id))
+            stack.push_async_callback(_stop_tasks, ctx, tasks)
             yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await operations.drain(ctx, DRAIN_SECONDS)
-            sign_now(db=ctx.db, cfg=witness, signer="serve")  # vouch for the last records
-            ctx.stop_database_threads()
 
     app = FastAPI(
         title="opsbook",
@@ -244,6 +327,17 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     )
     _add_problem_schema(app)
     return app
+
+
+async def _stop_tasks(ctx: AppContext, tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the background loops, then give up the leader lock (another replica takes
+    it at its next poll)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    lock, ctx.leader = ctx.leader, None
+    if lock is not None:
+        await asyncio.to_thread(lock.release)
 
 
 def _add_problem_schema(app: FastAPI) -> None:

@@ -1,15 +1,16 @@
 """Prometheus metrics of the server: requests by route and status, latency, executions by
-state (counted when scraped). A registry per app, so several apps in one process (tests) do
-not collide."""
+state and the cluster's workers, queues and leader (read when scraped), this process's
+dispatches. A registry per app, so several apps in one process (tests) do not collide."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,6 +34,98 @@ class _Executions(Collector):
         yield t
 
 
+_DISPATCH = {
+    "sent": "Messages this process published to a queue",
+    "send_failures": "Publishes the broker refused (the sweeper re-sends those dispatches)",
+    "resent": "Unclaimed dispatches this process's sweeper sent again",
+}
+
+
+class _Cluster(Collector):
+    """The cluster as the database sees it (ADR 0017 §8): every replica reports the same
+    workers and queues; the leader gauge and dispatch counters are this process's."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        from opsbook.cluster.registry import db_now, list_workers  # noqa: PLC0415
+
+        db = self.ctx.db
+        workers = list_workers(db=db, include_ended=True)
+        counts = GaugeMetricFamily(
+            "opsbook_workers",
+            "Registered workers and servers by kind and state",
+            labels=["kind", "state"],
+        )
+        by_kind_state: dict[tuple[str, str], int] = {}
+        for w in workers:
+            by_kind_state[(w.kind, w.state)] = by_kind_state.get((w.kind, w.state), 0) + 1
+        for (kind, state), n in sorted(by_kind_state.items()):
+            counts.add_metric([kind, state], float(n))
+        yield counts
+        age = GaugeMetricFamily(
+            "opsbook_worker_heartbeat_age_seconds",
+            "Seconds since a live worker's last heartbeat (database clock)",
+            labels=["worker", "kind"],
+        )
+        running = GaugeMetricFamily(
+            "opsbook_worker_running_executions",
+            "Running executions a live worker owns",
+            labels=["worker"],
+        )
+        for w in workers:
+            if w.state in ("alive", "draining"):
+                age.add_metric([w.id, w.kind], max(w.heartbeat_age_s, 0.0))
+                running.add_metric([w.id], float(len(w.running)))
+        yield age
+        yield running
+        yield from self._queues(db_now(db))
+        leader = GaugeMetricFamily(
+            "opsbook_background_leader",
+            "1 where this process runs the loop only one replica may run",
+            labels=["loop"],
+        )
+        lock = self.ctx.leader
+        if lock is not None:
+            for loop in lock.loops:
+                leader.add_metric([loop], 1.0 if lock.held else 0.0)
+        yield leader
+        metrics = self.ctx.dispatch_metrics
+        snapshot = metrics.snapshot() if metrics is not None else {}
+        for kind, doc in _DISPATCH.items():
+            counter = CounterMetricFamily(f"opsbook_dispatch_{kind}", doc, labels=["queue"])
+            for queue, n in sorted(snapshot.get(kind, {}).items()):
+                counter.add_metric([queue], float(n))
+            yield counter
+
+    def _queues(self, now: float) -> Iterator[Metric]:
+        rows = self.ctx.db.query(
+            "SELECT queue, COUNT(*) AS n, MIN(dispatched_at) AS oldest FROM executions"
+            " WHERE claimed_dispatch < dispatch"
+            " AND state NOT IN ('succeeded', 'failed', 'aborted', 'skipped')"
+            " GROUP BY queue ORDER BY queue"
+        )
+        waiting = GaugeMetricFamily(
+            "opsbook_queue_waiting_executions",
+            "Dispatched executions no worker has claimed yet",
+            labels=["queue"],
+        )
+        oldest = GaugeMetricFamily(
+            "opsbook_queue_oldest_waiting_seconds",
+            "Age of the oldest unclaimed dispatch (alert: nobody consumes the queue)",
+            labels=["queue"],
+        )
+        for row in rows:
+            queue = str(row["queue"] or "")
+            waiting.add_metric([queue], float(row["n"]))
+            if row["oldest"]:
+                since = datetime.fromisoformat(str(row["oldest"])).timestamp()
+                oldest.add_metric([queue], max(now - since, 0.0))
+        yield waiting
+        yield oldest
+
+
 class Metrics:
     def __init__(self, ctx: AppContext) -> None:
         self.registry = CollectorRegistry()
@@ -51,6 +144,7 @@ class Metrics:
         )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.registry.register(_Executions(ctx))
+        self.registry.register(_Cluster(ctx))
         from opsbook.monitoring.background import prometheus_slos  # noqa: PLC0415
         from opsbook.monitoring.metrics import MonitoringCollector  # noqa: PLC0415
 

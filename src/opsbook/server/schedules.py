@@ -10,6 +10,10 @@ Scheduled runs do not pile up: while the previous scheduled run of a procedure h
 finished (it waits for a person, runs, or crashed), a due time is claimed as *skipped* and
 recorded in the audit trail (``schedule.run.skipped``) instead of starting another run. Lint
 refuses frequent schedules on procedures with manual steps (OB114).
+
+With a broker (ADR 0017 §6) the claim, the new ``Queued`` run and its dispatch commit in one
+transaction and the message is sent after it: a replica that dies in between leaves either
+nothing (the next tick claims the time again) or a dispatched run the sweeper re-sends.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from opsbook import audit
+from opsbook.engine._hooks import Dispatcher
 from opsbook.engine.states import TERMINAL_STATES
 from opsbook.errors import DatabaseError, OpsbookError
 from opsbook.executions import operations
@@ -63,6 +68,12 @@ async def tick(ctx: AppContext, now: datetime | None = None) -> list[str]:
             ref = f"{rb.id}#{p.id}"
             if any(x.required and x.default is None for x in p.params if x.type != "secret"):
                 continue
+            dispatcher = ctx.dispatcher
+            if dispatcher is not None:
+                eid = await _start_queued(ctx, dispatcher, ref, env, due)
+                if eid is not None:
+                    started.append(eid)
+                continue
             try:
                 ctx.db.execute(
                     "INSERT INTO schedule_claims (ref, due_at, claimed_by) VALUES (?, ?, ?)",
@@ -92,6 +103,42 @@ async def tick(ctx: AppContext, now: datetime | None = None) -> list[str]:
             )
             started.append(row.id)
     return started
+
+
+_CLAIM_ONCE = (
+    "INSERT INTO schedule_claims (ref, due_at, claimed_by) VALUES (?, ?, ?)"
+    " ON CONFLICT (ref, due_at) DO NOTHING"
+)
+
+
+async def _start_queued(
+    ctx: AppContext, dispatcher: Dispatcher, ref: str, env: str, due: datetime
+) -> str | None:
+    """Broker mode: claim ``due``, create the run ``Queued`` and dispatch it in one
+    transaction, send after commit; the new execution id, or None (claimed elsewhere,
+    skipped, or failed: a failure is logged and the time stays claimed, as in-process)."""
+    owner = ctx.engine().owner
+    try:
+        with ctx.db.transaction():
+            if ctx.db.execute(_CLAIM_ONCE, (ref, due.isoformat(), owner)) != 1:
+                return None  # claimed by another replica (or by us on an earlier tick)
+            previous = _unfinished(ctx, ref, due.isoformat())
+            if previous is not None:
+                _skip(ctx, ref, due, previous)
+                return None
+            queued = operations.create_queued(
+                ctx=ctx, principal=_principal(), ref=ref, environment=env, params={}, confirm=True
+            )
+            ctx.db.execute(
+                "UPDATE schedule_claims SET execution_id = ? WHERE ref = ? AND due_at = ?",
+                (queued.row.id, ref, due.isoformat()),
+            )
+    except OpsbookError as exc:  # rolled back with its claim: claim the time alone
+        get_logger().warning("server.schedule.failed", fields={"ref": ref, "error": exc.message})
+        ctx.db.execute(_CLAIM_ONCE, (ref, due.isoformat(), owner))
+        return None
+    await operations.send_queued(ctx, dispatcher, queued, actor=SCHEDULER)
+    return queued.row.id
 
 
 def _unfinished(ctx: AppContext, ref: str, due: str) -> dict[str, str] | None:
