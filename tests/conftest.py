@@ -138,7 +138,7 @@ def pg_db(pg_url: str) -> Iterator[Database]:
     """A migrated PostgreSQL database, emptied after the test."""
     db = open_database(pg_url)
     yield db
-    db.execute("TRUNCATE approvals, step_runs, executions, events, workers")
+    db.execute("TRUNCATE approvals, step_runs, executions, events, workers, schedule_claims")
     db.execute("UPDATE audit_head SET last_id = 0, last_hash = '' WHERE id = 1")
     db.close()
 

@@ -83,6 +83,10 @@ class Execution(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     finished_at: Timestamp | None
+    queue: str | None = Field(
+        default=None,
+        description="The workers' queue of its last dispatch (scale-out); null: run in-process",
+    )
 
 
 class ExecutionPage(BaseModel):
