@@ -8,12 +8,15 @@ message is re-sent by the sweeper and a duplicate is refused by the claim
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from opsbook.cluster.dispatch import DRIVE_TASK
 
-if TYPE_CHECKING:
-    from opsbook.cluster.worker import WorkerContext
+#: What the task calls for each message: ``drive(execution_id=, dispatch=, actor=, decision=,
+#: queue=)`` -> outcome (``opsbook worker`` passes :func:`opsbook.cluster.worker.drive_message`
+#: bound to its context).
+Drive = Callable[..., str]
 
 #: Redis transport: unacked messages come back after an hour (a duplicate is harmless and
 #: recovery never waits for redelivery, ADR 0017 §4); the unacked sweep runs every second
@@ -48,10 +51,10 @@ def settings(broker_url: str) -> dict[str, Any]:
     return conf
 
 
-def make_app(broker_url: str, *, context: WorkerContext | None = None) -> Any:
+def make_app(broker_url: str, *, drive: Drive | None = None) -> Any:
     """A Celery app on ``broker_url`` with the ``opsbook.drive`` task registered. Producers
-    (a server's dispatcher) pass no ``context``; ``opsbook worker`` passes its own, which the
-    task drives each message with (:func:`opsbook.cluster.worker.drive_message`)."""
+    (a server's dispatcher) pass no ``drive``; ``opsbook worker`` passes what drives each
+    message (:func:`opsbook.cluster.worker.drive_message` bound to its context)."""
     # celery ships no type information (no py.typed, no stubs)
     from celery import Celery  # noqa: PLC0415
 
@@ -61,26 +64,23 @@ def make_app(broker_url: str, *, context: WorkerContext | None = None) -> Any:
     # shared=False: only this app gets the task (a producer app in the same process must not
     # lend its context-less copy to the worker app's registry)
     @app.task(name=DRIVE_TASK, bind=True, shared=False)  # type: ignore[untyped-decorator]  # untyped
-    def drive(
+    def drive_task(
         task: Any,
         execution_id: str,
         dispatch: int,
         actor: str,
         decision: str | None = None,
     ) -> str:
-        from opsbook.cluster.worker import drive_message  # noqa: PLC0415
-
-        if context is None:
+        if drive is None:
             raise RuntimeError("opsbook.drive runs in `opsbook worker` only")
         info = task.request.delivery_info or {}
         queue = str(info.get("routing_key") or info.get("queue") or "")
-        return drive_message(
+        return drive(
             execution_id=execution_id,
             dispatch=int(dispatch),
             actor=actor,
             decision=decision,
             queue=queue,
-            context=context,
         )
 
     return app

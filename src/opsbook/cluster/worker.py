@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -346,7 +347,9 @@ def run_worker(
 
         signals.worker_shutting_down.connect(on_shutting_down, weak=False)
         undo.callback(signals.worker_shutting_down.disconnect, on_shutting_down)
-        celery_worker = make_app(broker_url, context=context).Worker(
+        celery_worker = make_app(
+            broker_url, drive=functools.partial(drive_message, context=context)
+        ).Worker(
             hostname=f"{me.name}.{me.pid}@{me.host}",
             queues=consumed,
             pool="threads",  # one process: one owner token, one heartbeat (ADR 0017 §1)

@@ -25,7 +25,7 @@ from opsbook import audit
 from opsbook.engine._hooks import Dispatcher
 from opsbook.engine.states import TERMINAL_STATES
 from opsbook.errors import DatabaseError, OpsbookError
-from opsbook.executions import operations
+from opsbook.executions import dispatching, operations
 from opsbook.executions.context import AppContext
 from opsbook.logs import get_logger
 from opsbook.users.access import SCHEDULER, Principal
@@ -126,7 +126,7 @@ async def _start_queued(
             if previous is not None:
                 _skip(ctx, ref, due, previous)
                 return None
-            queued = operations.create_queued(
+            queued = dispatching.create_queued(
                 ctx=ctx, principal=_principal(), ref=ref, environment=env, params={}, confirm=True
             )
             ctx.db.execute(
@@ -137,7 +137,7 @@ async def _start_queued(
         get_logger().warning("server.schedule.failed", fields={"ref": ref, "error": exc.message})
         ctx.db.execute(_CLAIM_ONCE, (ref, due.isoformat(), owner))
         return None
-    await operations.send_queued(ctx, dispatcher, queued, actor=SCHEDULER)
+    await dispatching.send_queued(ctx, dispatcher, queued, actor=SCHEDULER)
     return queued.row.id
 
 
