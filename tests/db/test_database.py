@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from opsbook.db import open_database
+from opsbook.db import Database, open_database
 from opsbook.db._database import SCHEMA_HEAD, current_revision
 from opsbook.errors import DatabaseError
 
@@ -127,6 +127,31 @@ def test_an_unchanged_marker_is_vouched_for_without_a_query_until_anyone_commits
         other.close()
 
 
+_EVENT = (
+    "INSERT INTO events (ts, actor, action, subject, payload, payload_digest, prev_hash, hash)"
+    " VALUES ('t', 'a', 'b', 'c', '{}', 'd', 'p', 'h')"
+)
+
+
 @pytest.mark.postgres
-def test_postgres_has_no_change_marker(pg_db) -> None:  # type: ignore[no-untyped-def]
-    assert pg_db.change_marker() is None
+def test_postgres_change_marker_is_the_snapshot(pg_db: Database) -> None:
+    """Stable while nothing commits (reads, an open writer elsewhere); moves on any commit,
+    this connection's or another's (ADR 0017 §7); None inside a transaction."""
+    other = open_database(pg_db.url)
+    try:
+        first = pg_db.change_marker()
+        assert first is not None
+        pg_db.one("SELECT COUNT(*) AS n FROM events")
+        assert pg_db.change_marker() == first  # reading changes nothing
+        with other.transaction():
+            other.execute(_EVENT)
+            during = pg_db.change_marker()  # the writer has not committed
+            assert during is not None
+        after = pg_db.change_marker()
+        assert after not in (first, during)  # its commit is seen
+        pg_db.execute(_EVENT)  # this connection's own write (autocommit)
+        assert pg_db.change_marker() not in (first, during, after)
+        with pg_db.transaction():
+            assert pg_db.change_marker() is None
+    finally:
+        other.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opsbook.db import open_database
+import pytest
+
+from opsbook.db import Database, open_database
 from opsbook.executions.readcache import ReadCache
 
 
@@ -49,3 +51,45 @@ def test_nothing_is_cached_inside_a_transaction(tmp_path: Path) -> None:
             assert reads.get("k", lambda: 2) == 2
     finally:
         db.close()
+
+
+_EVENT = (
+    "INSERT INTO events (ts, actor, action, subject, payload, payload_digest, prev_hash, hash)"
+    " VALUES ('t', 'a', 'b', 'c', '{}', 'd', 'p', 'h')"
+)
+
+
+@pytest.mark.postgres
+def test_postgresql_answers_are_reused_until_another_connection_commits(pg_db: Database) -> None:
+    """Two replicas on one PostgreSQL: a write through the other one is seen by the next get."""
+    other = open_database(pg_db.url)
+    reads = ReadCache(pg_db)
+
+    def count() -> int:
+        return int(pg_db.one("SELECT COUNT(*) AS n FROM events")["n"])  # type: ignore[index]
+
+    try:
+        assert reads.get("n", count) == 0
+        assert reads.get("n", count) == 0
+        assert reads.hits == 1  # cached: nothing committed in between
+        other.execute(_EVENT)  # the other replica's commit
+        assert reads.get("n", count) == 1
+    finally:
+        other.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_a_commit_during_the_computation_is_not_cached(pg_db: Database) -> None:
+    other = open_database(pg_db.url)
+    reads = ReadCache(pg_db)
+
+    def count_then_other_commits() -> int:
+        n = int(pg_db.one("SELECT COUNT(*) AS n FROM events")["n"])  # type: ignore[index]
+        other.execute(_EVENT)  # commits after the read, before the answer is stored
+        return n
+
+    try:
+        assert reads.get("n", count_then_other_commits) == 0  # a stale answer, not stored
+        assert reads.get("n", lambda: int(pg_db.one("SELECT COUNT(*) AS n FROM events")["n"])) == 1  # type: ignore[index]
+    finally:
+        other.close()

@@ -5,7 +5,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -98,16 +98,29 @@ class Database:
     def in_transaction(self) -> bool:
         return self._depth > 0
 
-    def change_marker(self) -> tuple[int, int] | None:
+    def change_marker(self) -> Hashable | None:
         """A value that differs once anything has been written to the database since it was
-        last taken, or None when that cannot be known cheaply (PostgreSQL) or the caller is
-        inside a transaction (its writes are not committed yet).
+        last taken, or None when the caller is inside a transaction (its writes are not
+        committed yet).
 
         SQLite: ``PRAGMA data_version`` moves when another connection commits, and the
         connection's ``total_changes`` when this one writes (a rolled-back write moves it
         too, which only costs a needless re-read).
+
+        PostgreSQL: ``pg_current_snapshot()`` (xmin:xmax:in-progress xids). Two equal snapshots
+        see the same committed transactions, from this connection or any other (replicas,
+        workers); a commit moves xmax or leaves the in-progress list. Writes to other databases
+        of the cluster move it too, which only costs a re-read (ADR 0017 §7).
         """
-        if self.dialect != "sqlite" or self._depth:
+        if self._depth:
+            return None
+        if self.dialect == "postgresql":
+            try:
+                row = self.raw.execute("SELECT pg_current_snapshot()::text").fetchone()
+            except Exception:  # no marker: the caller computes, as before
+                return None
+            return ("pg", str(row[0])) if row else None
+        if self.dialect != "sqlite":
             return None
         header = self.wal_index_header()
         changes = int(self.raw.total_changes)

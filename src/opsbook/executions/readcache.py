@@ -3,8 +3,10 @@
 The console polls the executions list and automation scrapes it; between two changes every
 one of those requests would read and serialise the same rows. :class:`ReadCache` keeps the
 finished answer under a key and drops everything as soon as :meth:`Database.change_marker`
-moves, i.e. after any write by this process or any commit by another (CLI runs, replicas).
-Without a cheap marker (PostgreSQL) it computes every time. Permission checks stay outside:
+moves, i.e. after any write by this process or any commit by another (CLI runs, replicas,
+workers): SQLite's data version, PostgreSQL's current snapshot (ADR 0017 §7). An answer is
+stored only when the marker is the same before and after computing it, so a commit during the
+computation is never cached. Permission checks stay outside:
 callers check the caller's access before asking the cache.
 """
 
@@ -25,7 +27,7 @@ class ReadCache:
     def __init__(self, db: Database, *, size: int = DEFAULT_SIZE) -> None:
         self._db = db
         self._size = size
-        self._marker: tuple[int, int] | None = None
+        self._marker: Hashable | None = None
         self._entries: OrderedDict[Hashable, Any] = OrderedDict()
         self.hits = 0
         self.misses = 0
