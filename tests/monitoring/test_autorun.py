@@ -163,3 +163,28 @@ def test_rules_are_validated(tmp_path: Path) -> None:
     ws = make_ws(tmp_path, ENV.replace('procedure: "fixes#fix"', 'procedure: "fixes"'))
     with pytest.raises(ValidationError, match="auto_run"):
         load_monitoring(ws, "sandbox")
+
+
+async def test_an_episode_another_replica_claimed_is_not_started_again(ctx: AppContext) -> None:
+    """Replica A claimed this firing episode and is starting its run (its `alert.autorun`
+    record is not written yet): replica B, reading the same alert, starts nothing."""
+    fire(ctx, "PaymentDown", "fp1")
+    rule = load_monitoring(ctx.workspace, "sandbox").auto_run[0]
+    starts = ctx.db.one("SELECT starts_at FROM mon_alerts WHERE fingerprint = 'fp1'")
+    assert starts is not None
+    ctx.db.execute(
+        "INSERT INTO schedule_claims (ref, due_at, claimed_by) VALUES (?, ?, ?)",
+        (f"autorun:{rule.key}:fp1", str(starts["starts_at"]), "replica-a"),
+    )
+    assert await run(ctx, T0 + timedelta(minutes=1)) == []
+    assert ctx.db.one("SELECT id FROM executions") is None
+
+
+async def test_a_start_that_failed_is_tried_again(ctx: AppContext) -> None:
+    fire(ctx, "PaymentDown", "fp1")
+    (ctx.workspace.runbooks_dir / "fixes.md").rename(ctx.workspace.root / "fixes.md.off")
+    assert await run(ctx, T0 + timedelta(minutes=1)) == []
+    assert ctx.db.one("SELECT id FROM events WHERE action = 'alert.autorun_failed'")
+    (ctx.workspace.root / "fixes.md.off").rename(ctx.workspace.runbooks_dir / "fixes.md")
+    ctx._checked = 0.0  # the catalogue is re-read at once, not after a second
+    assert len(await run(ctx, T0 + timedelta(minutes=2))) == 1

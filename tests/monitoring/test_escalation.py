@@ -3,12 +3,12 @@ call the notifier once per level, recorded on the alert and audited."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from opsbook.db import Database
+from opsbook.db import Database, open_database
 from opsbook.monitoring import alerts
 from opsbook.monitoring.config import Escalation
 from opsbook.monitoring.escalation import Contact, escalate, load_levels, severity_class
@@ -107,3 +107,41 @@ def test_a_failed_delivery_is_audited_and_retried(db: Database) -> None:
     n.fail = False
     escalate(db, rules=RULES, levels=LEVELS, notifier=n, now=T0 + timedelta(minutes=21))
     assert n.calls[0][:2] == ("A", "level-2")
+
+
+class _ReadsThen:
+    """A connection whose read of the firing alerts runs ``then()`` before answering: the
+    other replica acts between this one's read and its claim (a deterministic race)."""
+
+    def __init__(self, db: Database, then: Callable[[], object]) -> None:
+        self._db, self._then = db, then
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        rows = self._db.query(sql, params)
+        if "FROM mon_alerts" in sql and self._then is not None:
+            then, self._then = self._then, None
+            then()
+        return rows
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_two_replicas_racing_page_once(any_db: Database) -> None:
+    """Both read the alert as due; only the one whose UPDATE moves the level notifies."""
+    fire(any_db, "PaymentDown")
+    other = open_database(any_db.url)
+    a, b = RecordingNotifier(), RecordingNotifier()
+    later = T0 + timedelta(minutes=16)
+    try:
+
+        def replica_a() -> None:
+            escalate(other, rules=RULES, levels=LEVELS, notifier=a, now=later)
+
+        stale = cast(Database, _ReadsThen(any_db, replica_a))
+        done_b = escalate(stale, rules=RULES, levels=LEVELS, notifier=b, now=later)
+    finally:
+        other.close()
+    assert [c[1] for c in a.calls] == ["level-2"]
+    assert b.calls == [] and done_b == []
+    assert len(any_db.query("SELECT id FROM events WHERE action = 'alert.escalated'")) == 1

@@ -14,7 +14,7 @@ import pytest
 
 from opsbook import audit
 from opsbook.db import Database, open_database
-from opsbook.errors import PermissionDenied, ValidationError
+from opsbook.errors import ConflictError, PermissionDenied, ValidationError
 from opsbook.sandbox import iam
 from opsbook.secops import access, jit
 from opsbook.users.access import roles_resolver
@@ -89,6 +89,26 @@ def test_revoking_an_active_grant_ends_it_now(db: Database) -> None:
     assert "admin" in _roles(db, "olga")
     assert jit.revoke(db, grant="JIT-1", actor="sam")["state"] == "revoked"
     assert "admin" not in _roles(db, "olga")
+
+
+def test_a_grant_ended_by_another_writer_is_not_ended_twice(db: Database) -> None:
+    """Replica A revoked the grant after replica B read it as active: B's revocation is a
+    conflict and its expiry pass closes nothing (one `access.jit.ended` record)."""
+    jit.request(
+        db, username="olga", role="admin", duration_s=3600, reason="CHG-9", known_roles=ROLES
+    )
+    started = datetime.now(UTC)
+    jit.approve(db, grant="JIT-1", actor="ada", roles=_roles(db, "ada"), now=started)
+    stale = jit.get(db, "JIT-1")  # what replica B read
+    assert stale["state"] == "active"
+    jit.revoke(db, grant="JIT-1", actor="sam")  # replica A
+    with db.transaction():
+        assert not jit._end(db, stale, state="revoked", actor="ada", when=started)
+    with pytest.raises(ConflictError, match="already revoked"):
+        jit.revoke(db, grant="JIT-1", actor="ada")
+    assert jit.expire(db, now=started + timedelta(hours=2)) == []
+    ended = db.query("SELECT id FROM events WHERE action = 'access.jit.ended'")
+    assert len(ended) == 1
 
 
 def _k8s(tmp_path: Path) -> Path:

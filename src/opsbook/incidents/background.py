@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import time
 from typing import TYPE_CHECKING
 
 from opsbook.errors import OpsbookError
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
     from opsbook.executions.context import AppContext
 
 TICK = 1.0  # seconds between looks at the timer table (OPSBOOK_INCIDENT_TICK overrides)
+#: Seconds between looks for sends a dead process left ``sending`` (OPSBOOK_INCIDENT_STALE_CHECK
+#: overrides). Not only at start: with several replicas, one that died leaves its rows while the
+#: others keep running (ADR 0017 §6). Only rows older than ``deliver.STALE_AFTER`` count.
+STALE_CHECK = 60.0
 WAKE_KEY = "incidents.wake"
 BATCH = 50  # timers fired between yields to the event loop
 
@@ -41,12 +46,16 @@ async def run_background(ctx: AppContext) -> None:
     ctx.cache[WAKE_KEY] = event
     inflight: set[asyncio.Task[object]] = set()
     snapshots: set[asyncio.Task[int]] = set()
-    try:
-        deliver.mark_stale(db=ctx.db)
-    except OpsbookError as exc:
-        log.warning("incidents.outbox.stale_failed", fields={"error": exc.message})
+    stale_every = float(os.environ.get("OPSBOOK_INCIDENT_STALE_CHECK", STALE_CHECK))
+    stale_due = 0.0  # at start, then every stale_every seconds
     last_error = ""
     while True:
+        if time.monotonic() >= stale_due:
+            stale_due = time.monotonic() + stale_every
+            try:
+                deliver.mark_stale(db=ctx.db)
+            except OpsbookError as exc:
+                log.warning("incidents.outbox.stale_failed", fields={"error": exc.message})
         try:
             config = load_config(ctx.workspace)
             fired: list[escalation.Fired] = []

@@ -142,6 +142,15 @@ async def run_due(
             )
             if not current or current["status"] != "firing" or current["acked_by"]:
                 continue  # precondition: still firing, nobody took it
+            # One start per firing episode even with two leaders for a moment (ADR 0017 §6):
+            # the episode is claimed by its primary key before anything starts.
+            claimed = ctx.db.execute(
+                "INSERT INTO schedule_claims (ref, due_at, claimed_by) VALUES (?, ?, ?)"
+                " ON CONFLICT (ref, due_at) DO NOTHING",
+                (f"autorun:{rule.key}:{row['fingerprint']}", str(row["starts_at"]), "monitoring"),
+            )
+            if not claimed:
+                continue  # another replica started this episode's run
             try:
                 execution = await operations.start_execution(
                     ctx=ctx,
@@ -152,6 +161,10 @@ async def run_due(
                     confirm=False,
                 )
             except OpsbookError as exc:
+                ctx.db.execute(  # not started: a later pass may try this episode again
+                    "DELETE FROM schedule_claims WHERE ref = ? AND due_at = ?",
+                    (f"autorun:{rule.key}:{row['fingerprint']}", str(row["starts_at"])),
+                )
                 audit.record(
                     db=ctx.db,
                     actor="system:monitoring",

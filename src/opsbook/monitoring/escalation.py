@@ -86,30 +86,41 @@ def escalate(
         rule = steps[step - 1]
         level = levels.get(rule.level, Contact(rule.level, rule.level, ()))
         reason = f"{sev} alert unacknowledged for {int(age // 60)} min"
+        previous = int(row["escalated_level"])
+        # Claim the level before notifying: with several replicas (or two leaders for a
+        # moment) only the one whose UPDATE moves the level pages (ADR 0017 §6).
+        claimed = db.execute(
+            "UPDATE mon_alerts SET escalated_level = ?, escalated_at = ?"
+            " WHERE id = ? AND escalated_level < ?",
+            (step, iso(when), row["id"], step),
+        )
+        if not claimed:
+            continue
         try:
             notifier.notify(alert=row, level=level, reason=reason)
         except Exception as exc:
-            audit.record(
-                db=db,
-                actor="system:monitoring",
-                action="alert.escalation_failed",
-                subject=f"alert:{row['fingerprint']}",
-                payload={"level": rule.level, "error": str(exc)[:200]},
-            )
+            with db.transaction():  # not paged: the next pass tries again
+                db.execute(
+                    "UPDATE mon_alerts SET escalated_level = ?, escalated_at = ?"
+                    " WHERE id = ? AND escalated_level = ?",
+                    (previous, row["escalated_at"], row["id"], step),
+                )
+                audit.record(
+                    db=db,
+                    actor="system:monitoring",
+                    action="alert.escalation_failed",
+                    subject=f"alert:{row['fingerprint']}",
+                    payload={"level": rule.level, "error": str(exc)[:200]},
+                )
             continue
-        with db.transaction():
-            db.execute(
-                "UPDATE mon_alerts SET escalated_level = ?, escalated_at = ? WHERE id = ?",
-                (step, iso(when), row["id"]),
-            )
-            audit.record(
-                db=db,
-                actor="system:monitoring",
-                action="alert.escalated",
-                subject=f"alert:{row['fingerprint']}",
-                payload={"level": rule.level, "reason": reason, "alertname": row["alertname"]},
-                ts=iso(when),
-            )
+        audit.record(
+            db=db,
+            actor="system:monitoring",
+            action="alert.escalated",
+            subject=f"alert:{row['fingerprint']}",
+            payload={"level": rule.level, "reason": reason, "alertname": row["alertname"]},
+            ts=iso(when),
+        )
         done.append((str(row["fingerprint"]), rule.level))
     return done
 

@@ -154,8 +154,9 @@ def approve(
     return get(db, g["id"])
 
 
-def _end(db: Database, g: dict[str, Any], *, state: str, actor: str, when: datetime) -> None:
-    """End an active grant: the closing audit record lists what was done under it."""
+def _end(db: Database, g: dict[str, Any], *, state: str, actor: str, when: datetime) -> bool:
+    """End an active grant: the closing audit record lists what was done under it. False when
+    another writer (a replica's expiry, a revocation) ended it first: nothing is written."""
     until = min(_z(when), str(g["expires_at"]))
     done = [
         int(r["id"])
@@ -164,10 +165,12 @@ def _end(db: Database, g: dict[str, Any], *, state: str, actor: str, when: datet
             (g["username"], g["approved_at"], until),
         )
     ]
-    db.execute(
-        "UPDATE jit_grants SET state = ?, ended_at = ?, ended_by = ? WHERE id = ?",
+    if not db.execute(
+        "UPDATE jit_grants SET state = ?, ended_at = ?, ended_by = ? WHERE id = ?"
+        " AND state = 'active'",
         (state, until, actor, g["id"]),
-    )
+    ):
+        return False
     audit.record(
         db=db,
         actor=actor,
@@ -181,17 +184,18 @@ def _end(db: Database, g: dict[str, Any], *, state: str, actor: str, when: datet
             "records_under_grant": done,
         },
     )
+    return True
 
 
 def revoke(db: Database, *, grant: str, actor: str, now: datetime | None = None) -> dict[str, Any]:
     g = get(db, grant)
     when = now or datetime.now(UTC)
     with db.transaction():
-        if g["state"] == "pending":
-            db.execute(
-                "UPDATE jit_grants SET state = 'rejected', ended_at = ?, ended_by = ? WHERE id = ?",
-                (_z(when), actor, g["id"]),
-            )
+        if g["state"] == "pending" and db.execute(
+            "UPDATE jit_grants SET state = 'rejected', ended_at = ?, ended_by = ? WHERE id = ?"
+            " AND state = 'pending'",
+            (_z(when), actor, g["id"]),
+        ):
             audit.record(
                 db=db,
                 actor=actor,
@@ -199,10 +203,9 @@ def revoke(db: Database, *, grant: str, actor: str, now: datetime | None = None)
                 subject=f"grant:{g['ref']}",
                 payload={"username": g["username"], "role": g["role"]},
             )
-        elif g["state"] == "active":
-            _end(db, g, state="revoked", actor=actor, when=when)
-        else:
-            raise ConflictError(f"{g['ref']} is already {g['state']}")
+        elif g["state"] != "active" or not _end(db, g, state="revoked", actor=actor, when=when):
+            now_state = get(db, g["id"])["state"]
+            raise ConflictError(f"{g['ref']} is already {now_state}")
     return get(db, g["id"])
 
 
@@ -215,8 +218,8 @@ def expire(db: Database, *, now: datetime | None = None) -> list[str]:
         for g in db.query(
             "SELECT * FROM jit_grants WHERE state = 'active' AND expires_at <= ?", (_z(when),)
         ):
-            _end(db, _out(g), state="expired", actor="opsbook", when=when)
-            closed.append(ref(int(g["id"])))
+            if _end(db, _out(g), state="expired", actor="opsbook", when=when):
+                closed.append(ref(int(g["id"])))
     return closed
 
 
