@@ -10,6 +10,12 @@ from opsbook.db import Database, open_database
 from opsbook.executions.readcache import ReadCache
 
 
+def _events(db: Database) -> int:
+    row = db.one("SELECT COUNT(*) AS n FROM events")
+    assert row is not None
+    return int(row["n"])
+
+
 def test_reuses_until_any_write_then_recomputes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'opsbook.db'}"
     db, other = open_database(url), open_database(url)
@@ -18,7 +24,7 @@ def test_reuses_until_any_write_then_recomputes(tmp_path: Path) -> None:
 
     def count() -> int:
         calls.append("x")
-        return int(db.one("SELECT COUNT(*) AS n FROM events")["n"])  # type: ignore[index]
+        return _events(db)
 
     try:
         assert reads.get("n", count) == 0
@@ -66,7 +72,7 @@ def test_postgresql_answers_are_reused_until_another_connection_commits(pg_db: D
     reads = ReadCache(pg_db)
 
     def count() -> int:
-        return int(pg_db.one("SELECT COUNT(*) AS n FROM events")["n"])  # type: ignore[index]
+        return _events(pg_db)
 
     try:
         assert reads.get("n", count) == 0
@@ -84,12 +90,12 @@ def test_postgresql_a_commit_during_the_computation_is_not_cached(pg_db: Databas
     reads = ReadCache(pg_db)
 
     def count_then_other_commits() -> int:
-        n = int(pg_db.one("SELECT COUNT(*) AS n FROM events")["n"])  # type: ignore[index]
+        n = _events(pg_db)
         other.execute(_EVENT)  # commits after the read, before the answer is stored
         return n
 
     try:
         assert reads.get("n", count_then_other_commits) == 0  # a stale answer, not stored
-        assert reads.get("n", lambda: int(pg_db.one("SELECT COUNT(*) AS n FROM events")["n"])) == 1  # type: ignore[index]
+        assert reads.get("n", lambda: _events(pg_db)) == 1  # recomputed, not the stale 0
     finally:
         other.close()

@@ -4,6 +4,7 @@ repeated failures. Real engine runs of real procedures."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from opsbook.config import Settings
-from opsbook.db import open_database
+from opsbook.db import Database, open_database
 from opsbook.executions import operations
 from opsbook.executions.context import AppContext, build_context
 from opsbook.executions.settings import ServerSettings
 from opsbook.monitoring import alerts, autorun
 from opsbook.monitoring.config import load_monitoring
+from opsbook.workspace import Workspace
 from tests.monitoring.conftest import make_ws
 
 RUNBOOK = """\
@@ -188,3 +190,47 @@ async def test_a_start_that_failed_is_tried_again(ctx: AppContext) -> None:
     (ctx.workspace.root / "fixes.md.off").rename(ctx.workspace.runbooks_dir / "fixes.md")
     ctx._checked = 0.0  # the catalogue is re-read at once, not after a second
     assert len(await run(ctx, T0 + timedelta(minutes=2))) == 1
+
+
+def _context(ws_root: Path, url: str) -> AppContext:
+    """One `opsbook serve` replica's context on the shared database."""
+    return build_context(
+        settings=Settings(database_url=url),
+        server=ServerSettings(host="127.0.0.1", port=1, schedules=False),
+        workspace=Workspace.load(ws_root),
+        db=open_database(url),
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_url(request: pytest.FixtureRequest, ctx: AppContext) -> str:
+    """The database two replicas share: the workspace's SQLite file, or a PostgreSQL
+    database of the test's own."""
+    if request.param == "sqlite":
+        return ctx.db.url
+    pg: Database = request.getfixturevalue("fresh_pg")
+    return pg.url
+
+
+async def test_two_replicas_racing_start_one_run(ctx: AppContext, shared_url: str) -> None:
+    """Both passes run at once on two connections: each reads the alert as due with no
+    `alert.autorun` record yet; only the one whose claim is inserted starts the run."""
+    replicas = [_context(ctx.workspace.root, shared_url) for _ in range(2)]
+    try:
+        fire(replicas[0], "PaymentDown", "fp1")
+        when = T0 + timedelta(minutes=1)
+        rules = load_monitoring(ctx.workspace, "sandbox").auto_run
+        results = await asyncio.gather(
+            *(autorun.run_due(c, rules=rules, environment="sandbox", now=when) for c in replicas)
+        )
+        for c in replicas:
+            await operations.drain(c, 20)
+        db = replicas[0].db
+        assert sorted(len(r) for r in results) == [0, 1]
+        assert len(db.query("SELECT id FROM executions")) == 1
+        assert len(db.query("SELECT id FROM events WHERE action = 'alert.autorun'")) == 1
+        claims = db.query("SELECT ref FROM schedule_claims WHERE ref LIKE ?", ("autorun:%",))
+        assert len(claims) == 1 and claims[0]["ref"].endswith(":fp1")
+    finally:
+        for c in replicas:
+            c.db.close()

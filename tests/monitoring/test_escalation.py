@@ -3,10 +3,13 @@ call the notifier once per level, recorded on the alert and audited."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
+
+import pytest
 
 from opsbook.db import Database, open_database
 from opsbook.monitoring import alerts
@@ -127,10 +130,44 @@ class _ReadsThen:
         return getattr(self._db, name)
 
 
-def test_two_replicas_racing_page_once(any_db: Database) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def both_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """SQLite, then a PostgreSQL database of the test's own (the shared one keeps no alerts)."""
+    if request.param == "postgres":
+        yield request.getfixturevalue("fresh_pg")
+        return
+    d = open_database(f"sqlite:///{tmp_path / 'state' / 'opsbook.db'}")
+    yield d
+    d.close()
+
+
+def test_a_failed_page_puts_the_level_back(both_db: Database) -> None:
+    """The level is claimed before the page; the page fails, so the claim is undone and the
+    next pass (this replica's or another's) pages that level."""
+    fire(both_db, "A")
+    before = alerts.get_alert(both_db, "A")
+    failing = RecordingNotifier(fail=True)
+    later = T0 + timedelta(minutes=20)
+    assert escalate(both_db, rules=RULES, levels=LEVELS, notifier=failing, now=later) == []
+    after = alerts.get_alert(both_db, "A")
+    assert after["escalated_level"] == 0
+    assert after["escalated_at"] == before["escalated_at"]
+    assert both_db.query("SELECT id FROM events WHERE action = 'alert.escalated'") == []
+    other = open_database(both_db.url)
+    try:
+        n = RecordingNotifier()
+        assert escalate(other, rules=RULES, levels=LEVELS, notifier=n, now=later) == [
+            ("A", "level-2")
+        ]
+    finally:
+        other.close()
+    assert alerts.get_alert(both_db, "A")["escalated_level"] == 1
+
+
+def test_two_replicas_racing_page_once(both_db: Database) -> None:
     """Both read the alert as due; only the one whose UPDATE moves the level notifies."""
-    fire(any_db, "PaymentDown")
-    other = open_database(any_db.url)
+    fire(both_db, "PaymentDown")
+    other = open_database(both_db.url)
     a, b = RecordingNotifier(), RecordingNotifier()
     later = T0 + timedelta(minutes=16)
     try:
@@ -138,10 +175,10 @@ def test_two_replicas_racing_page_once(any_db: Database) -> None:
         def replica_a() -> None:
             escalate(other, rules=RULES, levels=LEVELS, notifier=a, now=later)
 
-        stale = cast(Database, _ReadsThen(any_db, replica_a))
+        stale = cast(Database, _ReadsThen(both_db, replica_a))
         done_b = escalate(stale, rules=RULES, levels=LEVELS, notifier=b, now=later)
     finally:
         other.close()
     assert [c[1] for c in a.calls] == ["level-2"]
     assert b.calls == [] and done_b == []
-    assert len(any_db.query("SELECT id FROM events WHERE action = 'alert.escalated'")) == 1
+    assert len(both_db.query("SELECT id FROM events WHERE action = 'alert.escalated'")) == 1

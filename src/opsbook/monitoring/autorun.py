@@ -144,10 +144,11 @@ async def run_due(
                 continue  # precondition: still firing, nobody took it
             # One start per firing episode even with two leaders for a moment (ADR 0017 §6):
             # the episode is claimed by its primary key before anything starts.
+            claim = (f"autorun:{rule.key}:{row['fingerprint']}", str(row["starts_at"]))
             claimed = ctx.db.execute(
                 "INSERT INTO schedule_claims (ref, due_at, claimed_by) VALUES (?, ?, ?)"
                 " ON CONFLICT (ref, due_at) DO NOTHING",
-                (f"autorun:{rule.key}:{row['fingerprint']}", str(row["starts_at"]), "monitoring"),
+                (*claim, ctx.engine().owner),  # the replica's owner token, as schedules do
             )
             if not claimed:
                 continue  # another replica started this episode's run
@@ -162,8 +163,7 @@ async def run_due(
                 )
             except OpsbookError as exc:
                 ctx.db.execute(  # not started: a later pass may try this episode again
-                    "DELETE FROM schedule_claims WHERE ref = ? AND due_at = ?",
-                    (f"autorun:{rule.key}:{row['fingerprint']}", str(row["starts_at"])),
+                    "DELETE FROM schedule_claims WHERE ref = ? AND due_at = ?", claim
                 )
                 audit.record(
                     db=ctx.db,

@@ -79,7 +79,8 @@ def request(
         raise ValidationError(
             f"unknown role {role!r}", field="--role", hint=f"roles are: {', '.join(known_roles)}"
         )
-    if not (reason or "").strip():
+    why = (reason or "").strip()
+    if not why:
         raise ValidationError(
             "just-in-time access needs a reason", field="--reason", hint="--reason INC-7"
         )
@@ -91,20 +92,17 @@ def request(
         )
     stamp = _z(now or datetime.now(UTC))
     with db.transaction():
-        db.execute(
+        gid = db.insert(  # RETURNING id: two requests at once on PostgreSQL get their own
             "INSERT INTO jit_grants (username, role, reason, duration_s, state, requested_at)"
             " VALUES (?, ?, ?, ?, 'pending', ?)",
-            (username, role, reason.strip(), int(duration_s), stamp),  # type: ignore[union-attr]
+            (username, role, why, int(duration_s), stamp),
         )
-        row = db.one("SELECT MAX(id) AS id FROM jit_grants WHERE username = ?", (username,))
-        assert row is not None
-        gid = int(row["id"])
         audit.record(
             db=db,
             actor=username,
             action="access.jit.requested",
             subject=f"grant:{ref(gid)}",
-            payload={"role": role, "for_s": int(duration_s), "reason": reason.strip()},  # type: ignore[union-attr]
+            payload={"role": role, "for_s": int(duration_s), "reason": why},
         )
     return get(db, gid)
 
@@ -139,11 +137,13 @@ def approve(
     when = now or datetime.now(UTC)
     ends = when + timedelta(seconds=int(g["duration_s"]))
     with db.transaction():
-        db.execute(
+        if not db.execute(
             "UPDATE jit_grants SET state = 'active', approved_by = ?, approved_at = ?,"
             " expires_at = ? WHERE id = ? AND state = 'pending'",
             (actor, _z(when), _z(ends), g["id"]),
-        )
+        ):  # another approver or a rejection got there first: no second record
+            now_state = get(db, g["id"])["state"]
+            raise ConflictError(f"{g['ref']} is {now_state}, not waiting for approval")
         audit.record(
             db=db,
             actor=actor,
