@@ -168,17 +168,19 @@ def main() -> int:
         in_process = _make_inprocess(ws, settings, db)
         runbook, procedure = resolve(ws, "quick#proc")
         environment = load_environment(ws, "sandbox")
-        t = time.perf_counter()
-        for _ in range(quick_runs):
-            asyncio.run(
-                in_process.start(
+
+        async def in_process_runs() -> None:  # one event loop, as a server drives its runs
+            for _ in range(quick_runs):
+                await in_process.start(
                     runbook=runbook,
                     procedure=procedure,
                     environment=environment,
                     params={},
                     started_by="bench",
                 )
-            )
+
+        t = time.perf_counter()
+        asyncio.run(in_process_runs())
         t_in = time.perf_counter() - t
         t_broker = _with_workers(
             root, env, engine, ws, db, workers=1, ref="quick#proc", runs=quick_runs
