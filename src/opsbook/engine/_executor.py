@@ -18,29 +18,25 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from opsbook.audit._log import record as audit_record
-from opsbook.audit._log import utcnow
 from opsbook.db import Database
-from opsbook.engine import _branching, _recovery, _running, _waiting, approvals
+from opsbook.engine import _branching, _recovery, _running, _starting, _waiting
 from opsbook.engine import _journal as journal
 from opsbook.engine._base import (
     MAX_STEP_RUNS,
     Outcome,
-    new_execution_id,
     owner_alive,
     owner_token,
 )
 from opsbook.engine._context import ExecutionContext, SecretParams, secret_sources
 from opsbook.engine._dry import needs_results
 from opsbook.engine._hooks import Dispatcher, Interaction, Reporter, StepReport
-from opsbook.engine.guards import StartGuard, StartRequest
-from opsbook.engine.secrets import Redactor, SecretResolver, refuse_secret_params
+from opsbook.engine.guards import StartGuard
+from opsbook.engine.secrets import Redactor, SecretResolver
 from opsbook.engine.states import TERMINAL_STATES, State
 from opsbook.errors import (
     ConflictError,
     ExpressionError,
     OpsbookError,
-    PermissionDenied,
     UsageError,
 )
 from opsbook.expressions import evaluate
@@ -97,7 +93,8 @@ class Engine:
         parent_id: str | None = None,
         depth: int = 0,
     ) -> Outcome:
-        row = self._new_row(
+        row = _starting.new_row(
+            self,
             runbook=runbook,
             procedure=procedure,
             environment=environment,
@@ -143,7 +140,8 @@ class Engine:
                 "a queued run needs a dispatcher (a broker) to reach the workers",
                 hint="set OPSBOOK_BROKER_URL, or run it in-process with `opsbook run`",
             )
-        row = self._new_row(
+        row = _starting.new_row(
+            self,
             runbook=runbook,
             procedure=procedure,
             environment=environment,
@@ -161,101 +159,6 @@ class Engine:
                 db=self.db, execution_id=row.id, queue=queue, actor=started_by
             )
         return row, dispatch
-
-    def _new_row(
-        self,
-        *,
-        runbook: Runbook,
-        procedure: Procedure,
-        environment: Environment,
-        params: Mapping[str, Any],
-        started_by: str,
-        dry_run: bool,
-        parent_id: str | None,
-        state_name: str,
-        owner: str | None,
-        queue: str | None = None,
-    ) -> journal.ExecutionRow:
-        """A new execution's row (``pending``), after the checks every start passes: the
-        procedure's environments and permissions, the start guards, secret parameters."""
-        self._check_may_start(
-            procedure=procedure, runbook=runbook, user=started_by, environment=environment
-        )
-        if self.start_guards:
-            request = StartRequest(
-                db=self.db,
-                workspace=self.workspace,
-                runbook=runbook,
-                procedure=procedure,
-                environment=environment,
-                user=started_by,
-                params=params,
-                dry_run=dry_run,
-                parent_id=parent_id,
-            )
-            for guard in self.start_guards:
-                guard(request)
-        defaults = {
-            p.name: p.default
-            for p in procedure.params
-            if p.type != "secret" and p.default is not None and p.name not in params
-        }
-        params = {**defaults, **params}
-        refuse_secret_params(params, self.resolver)  # stored and audited as given
-        now = utcnow()
-        digest = approvals.compute_digest(
-            runbook_hash=runbook.content_hash,
-            procedure_id=procedure.id,
-            params=params,
-            environment=environment.name,
-        )
-        return journal.ExecutionRow(
-            id=new_execution_id(),
-            parent_id=parent_id,
-            runbook_id=runbook.id,
-            runbook_path=str(runbook.path),
-            runbook_hash=runbook.content_hash,
-            procedure_id=procedure.id,
-            environment=environment.name,
-            params=dict(params),
-            digest=digest,
-            state=State.PENDING,
-            state_name=state_name,
-            reason=None,
-            cursor=0,
-            dry_run=dry_run,
-            started_by=started_by,
-            owner=owner,
-            created_at=now,
-            updated_at=now,
-            finished_at=None,
-            queue=queue,
-        )
-
-    def _check_may_start(
-        self, *, procedure: Procedure, runbook: Runbook, user: str, environment: Environment
-    ) -> None:
-        if procedure.environments and environment.name not in procedure.environments:
-            raise UsageError(
-                f"{runbook.id}#{procedure.id} is not meant for environment {environment.name!r}",
-                hint=f"its environments are: {', '.join(procedure.environments)}",
-            )
-        if procedure.permissions:
-            roles = set(self.roles_of(user))
-            if "admin" not in roles and not roles & set(procedure.permissions):
-                audit_record(
-                    db=self.db,
-                    actor=user,
-                    action="execution.start.denied",
-                    subject=f"procedure:{runbook.id}#{procedure.id}",
-                    payload={"roles": sorted(roles), "needs": list(procedure.permissions)},
-                )
-                raise PermissionDenied(
-                    f"{user} (roles: {', '.join(sorted(roles)) or 'none'}) may not start "
-                    f"{runbook.id}#{procedure.id}",
-                    hint=f"it needs one of: {', '.join(procedure.permissions)} "
-                    "([users] in opsbook.toml)",
-                )
 
     def _context(
         self, row: journal.ExecutionRow, environment: Environment, procedure: Procedure
