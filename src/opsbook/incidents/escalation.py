@@ -109,6 +109,18 @@ def _load(db: Database, incident_id: int) -> Incident:
     return Incident.from_row(row)
 
 
+#: The claim of a due timer. On PostgreSQL a row another replica is firing (its transaction
+#: open, or left open by a replica that froze mid-fire) is skipped, not waited for: waiting
+#: would stall this replica's event loop until that session ends (ADR 0017 §6).
+_CLAIM = {
+    False: "UPDATE incident_timers SET state = 'fired', fired_by = ?, fired_at = ?"
+    " WHERE id = ? AND state = 'pending'",
+    True: "UPDATE incident_timers SET state = 'fired', fired_by = ?, fired_at = ?"
+    " WHERE id = (SELECT id FROM incident_timers WHERE id = ? AND state = 'pending'"
+    " FOR UPDATE SKIP LOCKED)",
+}
+
+
 def fire(
     *,
     db: Database,
@@ -123,11 +135,7 @@ def fire(
     when = now or datetime.now(UTC)
     ts = fmt_ts(when)
     with db.transaction():
-        if not db.execute(
-            "UPDATE incident_timers SET state = 'fired', fired_by = ?, fired_at = ?"
-            " WHERE id = ? AND state = 'pending'",
-            (owner, ts, timer["id"]),
-        ):
+        if not db.execute(_CLAIM[db.dialect == "postgresql"], (owner, ts, timer["id"])):
             return None
         inc = _load(db, int(timer["incident_id"]))
         ids: tuple[int, ...] = ()
