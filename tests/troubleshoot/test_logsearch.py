@@ -8,8 +8,11 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -76,6 +79,22 @@ def test_search_terms_levels_text_and_time(logs: Path) -> None:
     assert search(log_dir=logs, query="service=nobody").matched == 0
 
 
+def _traced(
+    log_dir: Path, rid: str, ledger_url: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The trace once ``done`` holds: a service writes its request line after the response
+    has gone out, so the client can be faster than the log (a CI run saw an empty trace)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            t = trace(log_dir=log_dir, request_id=rid, ledger_url=ledger_url)
+        except NotFoundError:
+            t = {"events": [], "hops": [], "ledger": []}
+        if done(t) or time.monotonic() > deadline:
+            return t
+        time.sleep(0.05)
+
+
 def test_trace_on_the_real_sandbox(sb: Sandbox) -> None:
     rid = "pytesttrace0001"
     r = httpx.post(
@@ -87,7 +106,8 @@ def test_trace_on_the_real_sandbox(sb: Sandbox) -> None:
     assert r.status_code in (200, 201), r.text
     assert r.headers.get("x-request-id") == rid
     log_dir = sb.data_dir / "logs"
-    t = trace(log_dir=log_dir, request_id=rid, ledger_url=f"sqlite:///{sb.data_dir / 'ledger.db'}")
+    ledger_url = f"sqlite:///{sb.data_dir / 'ledger.db'}"
+    t = _traced(log_dir, rid, ledger_url, lambda t: bool(t["hops"]))
     assert t["events"] and t["events"][0]["offset_ms"] == 0.0
     assert {"service": "account", "path": "/accounts", "status": r.status_code} == {
         k: t["hops"][0][k] for k in ("service", "path", "status")
@@ -102,8 +122,11 @@ def test_trace_on_the_real_sandbox(sb: Sandbox) -> None:
         timeout=10,
     )
     assert paid.status_code in (200, 201, 402), paid.text
-    t = trace(
-        log_dir=log_dir, request_id=pay_id, ledger_url=f"sqlite:///{sb.data_dir / 'ledger.db'}"
+    t = _traced(
+        log_dir,
+        pay_id,
+        ledger_url,
+        lambda t: {"payment", "payment-network"} <= {e["service"] for e in t["events"]},
     )
     services = [e["service"] for e in t["events"]]
     assert "payment" in services and "payment-network" in services, t["events"]
